@@ -1,0 +1,37 @@
+# genzoo: `make demo` trains, samples and plots; `make test` runs the whole suite.
+# Both create .venv and install everything they need themselves.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+PIP    := $(PY) -m pip install --disable-pip-version-check -q -c constraints.txt
+RUN    ?= runs/demo
+
+.PHONY: demo test venv venv-test bench clean
+
+$(VENV)/.base: pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) torch==2.13.0
+	$(PIP) -e .
+	touch $@
+
+$(VENV)/.test: $(VENV)/.base
+	$(PIP) -e ".[test]"
+	touch $@
+
+venv: $(VENV)/.base
+venv-test: $(VENV)/.test
+
+demo: $(VENV)/.base
+	$(VENV)/bin/genzoo train gpt-nano --out $(RUN)
+	$(VENV)/bin/genzoo generate $(RUN) --prompt "def " --max-new-tokens 120 --temperature 0.8 --top-k 40 --seed 0 --num-samples 3
+	@echo "run directory: $(RUN)  (checkpoint: $(RUN)/checkpoint, metrics: $(RUN)/metrics.jsonl, loss curve: $(RUN)/loss.png)"
+
+test: $(VENV)/.test
+	$(PY) -m pytest -q tests
+
+bench: $(VENV)/.test
+	$(VENV)/bin/genzoo bench decode
+	$(VENV)/bin/genzoo bench train-step
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache
