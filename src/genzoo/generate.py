@@ -1,0 +1,111 @@
+"""Autoregressive generation for causal LMs: greedy, temperature, top-k, top-p, eos stop, batches of
+prompts of different lengths (left padding), reproducible seeded sampling.
+
+The prompt is prefilled in one forward pass that writes a static KV cache; each new token then costs
+one forward of a single position through that cache. Returns what `transformers` returns for the same
+call: the prompt followed by the new tokens, finished rows filled with the pad token, stopping early
+once every row has produced eos.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .errors import InputError
+
+
+def warp_logits(logits: torch.Tensor, temperature: float, top_k: int | None, top_p: float | None) -> torch.Tensor:
+    """Temperature, then top-k, then top-p (nucleus, Holtzman et al. 2020) filtering, in the order and
+    with the tie rules of `transformers`' logits warpers. logits: (B, V) -> (B, V)."""
+    if temperature != 1.0:
+        logits = logits / temperature
+    if top_k is not None and 0 < top_k < logits.shape[-1]:
+        kth = torch.topk(logits, top_k, dim=-1).values[..., -1:]  # (B, 1)
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    if top_p is not None and top_p < 1.0:
+        sorted_logits, order = torch.sort(logits, descending=False)
+        cum = sorted_logits.softmax(dim=-1).cumsum(dim=-1)
+        remove = cum <= (1 - top_p)
+        remove[..., -1] = False  # keep at least the most likely token
+        logits = logits.masked_fill(remove.scatter(-1, order, remove), float("-inf"))
+    return logits
+
+
+def check_sampling(temperature: float, top_k: int | None, top_p: float | None, max_new_tokens: int) -> None:
+    if not (isinstance(max_new_tokens, int) and max_new_tokens > 0):
+        raise InputError(f"max_new_tokens must be a positive integer, got {max_new_tokens!r}")
+    if not temperature > 0:
+        raise InputError(f"temperature must be > 0, got {temperature!r}")
+    if top_k is not None and not (isinstance(top_k, int) and top_k > 0):
+        raise InputError(f"top_k must be a positive integer or None, got {top_k!r}")
+    if top_p is not None and not 0 < top_p <= 1:
+        raise InputError(f"top_p must be in (0, 1], got {top_p!r}")
+
+
+class GenerationMixin:
+    """Adds `generate` to a causal LM that has `check_inputs`, `make_cache` and a cache-aware forward."""
+
+    @torch.no_grad()
+    def generate(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        max_new_tokens: int = 20,
+        do_sample: bool = False,
+        temperature: float = 1.0,
+        top_k: int | None = None,
+        top_p: float | None = None,
+        eos_token_id: int | list[int] | None = None,
+        pad_token_id: int | None = None,
+        seed: int | None = None,
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
+        """input_ids (B, T), left-padded where attention_mask (B, T) is 0 -> (B, T + N), N <= max_new_tokens."""
+        check_sampling(temperature, top_k, top_p, max_new_tokens)
+        self.check_inputs(input_ids, attention_mask)
+        b, t = input_ids.shape
+        total = t + max_new_tokens
+        if total > self.config.max_positions:
+            raise InputError(
+                f"prompt length {t} + max_new_tokens {max_new_tokens} = {total} exceeds "
+                f"max_positions={self.config.max_positions}"
+            )
+        device = input_ids.device
+        if do_sample and generator is None and seed is not None:
+            generator = torch.Generator(device=device).manual_seed(seed)
+        eos = torch.tensor([] if eos_token_id is None else
+                           [eos_token_id] if isinstance(eos_token_id, int) else list(eos_token_id), device=device)
+        pad = pad_token_id if pad_token_id is not None else (int(eos[0]) if len(eos) else 0)
+
+        padded = attention_mask is not None and not bool(attention_mask.all())
+        position_ids = None
+        if padded:  # positions count real tokens only: a padded row sees what it would see alone
+            position_ids = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)  # (B, T)
+        was_training = self.training
+        self.eval()
+        try:
+            cache = self.make_cache(b, total, key_valid=attention_mask if padded else None)
+            out = input_ids.new_empty(b, total)
+            out[:, :t] = input_ids
+            logits = self(input_ids, position_ids=position_ids, cache=cache, logits_to_keep=1, check=False).logits
+            next_pos = position_ids[:, -1:] + 1 if padded else None  # (B, 1)
+            finished = torch.zeros(b, dtype=torch.bool, device=device)
+            for i in range(max_new_tokens):
+                scores = logits[:, -1].float()  # (B, V)
+                if do_sample:
+                    probs = warp_logits(scores, temperature, top_k, top_p).softmax(dim=-1)
+                    tok = torch.multinomial(probs, 1, generator=generator).squeeze(1)  # (B,)
+                else:
+                    tok = scores.argmax(dim=-1)  # (B,)
+                if len(eos):
+                    tok = torch.where(finished, torch.full_like(tok, pad), tok)
+                    finished |= torch.isin(tok, eos)
+                out[:, t + i] = tok
+                if (len(eos) and bool(finished.all())) or i == max_new_tokens - 1:
+                    return out[:, : t + i + 1]
+                logits = self(tok[:, None], position_ids=next_pos, cache=cache, logits_to_keep=1, check=False).logits
+                if padded:
+                    next_pos = next_pos + 1
+        finally:
+            self.train(was_training)
+        return out

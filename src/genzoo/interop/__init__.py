@@ -1,0 +1,135 @@
+"""Checkpoint I/O: `load` and `save` for Hugging Face-format directories and genzoo run directories."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import torch
+from safetensors.torch import save_file
+
+from ..config import GENRES
+from ..errors import CheckpointError
+from .atomic import atomic_dir
+from .files import SAFETENSORS, SAFETENSORS_INDEX, read_config, read_weights
+from .formats import FORMATS, CheckpointFormat, KeyMap
+
+__all__ = ["FORMATS", "CheckpointFormat", "KeyMap", "load", "save", "resolve_checkpoint_dir", "atomic_dir"]
+
+
+def resolve_checkpoint_dir(path: str | os.PathLike) -> Path:
+    """An HF directory as it is; a genzoo run directory -> its `checkpoint/` subdirectory."""
+    p = Path(path)
+    if not p.exists():
+        raise CheckpointError(f"{p}: no such directory")
+    if not p.is_dir():
+        raise CheckpointError(f"{p}: not a directory")
+    if not (p / "config.json").exists() and (p / "checkpoint" / "config.json").exists():
+        return p / "checkpoint"
+    return p
+
+
+def format_for(hf_config: dict, file: Path) -> CheckpointFormat:
+    model_type = hf_config.get("model_type")
+    if model_type is None:
+        raise CheckpointError(f"{file}: config.json has no 'model_type'")
+    if model_type not in FORMATS:
+        raise CheckpointError(
+            f"{file}: model_type {model_type!r} is not supported; supported: {', '.join(FORMATS.names())}"
+        )
+    return FORMATS.get(model_type)()
+
+
+def load(path: str | os.PathLike, *, dtype: torch.dtype | None = None, device: str | torch.device = "cpu"):
+    """Load a Hugging Face-format directory or genzoo run directory; returns the model in eval mode.
+
+    Loading is strict: tensors the model lacks, tensors the checkpoint lacks and mis-shaped tensors
+    raise `CheckpointError`, listing them.
+    """
+    directory = resolve_checkpoint_dir(path)
+    hf_config = read_config(directory)
+    fmt = format_for(hf_config, directory / "config.json")
+    config = fmt.config_from_hf(hf_config)
+    model = GENRES.get(config.genre)(config)
+    tensors = read_weights(directory)
+    state, unexpected = fmt.state_from_hf(tensors, config)
+    expected = model.state_dict()
+    if getattr(config, "tie_embeddings", False):
+        expected.pop("lm_head.weight", None)
+        state.pop("lm_head.weight", None)
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(unexpected + [k for k in state if k not in expected])
+    shapes = sorted(
+        f"{k}: checkpoint {tuple(v.shape)} vs model {tuple(expected[k].shape)}"
+        for k, v in state.items()
+        if k in expected and v.shape != expected[k].shape
+    )
+    if missing or unexpected or shapes:
+        parts = [f"{name} ({len(keys)}): {keys[:20]}" for name, keys in
+                 (("missing", missing), ("unexpected", unexpected), ("mis-shaped", shapes)) if keys]
+        raise CheckpointError(f"{directory}: checkpoint does not match the model; " + "; ".join(parts))
+    model.load_state_dict(state, strict=False)
+    if dtype is not None:
+        model.to(dtype)
+    return model.to(device).eval()
+
+
+def save(
+    model,
+    path: str | os.PathLike,
+    *,
+    format: str | None = None,
+    max_shard_bytes: int | None = None,
+    extra_files=None,
+) -> Path:
+    """Write `model` as a Hugging Face-format directory, atomically (temp dir + rename).
+
+    format: a registered checkpoint format (default: the config's `checkpoint_format`).
+    max_shard_bytes: split the weights into shards with a `model.safetensors.index.json`.
+    extra_files: a callable given the temporary directory, to add files (a tokenizer) before the rename.
+    """
+    config = model.config
+    fmt = FORMATS.get(format or config.checkpoint_format)()
+    hf_config = fmt.config_to_hf(config)
+    state = {k: v for k, v in model.state_dict().items()}
+    if getattr(config, "tie_embeddings", False):
+        state.pop("lm_head.weight", None)
+    tensors = {k: v.detach().to("cpu").contiguous() for k, v in fmt.state_to_hf(state, config).items()}
+    dtype = next(iter(tensors.values())).dtype
+    hf_config.setdefault("dtype", str(dtype).removeprefix("torch."))
+    path = Path(path)
+    with atomic_dir(path) as tmp:
+        (tmp / "config.json").write_text(json.dumps(hf_config, indent=2, sort_keys=True) + "\n")
+        gen = {k: getattr(config, k) for k in ("bos_token_id", "eos_token_id", "pad_token_id")
+               if getattr(config, k, None) is not None}
+        if gen:
+            (tmp / "generation_config.json").write_text(json.dumps(gen, indent=2) + "\n")
+        _write_tensors(tmp, tensors, max_shard_bytes)
+        if extra_files is not None:
+            extra_files(tmp)
+    return path
+
+
+def _write_tensors(directory: Path, tensors: dict, max_shard_bytes: int | None) -> None:
+    meta = {"format": "pt"}
+    if not max_shard_bytes:
+        save_file(tensors, str(directory / SAFETENSORS), metadata=meta)
+        return
+    shards, current, size = [], {}, 0
+    for k in sorted(tensors):
+        n = tensors[k].numel() * tensors[k].element_size()
+        if current and size + n > max_shard_bytes:
+            shards.append(current)
+            current, size = {}, 0
+        current[k] = tensors[k]
+        size += n
+    shards.append(current)
+    weight_map = {}
+    for i, shard in enumerate(shards, 1):
+        name = f"model-{i:05d}-of-{len(shards):05d}.safetensors"
+        save_file(shard, str(directory / name), metadata=meta)
+        weight_map.update({k: name for k in shard})
+    total = sum(t.numel() * t.element_size() for t in tensors.values())
+    index = {"metadata": {"total_size": total}, "weight_map": weight_map}
+    (directory / SAFETENSORS_INDEX).write_text(json.dumps(index, indent=2, sort_keys=True) + "\n")

@@ -1,0 +1,41 @@
+"""Atomic directory writes: write everything into a temporary sibling directory, then rename it into
+place. A reader (or a resumed run) sees the old directory or the complete new one, never a partial one."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import uuid
+from pathlib import Path
+
+from .files import fsync_dir
+
+TMP_MARK = ".tmp-"
+
+
+@contextlib.contextmanager
+def atomic_dir(path: str | os.PathLike):
+    """`with atomic_dir(p) as tmp:` write files into tmp; on success tmp becomes p (replacing it)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.parent / f".{path.name}{TMP_MARK}{uuid.uuid4().hex[:8]}"
+    tmp.mkdir()
+    try:
+        yield tmp
+        for f in tmp.iterdir():
+            if f.is_file():
+                with open(f, "rb+") as fh:
+                    os.fsync(fh.fileno())
+        fsync_dir(tmp)
+        old = None
+        if path.exists():
+            old = path.parent / f".{path.name}.old-{uuid.uuid4().hex[:8]}"
+            os.rename(path, old)
+        os.rename(tmp, path)
+        fsync_dir(path.parent)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise

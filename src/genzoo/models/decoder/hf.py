@@ -1,0 +1,239 @@
+"""Checkpoint formats of the decoder genre: GPT2LMHeadModel, LlamaForCausalLM, MistralForCausalLM.
+
+GPT-2 stores its linear layers as Conv1D, (in, out), and fuses q/k/v into one `c_attn`; both are
+undone here. Its checkpoints exist with and without the `transformer.` prefix, and older ones carry
+the causal-mask buffers `attn.bias` / `attn.masked_bias`; all of these are read. Llama/Mistral configs
+are read in both the `rope_parameters` layout (transformers >= 5) and the older `rope_theta` +
+`rope_scaling` layout.
+"""
+
+from __future__ import annotations
+
+import re
+
+import torch
+
+from ...config import PRESETS
+from ...errors import CheckpointError
+from ...interop.formats import FORMATS, CheckpointFormat, KeyMap, require
+from .config import DecoderConfig
+
+# checkpoint activation name <-> genzoo activation name
+HF_ACT = {"gelu_new": "gelu_tanh", "gelu_pytorch_tanh": "gelu_tanh", "gelu": "gelu", "relu": "relu",
+          "silu": "silu", "swish": "silu", "quick_gelu": "quick_gelu"}
+GZ_ACT = {"gelu_tanh": "gelu_new", "gelu": "gelu", "relu": "relu", "silu": "silu", "quick_gelu": "quick_gelu"}
+
+
+def hf_activation(name: str, where: str) -> str:
+    if name not in HF_ACT:
+        raise CheckpointError(f"{where}: activation {name!r} is not supported; supported: {sorted(HF_ACT)}")
+    return HF_ACT[name]
+
+
+def refuse(hf: dict, key: str, ok, where: str) -> None:
+    """A config option genzoo does not implement is refused loudly, never ignored."""
+    if key in hf and not ok(hf[key]):
+        raise CheckpointError(f"{where}: config option {key}={hf[key]!r} is not supported")
+
+
+# ---------------------------------------------------------------- GPT-2
+GPT2_KEYS = KeyMap([
+    ("embed.weight", "wte.weight"),
+    ("positions.weight", "wpe.weight"),
+    ("blocks.{i}.attn_norm.{p}", "h.{i}.ln_1.{p}"),
+    ("blocks.{i}.attn.q_proj.{p}", "h.{i}.attn.q.{p}"),  # q/k/v: the three thirds of c_attn
+    ("blocks.{i}.attn.k_proj.{p}", "h.{i}.attn.k.{p}"),
+    ("blocks.{i}.attn.v_proj.{p}", "h.{i}.attn.v.{p}"),
+    ("blocks.{i}.attn.o_proj.{p}", "h.{i}.attn.c_proj.{p}"),
+    ("blocks.{i}.ffn_norm.{p}", "h.{i}.ln_2.{p}"),
+    ("blocks.{i}.ffn.up.{p}", "h.{i}.mlp.c_fc.{p}"),
+    ("blocks.{i}.ffn.down.{p}", "h.{i}.mlp.c_proj.{p}"),
+    ("norm.{p}", "ln_f.{p}"),
+    ("lm_head.weight", "lm_head.weight"),
+])
+CONV1D = re.compile(r"h\.\d+\.(attn\.c_attn|attn\.c_proj|mlp\.c_fc|mlp\.c_proj)\.weight$")
+MASK_BUFFERS = re.compile(r"h\.\d+\.attn\.(bias|masked_bias)$")
+
+
+@FORMATS.register("gpt2")
+class GPT2Format(CheckpointFormat):
+    model_type = "gpt2"
+
+    def config_from_hf(self, hf: dict) -> DecoderConfig:
+        where = "GPT-2 config.json"
+        refuse(hf, "scale_attn_weights", lambda v: v is True, where)
+        refuse(hf, "scale_attn_by_inverse_layer_idx", lambda v: v is False, where)
+        refuse(hf, "add_cross_attention", lambda v: v is False, where)
+        d = hf["n_embd"]
+        return PRESETS.get("gpt2").make(
+            vocab_size=hf["vocab_size"],
+            max_positions=hf["n_positions"],
+            d_model=d,
+            n_layers=hf["n_layer"],
+            n_heads=hf["n_head"],
+            d_ff=hf.get("n_inner") or 4 * d,
+            activation=hf_activation(hf.get("activation_function", "gelu_new"), where),
+            norm_eps=hf.get("layer_norm_epsilon", 1e-5),
+            tie_embeddings=hf.get("tie_word_embeddings", True),
+            bos_token_id=hf.get("bos_token_id"),
+            eos_token_id=hf.get("eos_token_id"),
+            pad_token_id=hf.get("pad_token_id"),
+        )
+
+    def config_to_hf(self, c: DecoderConfig) -> dict:
+        f = "gpt2"
+        require(c, "norm", c.norm == "layernorm" and c.norm_bias, f, "LayerNorm with bias")
+        require(c, "ffn", c.ffn == "mlp" and c.ffn_bias, f, "an MLP with bias")
+        require(c, "activation", c.activation in GZ_ACT, f, f"one of {sorted(GZ_ACT)}")
+        require(c, "position", c.position == "learned", f, "learned absolute positions")
+        require(c, "n_kv_heads", c.n_kv_heads == c.n_heads, f, "multi-head attention")
+        require(c, "head_dim", c.head_dim * c.n_heads == c.d_model, f, "d_model / n_heads")
+        require(c, "attn_bias", c.attn_bias and c.attn_out_bias, f, "biased attention projections")
+        require(c, "sliding_window", c.sliding_window is None, f, "no sliding window")
+        require(c, "softmax", c.softmax == "standard", f, "the standard softmax")
+        return {
+            "architectures": ["GPT2LMHeadModel"], "model_type": "gpt2", "vocab_size": c.vocab_size,
+            "n_positions": c.max_positions, "n_embd": c.d_model, "n_layer": c.n_layers, "n_head": c.n_heads,
+            "n_inner": c.d_ff, "activation_function": GZ_ACT[c.activation], "layer_norm_epsilon": c.norm_eps,
+            "tie_word_embeddings": c.tie_embeddings, "bos_token_id": c.bos_token_id,
+            "eos_token_id": c.eos_token_id, "pad_token_id": c.pad_token_id,
+            "resid_pdrop": c.dropout, "embd_pdrop": c.dropout, "attn_pdrop": c.dropout,
+            "initializer_range": c.init_std,
+        }
+
+    def state_from_hf(self, tensors, config):
+        plain = {}
+        for k, v in tensors.items():
+            k = k.removeprefix("transformer.")
+            if MASK_BUFFERS.match(k):  # causal-mask buffers of older checkpoints, not weights
+                continue
+            if CONV1D.match(k):
+                v = v.t()  # Conv1D (in, out) -> Linear (out, in)
+            if ".attn.c_attn." in k:
+                for name, part in zip("qkv", v.chunk(3, dim=0)):
+                    plain[k.replace("c_attn", name)] = part.contiguous()
+            else:
+                plain[k] = v
+        if config.tie_embeddings:
+            plain.pop("lm_head.weight", None)
+        return GPT2_KEYS.rename_in(plain)
+
+    def state_to_hf(self, state, config):
+        plain = GPT2_KEYS.rename_out(state)
+        out = {}
+        for k in list(plain):
+            if k.endswith(".attn.q.weight") or k.endswith(".attn.q.bias"):
+                p = k[: -len("q.weight")] if k.endswith("weight") else k[: -len("q.bias")]
+                suffix = k.rsplit(".", 1)[1]
+                out[f"{p}c_attn.{suffix}"] = torch.cat([plain[f"{p}{n}.{suffix}"] for n in "qkv"], dim=0)
+            elif not re.search(r"\.attn\.[kv]\.(weight|bias)$", k):
+                out[k] = plain[k]
+        out = {k: (v.t().contiguous() if CONV1D.match(k) else v) for k, v in out.items()}
+        return {(k if k == "lm_head.weight" else f"transformer.{k}"): v for k, v in out.items()}
+
+
+# ---------------------------------------------------------------- Llama / Mistral
+LLAMA_KEYS = KeyMap([
+    ("embed.weight", "model.embed_tokens.weight"),
+    ("blocks.{i}.attn_norm.weight", "model.layers.{i}.input_layernorm.weight"),
+    ("blocks.{i}.attn.q_proj.{p}", "model.layers.{i}.self_attn.q_proj.{p}"),
+    ("blocks.{i}.attn.k_proj.{p}", "model.layers.{i}.self_attn.k_proj.{p}"),
+    ("blocks.{i}.attn.v_proj.{p}", "model.layers.{i}.self_attn.v_proj.{p}"),
+    ("blocks.{i}.attn.o_proj.{p}", "model.layers.{i}.self_attn.o_proj.{p}"),
+    ("blocks.{i}.ffn_norm.weight", "model.layers.{i}.post_attention_layernorm.weight"),
+    ("blocks.{i}.ffn.gate.{p}", "model.layers.{i}.mlp.gate_proj.{p}"),
+    ("blocks.{i}.ffn.up.{p}", "model.layers.{i}.mlp.up_proj.{p}"),
+    ("blocks.{i}.ffn.down.{p}", "model.layers.{i}.mlp.down_proj.{p}"),
+    ("norm.weight", "model.norm.weight"),
+    ("lm_head.weight", "lm_head.weight"),
+])
+
+
+def rope_from_hf(hf: dict, where: str) -> tuple[float, dict | None]:
+    """(theta, scaling) from either config layout: `rope_parameters` or `rope_theta` + `rope_scaling`."""
+    params = hf.get("rope_parameters")
+    if params is None:
+        params = dict(hf.get("rope_scaling") or {})
+        if "type" in params:
+            params["rope_type"] = params.pop("type")
+        params["rope_theta"] = hf.get("rope_theta", 10000.0)
+    params = dict(params)
+    theta = float(params.pop("rope_theta", 10000.0))
+    kind = params.get("rope_type", "default")
+    if kind not in ("default", "linear", "llama3"):
+        raise CheckpointError(f"{where}: rope_type {kind!r} is not supported; supported: default, linear, llama3")
+    return theta, (None if kind == "default" else params)
+
+
+class LlamaFormat(CheckpointFormat):
+    model_type = "llama"
+    architecture = "LlamaForCausalLM"
+    preset = "llama"
+    has_window = False
+
+    def config_from_hf(self, hf: dict) -> DecoderConfig:
+        where = f"{self.model_type} config.json"
+        theta, scaling = rope_from_hf(hf, where)
+        refuse(hf, "pretraining_tp", lambda v: v in (None, 1), where)
+        act = hf_activation(hf.get("hidden_act", "silu"), where)
+        d, h = hf["hidden_size"], hf["num_attention_heads"]
+        window = hf.get("sliding_window") if self.has_window else None
+        if not self.has_window:
+            refuse(hf, "sliding_window", lambda v: v is None, where)
+        bias = hf.get("attention_bias", False)
+        return PRESETS.get(self.preset).make(
+            vocab_size=hf["vocab_size"], max_positions=hf.get("max_position_embeddings", 2048), d_model=d,
+            n_layers=hf["num_hidden_layers"], n_heads=h, n_kv_heads=hf.get("num_key_value_heads") or h,
+            head_dim=hf.get("head_dim") or d // h, d_ff=hf["intermediate_size"],
+            ffn="gated", activation=act, ffn_bias=hf.get("mlp_bias", False),
+            attn_bias=bias, attn_out_bias=bias, norm_eps=hf.get("rms_norm_eps", 1e-6),
+            rope_theta=theta, rope_scaling=scaling, sliding_window=window,
+            tie_embeddings=hf.get("tie_word_embeddings", False), bos_token_id=hf.get("bos_token_id"),
+            eos_token_id=hf.get("eos_token_id"), pad_token_id=hf.get("pad_token_id"),
+        )
+
+    def config_to_hf(self, c: DecoderConfig) -> dict:
+        f = self.model_type
+        require(c, "norm", c.norm == "rmsnorm", f, "RMSNorm")
+        require(c, "ffn", c.ffn in ("gated", "swiglu", "geglu"), f, "a gated MLP")
+        require(c, "activation", c.activation in GZ_ACT, f, f"one of {sorted(GZ_ACT)}")
+        require(c, "position", c.position == "rope", f, "rotary positions")
+        require(c, "attn_out_bias", c.attn_out_bias == c.attn_bias, f, "the same bias on all projections")
+        require(c, "softmax", c.softmax == "standard", f, "the standard softmax")
+        if not self.has_window:
+            require(c, "sliding_window", c.sliding_window is None, f, "no sliding window; use 'mistral'")
+        rope = {"rope_type": "default", "rope_theta": c.rope_theta, **(c.rope_scaling or {})}
+        out = {
+            "architectures": [self.architecture], "model_type": self.model_type, "vocab_size": c.vocab_size,
+            "max_position_embeddings": c.max_positions, "hidden_size": c.d_model, "num_hidden_layers": c.n_layers,
+            "num_attention_heads": c.n_heads, "num_key_value_heads": c.n_kv_heads, "head_dim": c.head_dim,
+            "intermediate_size": c.d_ff, "hidden_act": GZ_ACT[c.activation], "rms_norm_eps": c.norm_eps,
+            "rope_parameters": rope, "rope_theta": c.rope_theta, "tie_word_embeddings": c.tie_embeddings,
+            "attention_bias": c.attn_bias, "attention_dropout": c.dropout, "initializer_range": c.init_std,
+            "bos_token_id": c.bos_token_id, "eos_token_id": c.eos_token_id, "pad_token_id": c.pad_token_id,
+        }
+        if c.ffn_bias:
+            out["mlp_bias"] = True
+        if self.has_window:
+            out["sliding_window"] = c.sliding_window
+        return out
+
+    def state_from_hf(self, tensors, config):
+        tensors = dict(tensors)
+        if config.tie_embeddings:
+            tensors.pop("lm_head.weight", None)
+        return LLAMA_KEYS.rename_in(tensors)
+
+    def state_to_hf(self, state, config):
+        return LLAMA_KEYS.rename_out(state)
+
+
+FORMATS.register("llama", LlamaFormat)
+
+
+@FORMATS.register("mistral")
+class MistralFormat(LlamaFormat):
+    model_type = "mistral"
+    architecture = "MistralForCausalLM"
+    preset = "mistral"
+    has_window = True

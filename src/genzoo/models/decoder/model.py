@@ -1,0 +1,186 @@
+"""The decoder-only language model (Radford et al., 2019, GPT-2; Touvron et al., 2023, Llama;
+Jiang et al., 2023, Mistral): token embedding, N blocks of causal self-attention and feed-forward,
+a final norm and a language-model head. Which attention, position, norm and FFN parts it uses is
+read from its `DecoderConfig`; the structure reads top to bottom like nanoGPT's `model.py`.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ...config import GENRES
+from ...errors import InputError
+from ...generate import GenerationMixin
+from ...nn import FFNS, NORMS, POSITIONS, SOFTMAX, Attention, Block, StaticKVCache, build_mask
+from ...outputs import CausalLMOutput
+from .config import DecoderConfig
+
+
+def make_block(cfg: DecoderConfig) -> Block:
+    """One pre-norm block: the parts are built here and handed to `Attention` and `Block`."""
+    d, h, hkv, dh = cfg.d_model, cfg.n_heads, cfg.n_kv_heads, cfg.head_dim
+    attn = Attention(
+        nn.Linear(d, h * dh, bias=cfg.attn_bias),
+        nn.Linear(d, hkv * dh, bias=cfg.attn_bias),
+        nn.Linear(d, hkv * dh, bias=cfg.attn_bias),
+        nn.Linear(h * dh, d, bias=cfg.attn_out_bias),
+        n_heads=h,
+        n_kv_heads=hkv,
+        head_dim=dh,
+        softmax=SOFTMAX.get(cfg.softmax)(),
+        rotary=cfg.position == "rope",
+        window=cfg.sliding_window,
+        causal=True,
+        dropout=cfg.dropout,
+        backend=cfg.attn_backend,
+    )
+    ffn = FFNS.get(cfg.ffn)(d, cfg.d_ff, cfg.activation, cfg.ffn_bias)
+    norm = NORMS.get(cfg.norm)
+    return Block(attn, ffn, norm(d, cfg.norm_eps, cfg.norm_bias), norm(d, cfg.norm_eps, cfg.norm_bias),
+                 norm_position="pre", dropout=cfg.dropout)
+
+
+@GENRES.register("decoder")
+class DecoderLM(nn.Module, GenerationMixin):
+    config_class = DecoderConfig
+
+    def __init__(self, config: DecoderConfig):
+        super().__init__()
+        self.config = cfg = config
+        self.embed = nn.Embedding(cfg.vocab_size, cfg.d_model)
+        self.positions = POSITIONS.get(cfg.position)(
+            max_positions=cfg.max_positions, dim=cfg.d_model, head_dim=cfg.head_dim, n_heads=cfg.n_heads,
+            theta=cfg.rope_theta, scaling=cfg.rope_scaling,
+        )
+        self.drop = nn.Dropout(cfg.dropout)
+        self.blocks = nn.ModuleList(make_block(cfg) for _ in range(cfg.n_layers))
+        self.norm = NORMS.get(cfg.norm)(cfg.d_model, cfg.norm_eps, cfg.norm_bias)
+        self.lm_head = nn.Linear(cfg.d_model, cfg.vocab_size, bias=False)
+        if cfg.tie_embeddings:
+            self.lm_head.weight = self.embed.weight
+        self.windows = sorted({b.attn.window for b in self.blocks}, key=lambda w: -1 if w is None else w)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """Normal(0, init_std) weights, zero biases; residual output projections scaled by
+        1/sqrt(2 * n_layers) (GPT-2, sec. 2.3)."""
+        std = self.config.init_std
+        for name, p in self.named_parameters():
+            if p.dim() == 1:
+                nn.init.ones_(p) if name.endswith("norm.weight") else nn.init.zeros_(p)
+            elif name.endswith(("o_proj.weight", "ffn.down.weight")):
+                nn.init.normal_(p, std=std / math.sqrt(2 * self.config.n_layers))
+            else:
+                nn.init.normal_(p, std=std)
+
+    # ---- input checks (before any compute; DESIGN.md principle 5) ----
+    def check_inputs(self, input_ids, attention_mask=None, position_ids=None, start: int = 0) -> None:
+        cfg = self.config
+        if not isinstance(input_ids, torch.Tensor) or input_ids.dim() != 2 or input_ids.dtype not in (
+            torch.long, torch.int32, torch.int64
+        ):
+            raise InputError(
+                f"input_ids must be an integer tensor of shape (batch, seq_len); got "
+                f"{getattr(input_ids, 'dtype', type(input_ids))} {tuple(getattr(input_ids, 'shape', ()))}"
+            )
+        b, t = input_ids.shape
+        if t == 0:
+            raise InputError("input_ids has seq_len 0")
+        lo, hi = int(input_ids.min()), int(input_ids.max())
+        if lo < 0 or hi >= cfg.vocab_size:
+            bad = hi if hi >= cfg.vocab_size else lo
+            raise InputError(f"token id {bad} is out of range: vocab_size is {cfg.vocab_size} (ids 0..{cfg.vocab_size - 1})")
+        if start + t > cfg.max_positions:
+            raise InputError(
+                f"sequence length {start + t} exceeds the model's max_positions={cfg.max_positions}"
+            )
+        if attention_mask is not None and tuple(attention_mask.shape) != (b, t):
+            raise InputError(f"attention_mask has shape {tuple(attention_mask.shape)}; expected (batch, seq_len) = {(b, t)}")
+        if position_ids is not None:
+            if tuple(position_ids.shape) not in ((b, t), (1, t)):
+                raise InputError(f"position_ids has shape {tuple(position_ids.shape)}; expected {(b, t)}")
+            if int(position_ids.min()) < 0 or int(position_ids.max()) >= cfg.max_positions:
+                raise InputError(f"position_ids must lie in [0, {cfg.max_positions})")
+
+    def make_cache(self, batch: int, max_len: int, key_valid: torch.Tensor | None = None) -> StaticKVCache:
+        cfg = self.config
+        w = self.embed.weight
+        return StaticKVCache(cfg.n_layers, batch, cfg.n_kv_heads, max_len, cfg.head_dim,
+                             dtype=w.dtype, device=w.device, key_valid=key_valid)
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        position_ids: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        cache: StaticKVCache | None = None,
+        logits_to_keep: int = 0,
+        check: bool = True,
+    ) -> CausalLMOutput:
+        """input_ids (B, T) -> logits (B, T, V).
+
+        attention_mask (B, T): 1 for tokens, 0 for padding (ignored with a cache, which holds its own).
+        labels (B, T): next-token targets are labels shifted left; -100 is ignored (as `transformers`).
+        cache: a `StaticKVCache`; the T tokens are written at positions [cache.length, cache.length + T).
+        logits_to_keep: compute logits only for the last K positions (0 = all).
+        """
+        start = cache.length if cache is not None else 0
+        if check:
+            self.check_inputs(input_ids, attention_mask if cache is None else None, position_ids, start)
+        b, t = input_ids.shape
+        tk = start + t
+        if cache is not None:
+            key_valid = None if cache.key_valid is None else cache.key_valid[:, :tk]
+        else:
+            key_valid = None if attention_mask is None or bool(attention_mask.all()) else attention_mask.bool()
+        if position_ids is None:
+            position_ids = torch.arange(start, tk, device=input_ids.device)[None].expand(b, t)  # (B, T)
+
+        x = self.embed(input_ids)  # (B, T, D)
+        kind = self.positions.kind
+        rope = None
+        if kind == "absolute":
+            x = x + self.positions(position_ids)
+        elif kind == "rotary":
+            rope = self.positions(position_ids)  # 2 x (B, 1, T, Dh)
+        x = self.drop(x)
+
+        masks = {
+            w: build_mask(t, tk, start, causal=True, window=w, key_valid=key_valid, device=x.device)
+            for w in self.windows
+        }
+        if kind == "bias":  # ALiBi: slot distances are unchanged by left padding
+            slots = torch.arange(tk, device=x.device)[None]
+            bias = self.positions(slots[:, start:], slots)  # (1, H, T, Tk)
+            for m in masks.values():
+                m.bias, m.is_causal = bias, False
+                if m.mask is None:
+                    m.mask = m.dense(t, tk, x.device)
+
+        for i, block in enumerate(self.blocks):
+            x = block(x, masks[block.attn.window], rope=rope, cache=cache, layer=i, start=start)
+        if cache is not None:
+            cache.length = tk
+        x = self.norm(x)  # (B, T, D)
+
+        h = x[:, -logits_to_keep:] if logits_to_keep else x
+        logits = self.lm_head(h)  # (B, T or K, V)
+        loss = None
+        if labels is not None:
+            loss = F.cross_entropy(
+                logits[:, :-1].reshape(-1, logits.shape[-1]).float(), labels[:, 1:].reshape(-1), ignore_index=-100
+            )
+        return CausalLMOutput(logits=logits, loss=loss, last_hidden_state=x)
+
+    def num_parameters(self, exclude_embeddings: bool = False) -> int:
+        n = sum(p.numel() for p in self.parameters())
+        if exclude_embeddings:
+            n -= self.embed.weight.numel()
+            if self.positions.kind == "absolute" and hasattr(self.positions, "weight"):
+                n -= self.positions.weight.numel()
+        return n

@@ -1,0 +1,141 @@
+"""Multi-head attention (Vaswani et al., 2017, eq. 1: softmax(Q K^T / sqrt(d_k)) V), with grouped-query
+(Ainslie et al., 2023) and multi-query (Shazeer, 2019) attention as n_kv_heads < n_heads.
+
+The part takes its projections, position module and softmax variant as arguments. Two backends:
+- ``sdpa``: `torch.nn.functional.scaled_dot_product_attention`, with `is_causal` and no materialised
+  mask whenever the mask allows it (see `masks.build_mask`), native GQA, and softmax-off-by-one
+  through a prepended zero key/value;
+- ``eager``: the formula written out, the reference the fast path is tested against; it also runs
+  softmax variants SDPA cannot express (clipped softmax).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..errors import ConfigError
+from .cache import StaticKVCache
+from .masks import AttnMask
+from .positions import RotaryPositions
+from .softmax import SoftmaxVariant, Standard
+
+BACKENDS = ("sdpa", "eager")
+
+
+class Attention(nn.Module):
+    def __init__(
+        self,
+        q_proj: nn.Linear,
+        k_proj: nn.Linear,
+        v_proj: nn.Linear,
+        o_proj: nn.Linear,
+        *,
+        n_heads: int,
+        n_kv_heads: int,
+        head_dim: int,
+        softmax: SoftmaxVariant | None = None,
+        rotary: bool = False,
+        window: int | None = None,
+        causal: bool = True,
+        scale: float | None = None,
+        dropout: float = 0.0,
+        backend: str = "sdpa",
+    ):
+        super().__init__()
+        if n_heads % n_kv_heads:
+            raise ConfigError(f"n_heads ({n_heads}) must be a multiple of n_kv_heads ({n_kv_heads})")
+        if backend not in BACKENDS:
+            raise ConfigError(f"unknown attention backend {backend!r}; known: {', '.join(BACKENDS)}")
+        self.q_proj, self.k_proj, self.v_proj, self.o_proj = q_proj, k_proj, v_proj, o_proj
+        self.n_heads, self.n_kv_heads, self.head_dim = n_heads, n_kv_heads, head_dim
+        self.softmax = softmax or Standard()
+        self.rotary, self.window, self.causal = rotary, window, causal
+        self.scale = scale if scale is not None else 1.0 / math.sqrt(head_dim)
+        self.dropout = dropout
+        self.backend = backend
+
+    def extra_repr(self) -> str:
+        return (
+            f"heads={self.n_heads}, kv_heads={self.n_kv_heads}, head_dim={self.head_dim}, "
+            f"softmax={self.softmax.name}, window={self.window}, causal={self.causal}, backend={self.backend}"
+        )
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        mask: AttnMask,
+        *,
+        rope: tuple[torch.Tensor, torch.Tensor] | None = None,
+        cache: StaticKVCache | None = None,
+        layer: int = 0,
+        start: int = 0,
+        kv_input: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """x (B, Tq, D); kv_input (B, Tk, D) for cross-attention (default: x). Returns (B, Tq, D).
+
+        rope: (cos, sin) for the query/key positions when the part is rotary; cache/layer/start: write
+        this step's keys and values into the static cache at [start, start + Tq) and attend over it.
+        """
+        b, tq, _ = x.shape
+        src = x if kv_input is None else kv_input
+        tk = src.shape[1]
+        q = self.q_proj(x).view(b, tq, self.n_heads, self.head_dim).transpose(1, 2)  # (B, H, Tq, Dh)
+        k = self.k_proj(src).view(b, tk, self.n_kv_heads, self.head_dim).transpose(1, 2)  # (B, Hkv, Tk, Dh)
+        v = self.v_proj(src).view(b, tk, self.n_kv_heads, self.head_dim).transpose(1, 2)  # (B, Hkv, Tk, Dh)
+        if self.rotary:
+            cos, sin = rope
+            q, k = RotaryPositions.apply(q, cos, sin), RotaryPositions.apply(k, cos, sin)
+        if cache is not None:
+            k, v = cache.update(layer, k, v, start)  # 2 x (B, Hkv, start + Tq, Dh)
+        if self.backend == "sdpa" and self.softmax.sdpa is not None:
+            out = self._sdpa(q, k, v, mask)
+        else:
+            out = self._eager(q, k, v, mask)
+        out = out.transpose(1, 2).reshape(b, tq, self.n_heads * self.head_dim)  # (B, Tq, H * Dh)
+        return self.o_proj(out)
+
+    def _sdpa(self, q, k, v, mask: AttnMask) -> torch.Tensor:
+        attn_mask, is_causal = mask.mask, mask.is_causal
+        if self.softmax.sdpa == "zero_kv":
+            # softmax1 = softmax over [0, scores]: prepend a zero key (score 0) and a zero value.
+            zeros = k.new_zeros(k.shape[0], k.shape[1], 1, k.shape[3])  # (B, Hkv, 1, Dh)
+            k, v = torch.cat([zeros, k], dim=2), torch.cat([zeros, v], dim=2)
+            dense = mask.dense(q.shape[2], k.shape[2] - 1, q.device)
+            if dense is not None:
+                attn_mask = F.pad(dense, (1, 0), value=True)  # the zero key is always visible
+            is_causal = False
+            if mask.bias is not None:
+                mask = AttnMask(bias=F.pad(mask.bias, (1, 0), value=0.0))
+        if mask.bias is not None:
+            bias = mask.bias.to(q.dtype)
+            if attn_mask is not None:
+                bias = bias.masked_fill(~attn_mask, torch.finfo(q.dtype).min)
+            attn_mask, is_causal = bias, False
+        return F.scaled_dot_product_attention(
+            q,
+            k,
+            v,
+            attn_mask=attn_mask,
+            dropout_p=self.dropout if self.training else 0.0,
+            is_causal=is_causal,
+            scale=self.scale,
+            enable_gqa=self.n_kv_heads != self.n_heads,
+        )  # (B, H, Tq, Dh)
+
+    def _eager(self, q, k, v, mask: AttnMask) -> torch.Tensor:
+        groups = self.n_heads // self.n_kv_heads
+        if groups > 1:  # (B, Hkv, Tk, Dh) -> (B, H, Tk, Dh)
+            k, v = k.repeat_interleave(groups, dim=1), v.repeat_interleave(groups, dim=1)
+        scores = torch.matmul(q, k.transpose(-1, -2)) * self.scale  # (B, H, Tq, Tk)
+        if mask.bias is not None:
+            scores = scores + mask.bias.to(scores.dtype)
+        dense = mask.dense(q.shape[2], k.shape[2], q.device)
+        if dense is not None:
+            scores = scores.masked_fill(~dense, torch.finfo(scores.dtype).min)
+        probs = self.softmax(scores)
+        probs = F.dropout(probs, p=self.dropout, training=self.training)
+        return torch.matmul(probs, v)  # (B, H, Tq, Dh)

@@ -1,0 +1,40 @@
+"""The transformer block: attention then feed-forward, each inside a residual connection.
+
+Pre-norm (GPT-2, Llama; Xiong et al., 2020): x = x + attn(norm1(x)); x = x + ffn(norm2(x)).
+Post-norm (the original Transformer, BERT):  x = norm1(x + attn(x)); x = norm2(x + ffn(x)).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ..errors import ConfigError
+
+NORM_POSITIONS = ("pre", "post")
+
+
+class Block(nn.Module):
+    def __init__(
+        self,
+        attn: nn.Module,
+        ffn: nn.Module,
+        attn_norm: nn.Module,
+        ffn_norm: nn.Module,
+        *,
+        norm_position: str = "pre",
+        dropout: float = 0.0,
+    ):
+        super().__init__()
+        if norm_position not in NORM_POSITIONS:
+            raise ConfigError(f"norm_position must be one of {NORM_POSITIONS}, got {norm_position!r}")
+        self.attn_norm, self.attn, self.ffn_norm, self.ffn = attn_norm, attn, ffn_norm, ffn
+        self.prenorm = norm_position == "pre"
+        self.drop = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor, mask, **attn_kwargs) -> torch.Tensor:  # (B, T, D) -> (B, T, D)
+        if self.prenorm:
+            x = x + self.drop(self.attn(self.attn_norm(x), mask, **attn_kwargs))
+            return x + self.drop(self.ffn(self.ffn_norm(x)))
+        x = self.attn_norm(x + self.drop(self.attn(x, mask, **attn_kwargs)))
+        return self.ffn_norm(x + self.drop(self.ffn(x)))

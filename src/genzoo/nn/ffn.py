@@ -1,0 +1,63 @@
+"""Position-wise feed-forward networks.
+
+- `MLP`: ``down(act(up(x)))``, the Transformer FFN (Vaswani et al., 2017, eq. 2) with a GELU-family or ReLU
+  activation (GPT-2 uses GELU with the tanh approximation).
+- `GatedMLP`: ``down(act(gate(x)) * up(x))``, the GLU variants of Shazeer, "GLU Variants Improve
+  Transformer" (2020), eq. 5-6: SwiGLU (act = SiLU, Llama/Mistral) and GeGLU (act = GELU).
+
+`FFNS` factories share ``make(dim, hidden, activation, bias)``; `ACTIVATIONS` maps names to functions.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..registry import Registry
+
+ACTIVATIONS: Registry = Registry("activation")
+ACTIVATIONS.register("gelu", F.gelu)
+ACTIVATIONS.register("gelu_tanh", lambda x: F.gelu(x, approximate="tanh"))
+ACTIVATIONS.register("relu", F.relu)
+ACTIVATIONS.register("silu", F.silu)
+ACTIVATIONS.register("quick_gelu", lambda x: x * torch.sigmoid(1.702 * x))
+
+class MLP(nn.Module):
+    """Two-layer FFN: (B, T, D) -> (B, T, F) -> (B, T, D)."""
+
+    def __init__(self, dim: int, hidden: int, activation: str = "gelu", bias: bool = True):
+        super().__init__()
+        self.activation = activation
+        self.act = ACTIVATIONS.get(activation)
+        self.up = nn.Linear(dim, hidden, bias=bias)
+        self.down = nn.Linear(hidden, dim, bias=bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.down(self.act(self.up(x)))
+
+    def extra_repr(self) -> str:
+        return f"activation={self.activation}"
+
+class GatedMLP(nn.Module):
+    """Gated FFN (GLU family): (B, T, D) -> 2 x (B, T, F) -> (B, T, D)."""
+
+    def __init__(self, dim: int, hidden: int, activation: str = "silu", bias: bool = False):
+        super().__init__()
+        self.activation = activation
+        self.act = ACTIVATIONS.get(activation)
+        self.gate = nn.Linear(dim, hidden, bias=bias)
+        self.up = nn.Linear(dim, hidden, bias=bias)
+        self.down = nn.Linear(hidden, dim, bias=bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.down(self.act(self.gate(x)) * self.up(x))
+
+    def extra_repr(self) -> str:
+        return f"activation={self.activation}"
+
+FFNS: Registry = Registry("ffn")
+FFNS.register("mlp", MLP)
+FFNS.register("gated", GatedMLP)
+FFNS.register("swiglu", lambda dim, hidden, activation="silu", bias=False: GatedMLP(dim, hidden, "silu", bias))
+FFNS.register("geglu", lambda dim, hidden, activation="gelu", bias=False: GatedMLP(dim, hidden, "gelu", bias))

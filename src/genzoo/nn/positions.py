@@ -1,0 +1,152 @@
+"""Position information, as parts of three kinds (the `kind` attribute says how a model uses one):
+
+- ``absolute``: a (B, T, D) tensor added to the token embeddings.
+  `LearnedPositions` (GPT-2) and `SinusoidalPositions` (Vaswani et al., 2017, sec. 3.5:
+  PE[p, 2i] = sin(p / 10000^(2i/D)), PE[p, 2i+1] = cos(p / 10000^(2i/D))).
+- ``rotary``: `RotaryPositions` (Su et al., "RoFormer", 2021, eq. 34) rotates queries and keys,
+  rotate-half convention (GPT-NeoX / Llama): x' = x * cos + rotate_half(x) * sin.
+- ``bias``: `ALiBi` (Press et al., "Train Short, Test Long", 2022, sec. 3) adds
+  -m_h * (i - j) to the attention score of query i and key j, with geometric head slopes m_h.
+
+`POSITIONS` factories share ``make(max_positions=, dim=, head_dim=, n_heads=, theta=, scaling=)``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from ..errors import ConfigError
+from ..registry import Registry
+
+
+class NoPositions(nn.Module):
+    kind = "none"
+
+
+class LearnedPositions(nn.Module):
+    """A learned table of absolute position vectors (GPT-2's ``wpe``)."""
+
+    kind = "absolute"
+
+    def __init__(self, max_positions: int, dim: int):
+        super().__init__()
+        self.weight = nn.Parameter(torch.empty(max_positions, dim).normal_(std=0.02))
+
+    def forward(self, position_ids: torch.Tensor) -> torch.Tensor:  # (B, T) -> (B, T, D)
+        return nn.functional.embedding(position_ids, self.weight)
+
+
+class SinusoidalPositions(nn.Module):
+    """Fixed sinusoidal absolute positions (Vaswani et al., 2017, sec. 3.5)."""
+
+    kind = "absolute"
+
+    def __init__(self, max_positions: int, dim: int, base: float = 10000.0):
+        super().__init__()
+        p = torch.arange(max_positions, dtype=torch.float32)[:, None]  # (P, 1)
+        inv = base ** (-torch.arange(0, dim, 2, dtype=torch.float32) / dim)  # (D/2,)
+        table = torch.zeros(max_positions, dim)
+        table[:, 0::2] = torch.sin(p * inv)
+        table[:, 1::2] = torch.cos(p * inv[: dim // 2])
+        self.register_buffer("table", table, persistent=False)
+
+    def forward(self, position_ids: torch.Tensor) -> torch.Tensor:  # (B, T) -> (B, T, D)
+        return self.table[position_ids]
+
+
+def rope_inv_freq(head_dim: int, theta: float, scaling: dict | None) -> torch.Tensor:
+    """Inverse frequencies theta^(-2i/d) (RoFormer eq. 15), optionally rescaled for long context.
+
+    scaling: None, {"rope_type": "linear", "factor": f} (positions / f, Chen et al. 2023), or
+    {"rope_type": "llama3", "factor", "low_freq_factor", "high_freq_factor",
+    "original_max_position_embeddings"} (the Llama 3.1 frequency-band rescaling).
+    """
+    inv = 1.0 / (theta ** (torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim))  # (Dh/2,)
+    kind = (scaling or {}).get("rope_type", "default")
+    if kind == "default":
+        return inv
+    if kind == "linear":
+        return inv / float(scaling["factor"])
+    if kind == "llama3":
+        factor = float(scaling["factor"])
+        lo, hi = float(scaling["low_freq_factor"]), float(scaling["high_freq_factor"])
+        old = float(scaling["original_max_position_embeddings"])
+        wavelen = 2 * math.pi / inv
+        scaled = torch.where(wavelen > old / lo, inv / factor, inv)
+        smooth = (old / wavelen - lo) / (hi - lo)
+        smoothed = (1 - smooth) * scaled / factor + smooth * scaled
+        medium = ~(wavelen < old / hi) & ~(wavelen > old / lo)
+        return torch.where(medium, smoothed, scaled)
+    raise ConfigError(f"rope scaling type {kind!r} is not supported; supported: default, linear, llama3")
+
+
+class RotaryPositions(nn.Module):
+    """Rotary position embedding with precomputed cos/sin tables (RoFormer, eq. 34)."""
+
+    kind = "rotary"
+
+    def __init__(self, max_positions: int, head_dim: int, theta: float = 10000.0, scaling: dict | None = None):
+        super().__init__()
+        if head_dim % 2:
+            raise ConfigError(f"rotary positions need an even head_dim, got {head_dim}")
+        inv = rope_inv_freq(head_dim, theta, scaling)
+        freqs = torch.arange(max_positions, dtype=torch.float32)[:, None] * inv  # (P, Dh/2)
+        emb = torch.cat([freqs, freqs], dim=-1)  # (P, Dh)
+        self.register_buffer("cos", emb.cos(), persistent=False)
+        self.register_buffer("sin", emb.sin(), persistent=False)
+
+    def forward(self, position_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        # (B, T) -> 2 x (B, 1, T, Dh), broadcast over heads
+        return self.cos[position_ids].unsqueeze(1), self.sin[position_ids].unsqueeze(1)
+
+    @staticmethod
+    def apply(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+        """Rotate x (B, H, T, Dh) by the angles in cos/sin (B, 1, T, Dh)."""
+        half = x.shape[-1] // 2
+        rotated = torch.cat([-x[..., half:], x[..., :half]], dim=-1)  # rotate_half(x)
+        return x * cos.to(x.dtype) + rotated * sin.to(x.dtype)
+
+
+def alibi_slopes(n_heads: int) -> torch.Tensor:
+    """Head slopes m_h (ALiBi sec. 3): 2^(-8h/n) for n a power of two, interleaved otherwise."""
+
+    def power_of_two(n):
+        start = 2 ** (-(2 ** -(math.log2(n) - 3)))
+        return [start ** (i + 1) for i in range(n)]
+
+    if math.log2(n_heads).is_integer():
+        return torch.tensor(power_of_two(n_heads))
+    closest = 2 ** math.floor(math.log2(n_heads))
+    extra = power_of_two(2 * closest)[0::2][: n_heads - closest]
+    return torch.tensor(power_of_two(closest) + extra)
+
+
+class ALiBi(nn.Module):
+    """Attention with linear biases: score(i, j) += m_h * (j - i)."""
+
+    kind = "bias"
+
+    def __init__(self, n_heads: int):
+        super().__init__()
+        self.register_buffer("slopes", alibi_slopes(n_heads), persistent=False)
+
+    def forward(self, q_pos: torch.Tensor, k_pos: torch.Tensor) -> torch.Tensor:
+        # q_pos (B, Tq), k_pos (B, Tk) -> (B, H, Tq, Tk)
+        dist = (k_pos[:, None, :] - q_pos[:, :, None]).float()  # (B, Tq, Tk), <= 0 for past keys
+        return self.slopes[None, :, None, None] * dist[:, None]
+
+
+POSITIONS: Registry = Registry("position")
+POSITIONS.register("none", lambda **kw: NoPositions())
+POSITIONS.register("learned", lambda max_positions, dim, **kw: LearnedPositions(max_positions, dim))
+POSITIONS.register("sinusoidal", lambda max_positions, dim, **kw: SinusoidalPositions(max_positions, dim))
+POSITIONS.register(
+    "rope",
+    lambda max_positions, head_dim, theta=10000.0, scaling=None, **kw: RotaryPositions(
+        max_positions, head_dim, theta, scaling
+    ),
+)
+POSITIONS.register("alibi", lambda n_heads, **kw: ALiBi(n_heads))
