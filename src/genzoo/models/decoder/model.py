@@ -158,9 +158,8 @@ class DecoderLM(nn.Module, GenerationMixin):
             slots = torch.arange(tk, device=x.device)[None]
             bias = self.positions(slots[:, start:], slots)  # (1, H, T, Tk)
             for m in masks.values():
+                m.mask = m.dense(t, tk, x.device)  # materialise before dropping the implicit causal flag
                 m.bias, m.is_causal = bias, False
-                if m.mask is None:
-                    m.mask = m.dense(t, tk, x.device)
 
         for i, block in enumerate(self.blocks):
             x = block(x, masks[block.attn.window], rope=rope, cache=cache, layer=i, start=start)

@@ -1,0 +1,34 @@
+"""Tiny random `transformers` decoders, saved with save_pretrained: what a user's checkpoint looks like."""
+
+import torch
+
+VOCAB = 97
+
+
+def tiny_hf(arch: str, **kw):
+    import transformers as tf
+
+    if arch == "gpt2":
+        cfg = tf.GPT2Config(vocab_size=VOCAB, n_positions=96, n_embd=32, n_layer=2, n_head=4,
+                            bos_token_id=0, eos_token_id=1, **kw)
+        model = tf.GPT2LMHeadModel(cfg)
+    elif arch == "llama":
+        kw = {"tie_word_embeddings": False, **kw}
+        cfg = tf.LlamaConfig(vocab_size=VOCAB, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                             num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=96,
+                             rope_parameters={"rope_type": "default", "rope_theta": 50000.0},
+                             bos_token_id=0, eos_token_id=1, **kw)
+        model = tf.LlamaForCausalLM(cfg)
+    elif arch == "mistral":
+        cfg = tf.MistralConfig(vocab_size=VOCAB, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                               num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=96,
+                               sliding_window=8, bos_token_id=0, eos_token_id=1, **kw)
+        model = tf.MistralForCausalLM(cfg)
+    else:
+        raise ValueError(arch)
+    # random init gives near-uniform logits; widen them so greedy decoding is not decided by ties
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.dim() > 1:
+                p.normal_(std=0.2)
+    return model.eval()
