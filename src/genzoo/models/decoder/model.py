@@ -170,10 +170,9 @@ class DecoderLM(nn.Module, GenerationMixin):
         h = x[:, -logits_to_keep:] if logits_to_keep else x
         logits = self.lm_head(h)  # (B, T or K, V)
         loss = None
-        if labels is not None:
-            loss = F.cross_entropy(
-                logits[:, :-1].reshape(-1, logits.shape[-1]).float(), labels[:, 1:].reshape(-1), ignore_index=-100
-            )
+        if labels is not None:  # shift the labels, not the logits: no copy of the (B, T, V) logits
+            targets = F.pad(labels[:, 1:], (0, 1), value=-100)  # (B, T)
+            loss = F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), ignore_index=-100)
         return CausalLMOutput(logits=logits, loss=loss, last_hidden_state=x)
 
     def num_parameters(self, exclude_embeddings: bool = False) -> int:
