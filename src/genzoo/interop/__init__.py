@@ -15,18 +15,24 @@ from .atomic import atomic_dir
 from .files import SAFETENSORS, SAFETENSORS_INDEX, read_config, read_weights
 from .formats import FORMATS, CheckpointFormat, KeyMap
 
-__all__ = ["FORMATS", "CheckpointFormat", "KeyMap", "load", "save", "resolve_checkpoint_dir", "atomic_dir"]
+__all__ = ["FORMATS", "CheckpointFormat", "KeyMap", "atomic_dir", "load", "load_weights_into", "resolve_checkpoint_dir",
+           "save"]
 
 
 def resolve_checkpoint_dir(path: str | os.PathLike) -> Path:
-    """An HF directory as it is; a genzoo run directory -> its `checkpoint/` subdirectory."""
+    """An HF directory as it is; a genzoo run directory whose training has not finished (no final
+    model at its top level) -> its latest complete checkpoint."""
     p = Path(path)
     if not p.exists():
         raise CheckpointError(f"{p}: no such directory")
     if not p.is_dir():
         raise CheckpointError(f"{p}: not a directory")
-    if not (p / "config.json").exists() and (p / "checkpoint" / "config.json").exists():
-        return p / "checkpoint"
+    if not (p / "config.json").exists():
+        from ..train.checkpoint import latest_checkpoint
+
+        latest = latest_checkpoint(p)
+        if latest is not None:
+            return latest
     return p
 
 
@@ -49,11 +55,20 @@ def load(path: str | os.PathLike, *, dtype: torch.dtype | None = None, device: s
     """
     directory = resolve_checkpoint_dir(path)
     hf_config = read_config(directory)
-    fmt = format_for(hf_config, directory / "config.json")
-    config = fmt.config_from_hf(hf_config)
+    config = format_for(hf_config, directory / "config.json").config_from_hf(hf_config)
     model = GENRES.get(config.genre)(config)
-    tensors = read_weights(directory)
-    state, unexpected = fmt.state_from_hf(tensors, config)
+    load_weights_into(model, directory)
+    if dtype is not None:
+        model.to(dtype)
+    return model.to(device).eval()
+
+
+def load_weights_into(model, directory: Path) -> None:
+    """Read `directory`'s weights (in the model's checkpoint format) into `model`, strictly."""
+    config = model.config
+    hf_config = read_config(directory)
+    fmt = format_for(hf_config, directory / "config.json")
+    state, unexpected = fmt.state_from_hf(read_weights(directory), config)
     expected = model.state_dict()
     if getattr(config, "tie_embeddings", False):
         expected.pop("lm_head.weight", None)
@@ -70,9 +85,6 @@ def load(path: str | os.PathLike, *, dtype: torch.dtype | None = None, device: s
                  (("missing", missing), ("unexpected", unexpected), ("mis-shaped", shapes)) if keys]
         raise CheckpointError(f"{directory}: checkpoint does not match the model; " + "; ".join(parts))
     model.load_state_dict(state, strict=False)
-    if dtype is not None:
-        model.to(dtype)
-    return model.to(device).eval()
 
 
 def save(

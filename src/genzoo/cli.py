@@ -1,0 +1,162 @@
+"""The `genzoo` command. Every error is one line on stderr and a non-zero exit status."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+
+class ArgumentError(Exception):
+    pass
+
+
+class Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line, no usage dump, exit status 2
+        raise ArgumentError(f"{self.prog}: {message}")
+
+
+def cmd_list(args) -> int:
+    from . import PRESETS
+    from .bench import BENCHMARKS
+    from .interop import FORMATS
+    from .train.recipe import load_recipe, recipe_names
+
+    print("architectures (checkpoint formats read by genzoo.load):")
+    print("  " + ", ".join(FORMATS.names()))
+    print("presets (genzoo.build):")
+    print("  " + ", ".join(PRESETS.names()))
+    print("recipes (genzoo train):")
+    for name in recipe_names():
+        print(f"  {name:16s} {load_recipe(name).description}")
+    print("experiments (genzoo experiment):")
+    from .experiments import EXPERIMENTS
+
+    print("  " + (", ".join(EXPERIMENTS.names()) or "(none yet)"))
+    print("benchmarks (genzoo bench):")
+    print("  " + ", ".join(BENCHMARKS.names()))
+    return 0
+
+
+def cmd_train(args) -> int:
+    from .train import load_recipe, train
+
+    recipe = load_recipe(args.recipe, args.set or [])
+    if args.no_progress:
+        recipe.progress = False
+    out = args.out or os.path.join("runs", args.recipe)
+    result = train(recipe, out, resume=args.resume, steps=args.steps)
+    if int(os.environ.get("RANK", "0")) == 0:
+        val = f", val loss {result['val_loss']:.4f} (ppl {result['val_ppl']:.2f})" if "val_loss" in result else ""
+        print(f"trained {result['step']} steps{val}; run directory: {result['run']}")
+    return 0
+
+
+def cmd_generate(args) -> int:
+    import torch
+
+    import genzoo
+    from .interop import resolve_checkpoint_dir
+    from .tokenizers import Tokenizer
+
+    directory = resolve_checkpoint_dir(args.dir)
+    model = genzoo.load(directory)
+    tok = Tokenizer.from_dir(directory)
+    ids = tok.encode(args.prompt)
+    if not ids:
+        raise ArgumentError("genzoo generate: --prompt encodes to no tokens")
+    prompt = torch.tensor([ids] * args.num_samples)
+    sample = args.temperature > 0
+    out = model.generate(
+        prompt, max_new_tokens=min(args.max_new_tokens, model.config.max_positions - len(ids)),
+        do_sample=sample, temperature=args.temperature if sample else 1.0, top_k=args.top_k, top_p=args.top_p,
+        eos_token_id=tok.eos_id, seed=args.seed,
+    )
+    for i, row in enumerate(out.tolist()):
+        if args.num_samples > 1:
+            print(f"--- sample {i + 1} ---")
+        print(tok.decode(row))
+    return 0
+
+
+def cmd_eval(args) -> int:
+    from .train import evaluate_run
+
+    r = evaluate_run(args.dir, max_batches=args.batches)
+    print(f"{r['dir']}: validation loss {r['val_loss']:.4f}, perplexity {r['val_ppl']:.2f} ({r['batches']} batches)")
+    return 0
+
+
+def cmd_bench(args) -> int:
+    from .bench import BENCHMARKS
+
+    BENCHMARKS.get(args.name)()
+    return 0
+
+
+def cmd_experiment(args) -> int:
+    from .experiments import EXPERIMENTS
+
+    EXPERIMENTS.get(args.name)(out=args.out or os.path.join("runs", "experiments", args.name))
+    return 0
+
+
+def build_parser() -> Parser:
+    p = Parser(prog="genzoo", description="The models of generative AI from one set of parts.")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=Parser)
+
+    s = sub.add_parser("list", help="architectures, presets, recipes, experiments, benchmarks")
+    s.set_defaults(fn=cmd_list)
+
+    s = sub.add_parser("train", help="train a recipe")
+    s.add_argument("recipe", help="a recipe name (see `genzoo list`)")
+    s.add_argument("--out", help="run directory (default: runs/RECIPE)")
+    s.add_argument("--steps", type=int, help="number of optimizer steps (overrides the recipe)")
+    s.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="override a recipe field, e.g. --set lr=1e-3 --set model.n_layers=6 (repeatable)")
+    s.add_argument("--resume", action="store_true", help="continue from the run directory's latest checkpoint")
+    s.add_argument("--no-progress", action="store_true", help="no progress bar")
+    s.set_defaults(fn=cmd_train)
+
+    s = sub.add_parser("generate", help="generate text from a run or Hugging Face directory")
+    s.add_argument("dir", help="a run directory or a Hugging Face-format model directory")
+    s.add_argument("--prompt", required=True)
+    s.add_argument("--max-new-tokens", type=int, default=64)
+    s.add_argument("--temperature", type=float, default=0.8, help="0 for greedy decoding")
+    s.add_argument("--top-k", type=int, default=None)
+    s.add_argument("--top-p", type=float, default=None)
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--num-samples", type=int, default=1)
+    s.set_defaults(fn=cmd_generate)
+
+    s = sub.add_parser("eval", help="validation loss and perplexity of a run directory")
+    s.add_argument("dir")
+    s.add_argument("--batches", type=int, default=None, help="at most this many batches (default: all)")
+    s.set_defaults(fn=cmd_eval)
+
+    s = sub.add_parser("bench", help="benchmark genzoo against the reference implementation")
+    s.add_argument("name", help="a benchmark name (see `genzoo list`)")
+    s.set_defaults(fn=cmd_bench)
+
+    s = sub.add_parser("experiment", help="run a paper's experiment; writes report.md, figures, results.json")
+    s.add_argument("name")
+    s.add_argument("--out")
+    s.set_defaults(fn=cmd_experiment)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    from .errors import GenzooError
+
+    try:
+        args = build_parser().parse_args(argv)
+        return args.fn(args)
+    except ArgumentError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except GenzooError as e:
+        print(f"genzoo: error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("genzoo: interrupted", file=sys.stderr)
+        return 130

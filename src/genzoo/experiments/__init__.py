@@ -1,0 +1,8 @@
+"""Small reproductions of each paper's claim. Each writes report.md, figures (PNG) and results.json.
+`EXPERIMENTS` maps a name to a callable `run(out=DIR)`."""
+
+from __future__ import annotations
+
+from ..registry import Registry
+
+EXPERIMENTS: Registry = Registry("experiment")

@@ -1,0 +1,1 @@
+"""Recipe files (YAML). `genzoo list` shows them; `genzoo train NAME` runs one."""

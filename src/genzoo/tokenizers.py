@@ -1,0 +1,84 @@
+"""Tokenizers through the `tokenizers` library, stored as `tokenizer.json`.
+
+`train_bpe` trains a byte-level BPE (Radford et al., 2019, sec. 2.2) on texts. `Tokenizer` wraps any
+`tokenizer.json` (byte-level BPE, WordPiece, SentencePiece-style Unigram) and writes the small
+`tokenizer_config.json` that lets `transformers.AutoTokenizer` load the same directory.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from tokenizers import Tokenizer as _HFTokenizer
+from tokenizers import decoders, models, pre_tokenizers, trainers
+
+from .errors import CheckpointError
+
+EOS = "<|endoftext|>"
+
+
+class Tokenizer:
+    def __init__(self, tok: _HFTokenizer, eos_token: str | None = EOS):
+        self.tok = tok
+        self.eos_token = eos_token if eos_token is not None and tok.token_to_id(eos_token) is not None else None
+
+    @property
+    def vocab_size(self) -> int:
+        return self.tok.get_vocab_size()
+
+    @property
+    def eos_id(self) -> int | None:
+        return None if self.eos_token is None else self.tok.token_to_id(self.eos_token)
+
+    def encode(self, text: str) -> list[int]:
+        return self.tok.encode(text).ids
+
+    def encode_batch(self, texts: list[str]) -> list[list[int]]:
+        return [e.ids for e in self.tok.encode_batch(texts)]
+
+    def decode(self, ids) -> str:
+        return self.tok.decode(list(ids), skip_special_tokens=False)
+
+    def save(self, directory: str | os.PathLike) -> None:
+        d = Path(directory)
+        self.tok.save(str(d / "tokenizer.json"))
+        cfg = {"tokenizer_class": "PreTrainedTokenizerFast", "model_max_length": 1_000_000_000}
+        if self.eos_token:
+            cfg.update(eos_token=self.eos_token, bos_token=self.eos_token, unk_token=self.eos_token)
+        (d / "tokenizer_config.json").write_text(json.dumps(cfg, indent=2) + "\n")
+
+    @classmethod
+    def from_dir(cls, directory: str | os.PathLike) -> "Tokenizer":
+        d = Path(directory)
+        file = d / "tokenizer.json"
+        if not file.exists():
+            raise CheckpointError(f"{d}: no tokenizer.json")
+        try:
+            tok = _HFTokenizer.from_file(str(file))
+        except Exception as e:
+            raise CheckpointError(f"{file}: cannot read tokenizer ({e})") from None
+        eos = EOS
+        cfg_file = d / "tokenizer_config.json"
+        if cfg_file.exists():
+            cfg = json.loads(cfg_file.read_text())
+            e = cfg.get("eos_token")
+            eos = e.get("content") if isinstance(e, dict) else (e or EOS)
+        return cls(tok, eos)
+
+
+def train_bpe(texts, vocab_size: int, min_frequency: int = 2) -> Tokenizer:
+    """A byte-level BPE with `vocab_size` entries (256 bytes + merges + the end-of-text token)."""
+    tok = _HFTokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        min_frequency=min_frequency,
+        special_tokens=[EOS],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tok.train_from_iterator(texts, trainer=trainer)
+    return Tokenizer(tok, EOS)

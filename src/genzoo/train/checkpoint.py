@@ -1,0 +1,79 @@
+"""Training checkpoints: `run/checkpoints/step-NNNNNNNN/`, each a Hugging Face-format directory
+(config.json, model.safetensors, tokenizer.json) plus `trainer_state.pt`, written atomically
+(temporary directory, then rename). A directory whose name is not `step-N` (a temporary one left by
+a kill during a save) is never picked for resume, and is removed at the next start.
+
+trainer_state.pt holds only tensors and plain Python values, so it loads with `weights_only=True`:
+the optimizer and scheduler state dicts, the RNG states as tensors, the data position and the step.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+
+import torch
+
+from ..errors import CheckpointError
+from ..interop import save as save_model
+from ..interop.atomic import TMP_MARK
+
+STEP_DIR = re.compile(r"^step-(\d{8})$")
+STATE = "trainer_state.pt"
+
+
+def step_dir(run: Path, step: int) -> Path:
+    return run / "checkpoints" / f"step-{step:08d}"
+
+
+def complete_checkpoints(run: Path) -> list[Path]:
+    root = run / "checkpoints"
+    if not root.is_dir():
+        return []
+    found = [p for p in root.iterdir() if p.is_dir() and STEP_DIR.match(p.name) and (p / STATE).exists()]
+    return sorted(found, key=lambda p: int(STEP_DIR.match(p.name).group(1)))
+
+
+def latest_checkpoint(run: Path) -> Path | None:
+    found = complete_checkpoints(run)
+    return found[-1] if found else None
+
+
+def clean_partial(run: Path) -> None:
+    root = run / "checkpoints"
+    if root.is_dir():
+        for p in root.iterdir():
+            if TMP_MARK in p.name or ".old-" in p.name:
+                shutil.rmtree(p, ignore_errors=True)
+
+
+def rng_state() -> dict:
+    state = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def save_checkpoint(run: Path, step: int, model, tokenizer, trainer_state: dict, keep: int) -> Path:
+    def extra(tmp: Path):
+        tokenizer.save(tmp)
+        torch.save(trainer_state, tmp / STATE)
+
+    path = save_model(model, step_dir(run, step), extra_files=extra)
+    for old in complete_checkpoints(run)[:-keep]:
+        shutil.rmtree(old, ignore_errors=True)
+    return path
+
+
+def load_trainer_state(ckpt: Path) -> dict:
+    try:
+        return torch.load(ckpt / STATE, map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise CheckpointError(f"{ckpt / STATE}: cannot read trainer state ({e})") from None

@@ -1,0 +1,40 @@
+"""The training data of a language-model run: the corpus, its tokenizer (trained once per run and
+reused from the run directory), and the token streams of both splits."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+from ..data import stdlib_corpus
+from ..errors import ConfigError
+from ..tokenizers import Tokenizer, train_bpe
+from .distributed import Dist
+from .recipe import DataConfig
+
+
+def token_stream(tokenizer: Tokenizer, texts: list[str]) -> torch.Tensor:
+    """Documents joined by the end-of-text token, as one int64 tensor."""
+    eos = tokenizer.eos_id
+    out: list[int] = []
+    for ids in tokenizer.encode_batch(texts):
+        out.extend(ids)
+        if eos is not None:
+            out.append(eos)
+    return torch.tensor(out, dtype=torch.long)
+
+
+def prepare(cfg: DataConfig, run: Path, d: Dist) -> tuple[Tokenizer, torch.Tensor, torch.Tensor]:
+    if cfg.corpus != "stdlib":
+        raise ConfigError(f"data.corpus={cfg.corpus!r} is not known; known: stdlib")
+    corpus = stdlib_corpus(max_bytes=cfg.max_bytes, val_percent=cfg.val_percent)
+    train_texts = corpus.read("train")
+    if d.is_main:
+        (run / "data.json").write_text(json.dumps(corpus.manifest, indent=1) + "\n")
+        if not (run / "tokenizer.json").exists():
+            train_bpe(train_texts, cfg.vocab_size).save(run)
+    d.barrier()
+    tokenizer = Tokenizer.from_dir(run)
+    return tokenizer, token_stream(tokenizer, train_texts), token_stream(tokenizer, corpus.read("val"))

@@ -1,0 +1,163 @@
+"""Recipes: named training set-ups stored as data (YAML files in `genzoo/recipes/`), not as copies of
+the training loop. `--set key=value` overrides any field (dotted keys reach into `model` and `data`);
+values are parsed as YAML and must have the field's type."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from importlib import resources
+from typing import Any, get_type_hints
+
+import yaml
+
+from ..errors import ConfigError
+from ..registry import nearest
+
+
+@dataclass
+class DataConfig:
+    corpus: str = "stdlib"  # the embedded standard-library corpus
+    max_bytes: int | None = None  # cap on source bytes read (None: all)
+    val_percent: float = 5.0
+    vocab_size: int = 2048  # byte-level BPE trained on the corpus
+    block_size: int = 128
+
+
+@dataclass
+class Recipe:
+    name: str = ""
+    description: str = ""
+    model: dict = field(default_factory=lambda: {"preset": "gpt2-tiny"})  # preset + config overrides
+    data: DataConfig = field(default_factory=DataConfig)
+    steps: int = 200
+    batch_size: int = 16  # per rank, per micro-step
+    grad_accum: int = 1
+    lr: float = 3e-3
+    min_lr_ratio: float = 0.1  # cosine decays to lr * min_lr_ratio
+    warmup_steps: int = 20
+    weight_decay: float = 0.1
+    beta1: float = 0.9
+    beta2: float = 0.95
+    grad_clip: float = 1.0  # max global grad norm (0: off)
+    eval_every: int = 100
+    eval_batches: int = 8
+    save_every: int = 100
+    keep_checkpoints: int = 2
+    log_every: int = 10
+    seed: int = 1337
+    nan_policy: str = "error"  # "error": stop naming the step; "skip": skip that update
+    precision: str = "auto"  # "auto": bf16 autocast where the hardware supports it, else fp32; "fp32"; "bf16"
+    device: str = "auto"  # "auto": cuda when present, else cpu
+    fsdp: bool = False  # shard the model with FSDP2 (fully_shard) under torchrun
+    progress: bool = True
+
+    def __post_init__(self):
+        if isinstance(self.data, dict):
+            self.data = _build(DataConfig, self.data, "data")
+        for f in ("steps", "batch_size", "grad_accum", "eval_every", "eval_batches", "save_every", "log_every",
+                  "keep_checkpoints"):
+            v = getattr(self, f)
+            if not (isinstance(v, int) and v > 0):
+                raise ConfigError(f"recipe field {f}={v!r} is invalid: must be a positive integer")
+        if self.nan_policy not in ("error", "skip"):
+            raise ConfigError(f"recipe field nan_policy={self.nan_policy!r} is invalid: 'error' or 'skip'")
+        if self.precision not in ("auto", "fp32", "bf16"):
+            raise ConfigError(f"recipe field precision={self.precision!r} is invalid: 'auto', 'fp32' or 'bf16'")
+        if "preset" not in self.model:
+            raise ConfigError("recipe field model needs a 'preset'")
+        from ..config import PRESETS
+
+        # check the model fields now, before any data is read or compute is spent
+        PRESETS.get(self.model["preset"]).make(**{k: v for k, v in self.model.items() if k != "preset"})
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def type_name(hint) -> str:
+    return str(hint).replace("<class '", "").replace("'>", "").replace("typing.", "")
+
+
+def _type_ok(value, hint) -> bool:
+    text = str(hint)
+    if value is None:
+        return "None" in text
+    if isinstance(value, bool):
+        return "bool" in text
+    if isinstance(value, int):
+        return "int" in text or "float" in text
+    if isinstance(value, float):
+        return "float" in text
+    if isinstance(value, str):
+        return "str" in text
+    if isinstance(value, dict):
+        return "dict" in text
+    return False
+
+
+def _build(cls, data: dict, where: str):
+    hints = get_type_hints(cls)
+    for k, v in data.items():
+        if k not in hints:
+            raise ConfigError(f"unknown key {where}.{k}{nearest(k, hints)}; keys: {', '.join(sorted(hints))}")
+        if not _type_ok(v, hints[k]) and not dataclasses.is_dataclass(hints[k]):
+            raise ConfigError(f"{where}.{k}={v!r} has the wrong type: expected {type_name(hints[k])}")
+    return cls(**data)
+
+
+def recipe_names() -> list[str]:
+    return sorted(p.name[:-5] for p in resources.files("genzoo.recipes").iterdir() if p.name.endswith(".yaml"))
+
+
+def load_recipe(name: str, overrides: list[str] | dict | None = None) -> Recipe:
+    names = recipe_names()
+    if name not in names:
+        raise ConfigError(f"unknown recipe {name!r}{nearest(name, names)}; recipes: {', '.join(names)}")
+    data = yaml.safe_load(resources.files("genzoo.recipes").joinpath(f"{name}.yaml").read_text()) or {}
+    data["name"] = name
+    return recipe_from_dict(data, overrides)
+
+
+def parse_sets(sets: list[str]) -> dict[str, Any]:
+    out = {}
+    for s in sets:
+        if "=" not in s:
+            raise ConfigError(f"--set {s!r}: expected key=value")
+        k, v = s.split("=", 1)
+        try:
+            out[k.strip()] = yaml.safe_load(v)
+        except yaml.YAMLError:
+            out[k.strip()] = v
+    return out
+
+
+def recipe_from_dict(data: dict, overrides: list[str] | dict | None = None) -> Recipe:
+    data = {**data, "model": dict(data.get("model", {})), "data": dict(data.get("data", {}))}
+    sets = parse_sets(overrides) if isinstance(overrides, list) else dict(overrides or {})
+    hints = get_type_hints(Recipe)
+    for key, value in sets.items():
+        head, _, rest = key.partition(".")
+        if head == "model" and rest:  # model.* is checked against the model config when it is built
+            data["model"][rest] = value
+        elif head == "data" and rest:
+            dh = get_type_hints(DataConfig)
+            if rest not in dh:
+                raise ConfigError(f"unknown --set key {key!r}{nearest(rest, dh)}; data keys: {', '.join(sorted(dh))}")
+            if not _type_ok(value, dh[rest]):
+                raise ConfigError(f"--set {key}={value!r} has the wrong type: expected {type_name(dh[rest])}")
+            data["data"][rest] = value
+        elif key in hints and key not in ("model", "data", "name"):
+            if not _type_ok(value, hints[key]):
+                raise ConfigError(f"--set {key}={value!r} has the wrong type: expected {type_name(hints[key])}")
+            data[key] = value
+        else:
+            choices = [k for k in hints if k not in ("model", "data", "name")] + ["model.<field>", "data.<field>"]
+            raise ConfigError(f"unknown --set key {key!r}{nearest(key, choices)}; keys: {', '.join(choices)}")
+    top = {k: v for k, v in data.items() if k != "data"}
+    for k, v in top.items():
+        if k not in hints:
+            raise ConfigError(f"unknown recipe key {k!r}{nearest(k, hints)}")
+        if k != "model" and not _type_ok(v, hints[k]):
+            raise ConfigError(f"recipe key {k}={v!r} has the wrong type: expected {type_name(hints[k])}")
+    return Recipe(**top, data=_build(DataConfig, data["data"], "data"))

@@ -1,0 +1,270 @@
+"""The training loop for language-model recipes: AdamW with warmup + cosine decay, gradient clipping
+and accumulation, periodic validation, atomic checkpoints with exact resume, DDP/FSDP2 under torchrun.
+
+A run directory holds:
+  recipe.yaml, data.json (corpus file list + hash), tokenizer.json, metrics.jsonl, loss.png,
+  checkpoints/step-NNNNNNNN/ (HF-format model + tokenizer + trainer_state.pt), and, once training
+  ends, the final model at the top level (config.json, model.safetensors, tokenizer files), so the
+  run directory itself loads with `genzoo.load` and with `transformers`' Auto classes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import shutil
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+import yaml
+
+from ..config import GENRES, PRESETS
+from ..data import PackedBlocks
+from ..errors import ConfigError, GenzooError
+from ..interop import load_weights_into
+from ..interop import save as save_model
+from .checkpoint import (clean_partial, latest_checkpoint, load_trainer_state, rng_state, save_checkpoint,
+                         set_rng_state)
+from .data import prepare
+from .distributed import Dist, autocast_dtype, setup, teardown, wrap
+from .metrics import MetricsLog, plot_losses
+from .recipe import Recipe
+
+
+class TrainingError(GenzooError):
+    """Training cannot go on (a non-finite loss, a resume with nothing to resume)."""
+
+
+def lr_at(step: int, recipe: Recipe) -> float:
+    """Multiplier of the base lr: linear warmup, then cosine decay to min_lr_ratio (Loshchilov & Hutter 2017)."""
+    if step < recipe.warmup_steps:
+        return (step + 1) / recipe.warmup_steps
+    progress = min(1.0, (step - recipe.warmup_steps) / max(1, recipe.steps - recipe.warmup_steps))
+    return recipe.min_lr_ratio + (1 - recipe.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def build_model(recipe: Recipe, vocab_size: int, eos_id: int | None):
+    overrides = {k: v for k, v in recipe.model.items() if k != "preset"}
+    overrides.setdefault("max_positions", recipe.data.block_size)
+    overrides.update(vocab_size=vocab_size, bos_token_id=eos_id, eos_token_id=eos_id)
+    config = PRESETS.get(recipe.model["preset"]).make(**overrides)
+    if config.max_positions < recipe.data.block_size:
+        raise ConfigError(f"model max_positions={config.max_positions} < data.block_size={recipe.data.block_size}")
+    return GENRES.get(config.genre)(config)
+
+
+def make_optimizer(model, recipe: Recipe) -> torch.optim.Optimizer:
+    decay = [p for p in model.parameters() if p.requires_grad and p.dim() >= 2]
+    rest = [p for p in model.parameters() if p.requires_grad and p.dim() < 2]
+    groups = [{"params": decay, "weight_decay": recipe.weight_decay}, {"params": rest, "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=recipe.lr, betas=(recipe.beta1, recipe.beta2))
+
+
+def lm_loss(model, batch: torch.Tensor, amp: torch.dtype | None) -> torch.Tensor:
+    x, y = batch[:, :-1], batch[:, 1:]  # (B, T), (B, T)
+    ctx = torch.autocast(batch.device.type, dtype=amp) if amp else contextlib.nullcontext()
+    with ctx:
+        logits = model(x, check=False).logits  # (B, T, V)
+    return F.cross_entropy(logits.flatten(0, 1).float(), y.flatten())
+
+
+@torch.no_grad()
+def validate(model, tokens: torch.Tensor, recipe: Recipe, d: Dist, amp) -> dict:
+    was = model.training
+    model.eval()
+    data = PackedBlocks(tokens, recipe.data.block_size, batch_size=recipe.batch_size, rank=d.rank,
+                        world_size=d.world_size, shuffle=False)
+    n = min(recipe.eval_batches, data.n_blocks // data.global_batch)
+    total = torch.zeros((), device=d.device)
+    for _ in range(n):
+        total += lm_loss(model, data.next_batch().to(d.device), amp)
+    model.train(was)
+    loss = d.mean(total / n).item()
+    return {"val_loss": loss, "val_ppl": math.exp(min(loss, 50.0))}
+
+
+def _fsdp(recipe: Recipe, d: Dist) -> bool:
+    return recipe.fsdp and d.enabled
+
+
+def writable_model(model, recipe: Recipe, d: Dist):
+    """A plain module with the full weights, for writing files (rank 0; None on other ranks).
+    Under FSDP2 the shards are gathered, a collective that every rank must enter."""
+    if not _fsdp(recipe, d):
+        return model if d.is_main else None
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+
+    full = get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+    if not d.is_main:
+        return None
+    plain = type(model)(model.config)
+    plain.load_state_dict(full)
+    return plain
+
+
+def optimizer_state(model, opt, recipe: Recipe, d: Dist) -> dict:
+    if not _fsdp(recipe, d):
+        return opt.state_dict()
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_optimizer_state_dict
+
+    return get_optimizer_state_dict(model, opt, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+
+
+def load_optimizer_state(model, opt, state: dict, recipe: Recipe, d: Dist) -> None:
+    if not _fsdp(recipe, d):
+        opt.load_state_dict(state)
+        return
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, set_optimizer_state_dict
+
+    set_optimizer_state_dict(model, opt, state, options=StateDictOptions(full_state_dict=True))
+
+
+def export_final(run: Path, model, tokenizer) -> None:
+    """The final model at the top of the run directory; each file replaced atomically."""
+    tmp = run / ".export.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    save_model(model, tmp, extra_files=tokenizer.save)
+    for f in tmp.iterdir():
+        os.replace(f, run / f.name)
+    shutil.rmtree(tmp, ignore_errors=True)
+
+
+def train(recipe: Recipe, out: str | os.PathLike, *, resume: bool = False, steps: int | None = None) -> dict:
+    """Run `recipe` into directory `out` (continuing its latest checkpoint with resume=True)."""
+    if steps is not None:
+        recipe.steps = steps
+    d = setup(recipe.device)
+    try:
+        return _train(recipe, Path(out), resume, d)
+    finally:
+        teardown(d)
+
+
+def _train(recipe: Recipe, run: Path, resume: bool, d: Dist) -> dict:
+    if d.is_main:
+        run.mkdir(parents=True, exist_ok=True)
+        clean_partial(run)
+    d.barrier()
+    ckpt = latest_checkpoint(run)
+    if resume and ckpt is None:
+        raise TrainingError(f"--resume: no complete checkpoint in {run / 'checkpoints'}")
+    if not resume and ckpt is not None:
+        raise TrainingError(f"{run} already has checkpoints; pass --resume to continue it or choose another --out")
+    if d.is_main:
+        (run / "recipe.yaml").write_text(yaml.safe_dump(recipe.to_dict(), sort_keys=False))
+
+    torch.manual_seed(recipe.seed)  # the same initial weights on every rank
+    tokenizer, train_tokens, val_tokens = prepare(recipe.data, run, d)
+    model = build_model(recipe, tokenizer.vocab_size, tokenizer.eos_id).to(d.device)
+    amp = autocast_dtype(recipe.precision, d.device)
+    data = PackedBlocks(train_tokens, recipe.data.block_size, batch_size=recipe.batch_size, rank=d.rank,
+                        world_size=d.world_size, seed=recipe.seed)
+    step, state = 0, None
+    if resume:
+        state = load_trainer_state(ckpt)
+        load_weights_into(model, ckpt)
+        step = int(state["step"])
+        data.load_state_dict(state["data"])
+    wrapped = wrap(model, d, recipe.fsdp)
+    opt = make_optimizer(model, recipe)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_at(s, recipe))
+    if state is not None:
+        load_optimizer_state(model, opt, state["optimizer"], recipe, d)
+        sched.load_state_dict(state["scheduler"])
+        set_rng_state(state["rng"])
+    log = MetricsLog(run / "metrics.jsonl", resume_step=step) if d.is_main else None
+
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=recipe.steps, initial=step, disable=not (d.is_main and recipe.progress), unit="step",
+               dynamic_ncols=True)
+    tokens_per_step = recipe.batch_size * recipe.grad_accum * d.world_size * recipe.data.block_size
+    skipped, last_val = 0, None
+    while step < recipe.steps:
+        t0 = time.perf_counter()
+        wrapped.train()
+        total = torch.zeros((), device=d.device)
+        for micro in range(recipe.grad_accum):
+            batch = data.next_batch().to(d.device)
+            sync = micro == recipe.grad_accum - 1 or not d.enabled or recipe.fsdp
+            ctx = contextlib.nullcontext() if sync else wrapped.no_sync()
+            with ctx:
+                loss = lm_loss(wrapped, batch, amp) / recipe.grad_accum
+                loss.backward()
+            total += loss.detach()
+        loss_value = d.mean(total).item()
+        if not math.isfinite(loss_value):
+            if recipe.nan_policy == "error":
+                raise TrainingError(
+                    f"loss is {loss_value} at step {step + 1}; lower lr or set nan_policy=skip to skip such steps")
+            opt.zero_grad(set_to_none=True)
+            skipped += 1
+            step += 1
+            sched.step()
+            bar.update(1)
+            continue
+        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), recipe.grad_clip) if recipe.grad_clip > 0 \
+            else None
+        lr = sched.get_last_lr()[0]
+        opt.step()
+        sched.step()
+        opt.zero_grad(set_to_none=True)
+        step += 1
+        bar.update(1)
+        tps = tokens_per_step / (time.perf_counter() - t0)
+        bar.set_postfix(loss=f"{loss_value:.4f}", tok_s=f"{tps:,.0f}")
+        if log is not None and (step % recipe.log_every == 0 or step == recipe.steps):
+            rec = {"step": step, "loss": loss_value, "lr": lr, "tokens_per_s": tps}
+            if grad_norm is not None:
+                rec["grad_norm"] = float(grad_norm)
+            log.write(rec)
+        if step % recipe.eval_every == 0 or step == recipe.steps:
+            last_val = validate(wrapped, val_tokens, recipe, d, amp)
+            if log is not None:
+                log.write({"step": step, **last_val})
+                plot_losses(log.records(), run / "loss.png", f"{recipe.name or 'run'}: {run.name}")
+            bar.write(f"step {step}: val loss {last_val['val_loss']:.4f}, val ppl {last_val['val_ppl']:.2f}") \
+                if d.is_main and recipe.progress else None
+        if step % recipe.save_every == 0 or step == recipe.steps:
+            plain = writable_model(model, recipe, d)
+            optim = optimizer_state(model, opt, recipe, d)
+            if d.is_main:
+                st = {"step": step, "data": data.state_dict(), "optimizer": optim, "scheduler": sched.state_dict(),
+                      "rng": rng_state(), "skipped": skipped}
+                save_checkpoint(run, step, plain, tokenizer, st, recipe.keep_checkpoints)
+            d.barrier()
+    bar.close()
+    plain = writable_model(model, recipe, d)
+    if d.is_main:
+        export_final(run, plain, tokenizer)
+    d.barrier()
+    return {"run": str(run), "step": step, "skipped": skipped, **(last_val or {})}
+
+
+def evaluate_run(path: str | os.PathLike, max_batches: int | None = None, batch_size: int = 16) -> dict:
+    """Validation loss and perplexity of a run or HF directory on the validation split of its corpus."""
+    import genzoo
+    from ..interop import resolve_checkpoint_dir
+    from ..tokenizers import Tokenizer
+    from .recipe import recipe_from_dict
+
+    directory = resolve_checkpoint_dir(path)
+    model = genzoo.load(directory)
+    tokenizer = Tokenizer.from_dir(directory)
+    run = Path(path)
+    recipe = recipe_from_dict(yaml.safe_load((run / "recipe.yaml").read_text())) if (run / "recipe.yaml").exists() \
+        else Recipe(data={"block_size": min(128, model.config.max_positions)})
+    from ..data import stdlib_corpus
+    from .data import token_stream
+
+    corpus = stdlib_corpus(max_bytes=recipe.data.max_bytes, val_percent=recipe.data.val_percent)
+    val = token_stream(tokenizer, corpus.read("val"))
+    n_blocks = (val.numel() - 1) // recipe.data.block_size
+    if n_blocks < 1:
+        raise ConfigError(f"the validation split ({val.numel()} tokens) is shorter than one block")
+    recipe.batch_size = min(batch_size, n_blocks)
+    recipe.eval_batches = max_batches or n_blocks // recipe.batch_size
+    return {"dir": str(directory), "batches": recipe.eval_batches, **validate(model, val, recipe, Dist(), None)}
