@@ -125,11 +125,21 @@ def parse_sets(sets: list[str]) -> dict[str, Any]:
         if "=" not in s:
             raise ConfigError(f"--set {s!r}: expected key=value")
         k, v = s.split("=", 1)
-        try:
-            out[k.strip()] = yaml.safe_load(v)
-        except yaml.YAMLError:
-            out[k.strip()] = v
+        out[k.strip()] = parse_value(v)
     return out
+
+
+def parse_value(text: str):
+    """int, then float (so 3e-3 is a number, which YAML 1.1 would leave a string), then YAML, then str."""
+    for conv in (int, float):
+        try:
+            return conv(text)
+        except ValueError:
+            pass
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
 
 
 def recipe_from_dict(data: dict, overrides: list[str] | dict | None = None) -> Recipe:
