@@ -183,6 +183,10 @@ def _train(recipe: Recipe, run: Path, resume: bool, d: Dist) -> dict:
                dynamic_ncols=True)
     tokens_per_step = recipe.batch_size * recipe.grad_accum * d.world_size * recipe.data.block_size
     skipped, last_val = 0, None
+    if step == 0:  # where the run starts, for the loss curve
+        first = validate(wrapped, val_tokens, recipe, d, amp)
+        if log is not None:
+            log.write({"step": 0, **first})
     while step < recipe.steps:
         t0 = time.perf_counter()
         wrapped.train()
