@@ -128,3 +128,27 @@ def test_padding_rows_never_nan():
     mask[0, :6] = 0
     with torch.no_grad():
         assert torch.isfinite(model(ids, attention_mask=mask).logits).all()
+
+
+@pytest.mark.parametrize("backend", ["sdpa", "eager"])
+def test_cross_attention_with_padded_memory_matches_formula(backend):
+    torch.manual_seed(2)
+    d, h, dh = 32, 4, 8
+    attn = Attention(nn.Linear(d, h * dh), nn.Linear(d, h * dh), nn.Linear(d, h * dh), nn.Linear(h * dh, d),
+                     n_heads=h, n_kv_heads=h, head_dim=dh, causal=False, backend=backend)
+    x, memory = torch.randn(2, 5, d), torch.randn(2, 7, d)
+    valid = torch.ones(2, 7, dtype=torch.bool)
+    valid[1, 4:] = False  # the second memory sequence is padded
+    mask = build_mask(5, 7, 0, causal=False, key_valid=valid, self_attention=False)
+    got = attn(x, mask, kv_input=memory)
+    q = attn.q_proj(x).view(2, 5, h, dh).transpose(1, 2)
+    k = attn.k_proj(memory).view(2, 7, h, dh).transpose(1, 2)
+    v = attn.v_proj(memory).view(2, 7, h, dh).transpose(1, 2)
+    s = (q @ k.transpose(-1, -2) / math.sqrt(dh)).masked_fill(~valid[:, None, None, :], float("-inf"))
+    want = attn.o_proj((s.softmax(-1) @ v).transpose(1, 2).reshape(2, 5, h * dh))
+    torch.testing.assert_close(got, want, atol=1e-6, rtol=0)
+
+
+def test_unknown_backend_is_refused():
+    with pytest.raises(genzoo.ConfigError, match="unknown attention backend 'flash3'"):
+        make_attn(backend="flash3")

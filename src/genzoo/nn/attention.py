@@ -18,12 +18,58 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import ConfigError
+from ..registry import Registry
 from .cache import StaticKVCache
 from .masks import AttnMask
 from .positions import RotaryPositions
 from .softmax import SoftmaxVariant, Standard
 
-BACKENDS = ("sdpa", "eager")
+# name -> kernel(q (B, H, Tq, Dh), k, v (B, Hkv, Tk, Dh), mask, softmax, scale, dropout_p) -> (B, H, Tq, Dh)
+ATTENTION_BACKENDS: Registry = Registry("attention backend")
+
+
+@ATTENTION_BACKENDS.register("sdpa")
+def sdpa_attention(q, k, v, mask: AttnMask, softmax: SoftmaxVariant, scale: float, dropout_p: float):
+    """torch's fused scaled_dot_product_attention; softmax1 through a prepended zero key/value."""
+    if softmax.sdpa is None:  # a variant SDPA cannot express
+        return eager_attention(q, k, v, mask, softmax, scale, dropout_p)
+    attn_mask, is_causal = mask.mask, mask.is_causal
+    if softmax.sdpa == "zero_kv":
+        # softmax1 = softmax over [0, scores]: prepend a zero key (score 0) and a zero value.
+        zeros = k.new_zeros(k.shape[0], k.shape[1], 1, k.shape[3])  # (B, Hkv, 1, Dh)
+        k, v = torch.cat([zeros, k], dim=2), torch.cat([zeros, v], dim=2)
+        dense = mask.dense(q.shape[2], k.shape[2] - 1, q.device)
+        if dense is not None:
+            attn_mask = F.pad(dense, (1, 0), value=True)  # the zero key is always visible
+        is_causal = False
+        if mask.bias is not None:
+            mask = AttnMask(bias=F.pad(mask.bias, (1, 0), value=0.0))
+    if mask.bias is not None:
+        bias = mask.bias.to(q.dtype)
+        if attn_mask is not None:
+            bias = bias.masked_fill(~attn_mask, torch.finfo(q.dtype).min)
+        attn_mask, is_causal = bias, False
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, dropout_p=dropout_p, is_causal=is_causal,
+                                          scale=scale, enable_gqa=k.shape[1] != q.shape[1])
+
+
+@ATTENTION_BACKENDS.register("eager")
+def eager_attention(q, k, v, mask: AttnMask, softmax: SoftmaxVariant, scale: float, dropout_p: float):
+    """The formula written out: the reference the fast path is tested against."""
+    groups = q.shape[1] // k.shape[1]
+    if groups > 1:  # (B, Hkv, Tk, Dh) -> (B, H, Tk, Dh)
+        k, v = k.repeat_interleave(groups, dim=1), v.repeat_interleave(groups, dim=1)
+    scores = torch.matmul(q, k.transpose(-1, -2)) * scale  # (B, H, Tq, Tk)
+    if mask.bias is not None:
+        scores = scores + mask.bias.to(scores.dtype)
+    dense = mask.dense(q.shape[2], k.shape[2], q.device)
+    if dense is not None:
+        scores = scores.masked_fill(~dense, torch.finfo(scores.dtype).min)
+    probs = F.dropout(softmax(scores), p=dropout_p, training=dropout_p > 0)
+    return torch.matmul(probs, v)  # (B, H, Tq, Dh)
+
+
+BACKENDS = tuple(ATTENTION_BACKENDS.names())
 
 
 class Attention(nn.Module):
@@ -48,8 +94,7 @@ class Attention(nn.Module):
         super().__init__()
         if n_heads % n_kv_heads:
             raise ConfigError(f"n_heads ({n_heads}) must be a multiple of n_kv_heads ({n_kv_heads})")
-        if backend not in BACKENDS:
-            raise ConfigError(f"unknown attention backend {backend!r}; known: {', '.join(BACKENDS)}")
+        self.kernel = ATTENTION_BACKENDS.get(backend)
         self.q_proj, self.k_proj, self.v_proj, self.o_proj = q_proj, k_proj, v_proj, o_proj
         self.n_heads, self.n_kv_heads, self.head_dim = n_heads, n_kv_heads, head_dim
         self.softmax = softmax or Standard()
@@ -91,51 +136,6 @@ class Attention(nn.Module):
             q, k = RotaryPositions.apply(q, cos, sin), RotaryPositions.apply(k, cos, sin)
         if cache is not None:
             k, v = cache.update(layer, k, v, start)  # 2 x (B, Hkv, start + Tq, Dh)
-        if self.backend == "sdpa" and self.softmax.sdpa is not None:
-            out = self._sdpa(q, k, v, mask)
-        else:
-            out = self._eager(q, k, v, mask)
+        out = self.kernel(q, k, v, mask, self.softmax, self.scale, self.dropout if self.training else 0.0)
         out = out.transpose(1, 2).reshape(b, tq, self.n_heads * self.head_dim)  # (B, Tq, H * Dh)
         return self.o_proj(out)
-
-    def _sdpa(self, q, k, v, mask: AttnMask) -> torch.Tensor:
-        attn_mask, is_causal = mask.mask, mask.is_causal
-        if self.softmax.sdpa == "zero_kv":
-            # softmax1 = softmax over [0, scores]: prepend a zero key (score 0) and a zero value.
-            zeros = k.new_zeros(k.shape[0], k.shape[1], 1, k.shape[3])  # (B, Hkv, 1, Dh)
-            k, v = torch.cat([zeros, k], dim=2), torch.cat([zeros, v], dim=2)
-            dense = mask.dense(q.shape[2], k.shape[2] - 1, q.device)
-            if dense is not None:
-                attn_mask = F.pad(dense, (1, 0), value=True)  # the zero key is always visible
-            is_causal = False
-            if mask.bias is not None:
-                mask = AttnMask(bias=F.pad(mask.bias, (1, 0), value=0.0))
-        if mask.bias is not None:
-            bias = mask.bias.to(q.dtype)
-            if attn_mask is not None:
-                bias = bias.masked_fill(~attn_mask, torch.finfo(q.dtype).min)
-            attn_mask, is_causal = bias, False
-        return F.scaled_dot_product_attention(
-            q,
-            k,
-            v,
-            attn_mask=attn_mask,
-            dropout_p=self.dropout if self.training else 0.0,
-            is_causal=is_causal,
-            scale=self.scale,
-            enable_gqa=self.n_kv_heads != self.n_heads,
-        )  # (B, H, Tq, Dh)
-
-    def _eager(self, q, k, v, mask: AttnMask) -> torch.Tensor:
-        groups = self.n_heads // self.n_kv_heads
-        if groups > 1:  # (B, Hkv, Tk, Dh) -> (B, H, Tk, Dh)
-            k, v = k.repeat_interleave(groups, dim=1), v.repeat_interleave(groups, dim=1)
-        scores = torch.matmul(q, k.transpose(-1, -2)) * self.scale  # (B, H, Tq, Tk)
-        if mask.bias is not None:
-            scores = scores + mask.bias.to(scores.dtype)
-        dense = mask.dense(q.shape[2], k.shape[2], q.device)
-        if dense is not None:
-            scores = scores.masked_fill(~dense, torch.finfo(scores.dtype).min)
-        probs = self.softmax(scores)
-        probs = F.dropout(probs, p=self.dropout, training=self.training)
-        return torch.matmul(probs, v)  # (B, H, Tq, Dh)
