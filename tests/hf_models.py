@@ -32,3 +32,18 @@ def tiny_hf(arch: str, **kw):
             if p.dim() > 1:
                 p.normal_(std=0.2)
     return model.eval()
+
+
+def tiny_mixtral(**kw):
+    import transformers as tf
+
+    cfg = tf.MixtralConfig(vocab_size=VOCAB, hidden_size=32, intermediate_size=48, num_hidden_layers=2,
+                           num_attention_heads=4, num_key_value_heads=2, num_local_experts=4, num_experts_per_tok=2,
+                           max_position_embeddings=96, router_aux_loss_coef=0.02, bos_token_id=0, eos_token_id=1,
+                           **kw)
+    model = tf.MixtralForCausalLM(cfg)
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.dim() > 1:
+                p.normal_(std=0.2)
+    return model.eval()

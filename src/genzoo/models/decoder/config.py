@@ -34,6 +34,11 @@ class DecoderConfig:
     rope_scaling: dict | None = None
     sliding_window: int | None = None
     softmax: str = "standard"  # SOFTMAX
+    n_experts: int = 0  # > 0: every FFN is a sparse mixture of this many gated experts (nn.moe)
+    experts_top_k: int = 2  # experts per token
+    router_aux_loss_coef: float = 0.001  # load-balancing loss weight in `loss` (0: off)
+    router_z_loss_coef: float = 0.0  # router z-loss weight in `loss` (0: off)
+    router_jitter: float = 0.0  # multiplicative input noise for the router while training
     tie_embeddings: bool = True
     dropout: float = 0.0
     attn_backend: str = "sdpa"
@@ -82,6 +87,11 @@ class DecoderConfig:
         for ffn, act in (("swiglu", "silu"), ("geglu", "gelu")):
             check(self.ffn != ffn or self.activation == act, "activation", self.activation,
                   f"ffn={ffn!r} implies activation={act!r} (use ffn='gated' for another activation)")
+        check(isinstance(self.n_experts, int) and self.n_experts >= 0, "n_experts", self.n_experts, ">= 0")
+        if self.n_experts:
+            check(isinstance(self.experts_top_k, int) and 0 < self.experts_top_k <= self.n_experts,
+                  "experts_top_k", self.experts_top_k, f"in 1..n_experts={self.n_experts}")
+            check(self.ffn in ("gated", "swiglu", "geglu"), "ffn", self.ffn, "experts are gated FFNs")
         check(0.0 <= self.dropout < 1.0, "dropout", self.dropout, "must be in [0, 1)")
         check(self.position != "rope" or self.head_dim % 2 == 0, "head_dim", self.head_dim, "must be even for rope")
 
@@ -95,6 +105,8 @@ _GPT2 = dict(norm="layernorm", ffn="mlp", activation="gelu_tanh", position="lear
 _LLAMA = dict(norm="rmsnorm", norm_eps=1e-5, norm_bias=False, ffn="gated", activation="silu", ffn_bias=False,
               attn_bias=False, attn_out_bias=False, position="rope", tie_embeddings=False, checkpoint_format="llama")
 _MISTRAL = dict(_LLAMA, checkpoint_format="mistral", sliding_window=4096)
+_MIXTRAL = dict(_LLAMA, checkpoint_format="mixtral", rope_theta=1e6, n_experts=8, experts_top_k=2,
+                router_aux_loss_coef=0.02)
 
 # Real sizes (GPT-2 small 124M, Llama-3.2-1B, Mistral-7B-v0.1 shapes) and tiny variants for tests.
 _preset("gpt2", **_GPT2)
@@ -112,3 +124,8 @@ _preset("mistral", **_MISTRAL, vocab_size=32000, max_positions=32768, d_model=40
         n_kv_heads=8, d_ff=14336, bos_token_id=1, eos_token_id=2)
 _preset("mistral-tiny", **dict(_MISTRAL, sliding_window=16), vocab_size=512, max_positions=128, d_model=64,
         n_layers=2, n_heads=4, n_kv_heads=2, d_ff=128)
+# Mixtral-8x7B shapes, and a tiny variant
+_preset("mixtral", **_MIXTRAL, vocab_size=32000, max_positions=32768, d_model=4096, n_layers=32, n_heads=32,
+        n_kv_heads=8, d_ff=14336, bos_token_id=1, eos_token_id=2)
+_preset("mixtral-tiny", **_MIXTRAL, vocab_size=512, max_positions=128, d_model=64, n_layers=2, n_heads=4,
+        n_kv_heads=2, d_ff=96)

@@ -171,6 +171,9 @@ class LlamaFormat(CheckpointFormat):
     preset = "llama"
     has_window = False
 
+    def extra_config_from_hf(self, hf: dict) -> dict:
+        return {}
+
     def config_from_hf(self, hf: dict) -> DecoderConfig:
         where = f"{self.model_type} config.json"
         theta, scaling = rope_from_hf(hf, where)
@@ -190,10 +193,13 @@ class LlamaFormat(CheckpointFormat):
             rope_theta=theta, rope_scaling=scaling, sliding_window=window,
             tie_embeddings=hf.get("tie_word_embeddings", False), bos_token_id=hf.get("bos_token_id"),
             eos_token_id=hf.get("eos_token_id"), pad_token_id=hf.get("pad_token_id"),
+            **self.extra_config_from_hf(hf),
         )
 
     def config_to_hf(self, c: DecoderConfig) -> dict:
         f = self.model_type
+        require(c, "n_experts", bool(c.n_experts) == (f == "mixtral"), f,
+                "experts only in mixtral" if f != "mixtral" else "a mixture of experts")
         require(c, "norm", c.norm == "rmsnorm", f, "RMSNorm")
         require(c, "ffn", c.ffn in ("gated", "swiglu", "geglu"), f, "a gated MLP")
         require(c, "activation", c.activation in GZ_ACT, f, f"one of {sorted(GZ_ACT)}")
@@ -237,3 +243,77 @@ class MistralFormat(LlamaFormat):
     architecture = "MistralForCausalLM"
     preset = "mistral"
     has_window = True
+
+
+# ---------------------------------------------------------------- Mixtral
+# Two layouts in the wild: per-expert matrices (what transformers writes, and the original release)
+# and stacked tensors (what transformers computes with, and what some converted checkpoints hold).
+MIXTRAL_KEYS = KeyMap([("blocks.{i}.ffn.router.weight", "model.layers.{i}.block_sparse_moe.gate.weight")])
+PER_EXPERT = re.compile(r"model\.layers\.(\d+)\.block_sparse_moe\.experts\.(\d+)\.(w1|w2|w3)\.weight$")
+STACKED = re.compile(r"model\.layers\.(\d+)\.mlp\.(experts\.gate_up_proj|experts\.down_proj|gate\.weight)$")
+
+
+@FORMATS.register("mixtral")
+class MixtralFormat(LlamaFormat):
+    model_type = "mixtral"
+    architecture = "MixtralForCausalLM"
+    preset = "mixtral"
+    has_window = True
+
+    def extra_config_from_hf(self, hf: dict) -> dict:
+        return {"n_experts": hf["num_local_experts"], "experts_top_k": hf.get("num_experts_per_tok", 2),
+                "router_aux_loss_coef": hf.get("router_aux_loss_coef", 0.001),
+                "router_jitter": hf.get("router_jitter_noise", 0.0)}
+
+    def config_to_hf(self, c: DecoderConfig) -> dict:
+        out = super().config_to_hf(c)
+        out.update(num_local_experts=c.n_experts, num_experts_per_tok=c.experts_top_k,
+                   router_aux_loss_coef=c.router_aux_loss_coef, router_jitter_noise=c.router_jitter,
+                   output_router_logits=False)
+        return out
+
+    def state_from_hf(self, tensors, config):
+        rest, per_expert, state = {}, {}, {}
+        for k, v in tensors.items():
+            m, s = PER_EXPERT.match(k), STACKED.match(k)
+            if m:
+                per_expert[(int(m.group(1)), int(m.group(2)), m.group(3))] = v
+            elif s:
+                layer, what = int(s.group(1)), s.group(2)
+                name = {"experts.gate_up_proj": "experts.gate_up", "experts.down_proj": "experts.down",
+                        "gate.weight": "router.weight"}[what]
+                state[f"blocks.{layer}.ffn.{name}"] = v
+            elif k.endswith("block_sparse_moe.gate.weight"):
+                state[MIXTRAL_KEYS.to_genzoo(k)] = v
+            else:
+                rest[k] = v
+        for layer in sorted({i for i, _, _ in per_expert}):
+            n = config.n_experts
+            try:
+                w1 = [per_expert[(layer, e, "w1")] for e in range(n)]
+                w2 = [per_expert[(layer, e, "w2")] for e in range(n)]
+                w3 = [per_expert[(layer, e, "w3")] for e in range(n)]
+            except KeyError as err:
+                raise CheckpointError(f"layer {layer}: expert tensor missing: {err}") from None
+            state[f"blocks.{layer}.ffn.experts.gate_up"] = torch.stack([torch.cat([a, c]) for a, c in zip(w1, w3)])
+            state[f"blocks.{layer}.ffn.experts.down"] = torch.stack(w2)
+        extra = sorted(f"model.layers.{i}.block_sparse_moe.experts.{e}" for i, e, _ in per_expert if e >= config.n_experts)
+        base, unexpected = super().state_from_hf(rest, config)
+        return {**base, **state}, unexpected + extra
+
+    def state_to_hf(self, state, config):
+        moe = {k: v for k, v in state.items() if ".ffn.router." in k or ".ffn.experts." in k}
+        out = super().state_to_hf({k: v for k, v in state.items() if k not in moe}, config)
+        for k, v in moe.items():
+            layer = int(k.split(".")[1])
+            p = f"model.layers.{layer}.block_sparse_moe"
+            if k.endswith("router.weight"):
+                out[f"{p}.gate.weight"] = v
+            elif k.endswith("experts.gate_up"):
+                for e in range(v.shape[0]):
+                    w1, w3 = v[e].chunk(2, dim=0)
+                    out[f"{p}.experts.{e}.w1.weight"], out[f"{p}.experts.{e}.w3.weight"] = w1, w3
+            elif k.endswith("experts.down"):
+                for e in range(v.shape[0]):
+                    out[f"{p}.experts.{e}.w2.weight"] = v[e]
+        return out

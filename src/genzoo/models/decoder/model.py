@@ -16,6 +16,8 @@ from ...config import GENRES
 from ...errors import InputError
 from ...generate import GenerationMixin
 from ...nn import FFNS, NORMS, POSITIONS, SOFTMAX, Attention, Block, StaticKVCache, build_mask
+from ...nn.ffn import GatedMLP
+from ...nn.moe import SparseMoE, StackedExperts, TopKRouter, load_balancing_loss, router_z_loss
 from ...outputs import CausalLMOutput
 from .config import DecoderConfig
 
@@ -38,7 +40,12 @@ def make_block(cfg: DecoderConfig) -> Block:
         dropout=cfg.dropout,
         backend=cfg.attn_backend,
     )
-    ffn = FFNS.get(cfg.ffn)(d, cfg.d_ff, cfg.activation, cfg.ffn_bias)
+    if cfg.n_experts:  # Mixtral: every FFN is a sparse mixture of gated experts
+        act = {"swiglu": "silu", "geglu": "gelu"}.get(cfg.ffn, cfg.activation)
+        ffn = SparseMoE(TopKRouter(d, cfg.n_experts, cfg.experts_top_k, cfg.router_jitter),
+                        StackedExperts(cfg.n_experts, d, cfg.d_ff, act))
+    else:
+        ffn = FFNS.get(cfg.ffn)(d, cfg.d_ff, cfg.activation, cfg.ffn_bias)
     norm = NORMS.get(cfg.norm)
     return Block(attn, ffn, norm(d, cfg.norm_eps, cfg.norm_bias), norm(d, cfg.norm_eps, cfg.norm_bias),
                  norm_position="pre", dropout=cfg.dropout)
@@ -72,7 +79,7 @@ class DecoderLM(nn.Module, GenerationMixin):
         for name, p in self.named_parameters():
             if p.dim() == 1:
                 nn.init.ones_(p) if name.endswith("norm.weight") else nn.init.zeros_(p)
-            elif name.endswith(("o_proj.weight", "ffn.down.weight")):
+            elif name.endswith(("o_proj.weight", "ffn.down.weight", "ffn.experts.down")):
                 nn.init.normal_(p, std=std / math.sqrt(2 * self.config.n_layers))
             else:
                 nn.init.normal_(p, std=std)
@@ -173,7 +180,21 @@ class DecoderLM(nn.Module, GenerationMixin):
         if labels is not None:  # shift the labels, not the logits: no copy of the (B, T, V) logits
             targets = F.pad(labels[:, 1:], (0, 1), value=-100)  # (B, T)
             loss = F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), ignore_index=-100)
-        return CausalLMOutput(logits=logits, loss=loss, last_hidden_state=x)
+        out = CausalLMOutput(logits=logits, loss=loss, last_hidden_state=x)
+        if self.config.n_experts and cache is None:  # not while generating
+            self._add_router_losses(out, attention_mask)
+        return out
+
+    def _add_router_losses(self, out: CausalLMOutput, attention_mask) -> None:
+        """Mixtral: the load-balancing loss over all layers (as `transformers` computes it) and the
+        optional z-loss, added to `loss` with their coefficients."""
+        cfg = self.config
+        out.router_logits = tuple(b.ffn.router_logits for b in self.blocks)  # L x (B T, E)
+        out.aux_loss = load_balancing_loss(list(out.router_logits), cfg.n_experts, cfg.experts_top_k, attention_mask)
+        if out.loss is not None:
+            out.loss = out.loss + cfg.router_aux_loss_coef * out.aux_loss
+            if cfg.router_z_loss_coef:
+                out.loss = out.loss + cfg.router_z_loss_coef * router_z_loss(list(out.router_logits))
 
     def num_parameters(self, exclude_embeddings: bool = False) -> int:
         n = sum(p.numel() for p in self.parameters())

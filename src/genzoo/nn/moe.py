@@ -1,0 +1,131 @@
+"""Sparse mixture of experts (Shazeer et al., 2017; Fedus et al., "Switch Transformers", 2021;
+Jiang et al., "Mixtral of Experts", 2024).
+
+- `TopKRouter`: softmax over all E experts, keep the top k, renormalise. This equals Mixtral's
+  softmax over the top-k logits (eq. 1-2: G(x) = Softmax(TopK(x W_g))).
+- `StackedExperts`: E gated FFNs stored as two stacked tensors, gate_up (E, 2F, D) and down (E, D, F),
+  the layout `transformers` writes. Dispatch is dropless: the N*k (token, expert) pairs are sorted by
+  expert and each expert's contiguous slice is multiplied by a grouped matmul (no Python loop over
+  experts; a padded batched matmul where grouped matmul is unavailable).
+- `load_balancing_loss`: the Switch auxiliary loss (eq. 4-6), E * sum_e f_e * P_e, computed exactly as
+  `transformers`' Mixtral computes it (over all layers' router logits, top-k counts, padding excluded).
+- `router_z_loss`: ST-MoE's z-loss (Zoph et al., 2022, eq. 5), mean(logsumexp(logits)^2).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .ffn import ACTIVATIONS
+
+
+class TopKRouter(nn.Module):
+    def __init__(self, dim: int, n_experts: int, top_k: int, jitter: float = 0.0):
+        super().__init__()
+        self.weight = nn.Parameter(torch.empty(n_experts, dim).normal_(std=0.02))
+        self.n_experts, self.top_k, self.jitter = n_experts, top_k, jitter
+
+    def forward(self, x: torch.Tensor):
+        """x (N, D) -> logits (N, E), weights (N, k) (sum to 1), experts (N, k)."""
+        logits = F.linear(x, self.weight)  # (N, E)
+        probs = torch.softmax(logits.float(), dim=-1)
+        weights, experts = torch.topk(probs, self.top_k, dim=-1)  # (N, k)
+        weights = weights / weights.sum(dim=-1, keepdim=True)
+        return logits, weights, experts
+
+    def extra_repr(self) -> str:
+        return f"experts={self.n_experts}, top_k={self.top_k}"
+
+
+def _grouped_mm_ok(x: torch.Tensor, w: torch.Tensor) -> bool:
+    """torch._grouped_mm runs on CPU, and on CUDA in bf16 from Hopper (sm90) on."""
+    if not hasattr(torch, "_grouped_mm"):
+        return False
+    if x.device.type == "cpu":
+        return True
+    return x.device.type == "cuda" and x.dtype == torch.bfloat16 and torch.cuda.get_device_capability(x.device)[0] >= 9
+
+
+def grouped_matmul(x: torch.Tensor, w: torch.Tensor, counts: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
+    """Rows of x (M, K) sorted by group, group g of size counts[g] times w[g] (K, N) -> (M, N)."""
+    if _grouped_mm_ok(x, w):
+        return torch._grouped_mm(x, w, offs=offsets)
+    # fallback: pad every group to the largest one and use one batched matmul
+    e, cap = w.shape[0], int(counts.max())
+    start = offsets - counts  # (E,)
+    group = torch.repeat_interleave(torch.arange(e, device=x.device), counts)  # (M,)
+    slot = torch.arange(x.shape[0], device=x.device) - start[group]  # position inside its group
+    padded = x.new_zeros(e, cap, x.shape[1])
+    padded[group, slot] = x
+    return torch.bmm(padded, w)[group, slot]  # (M, N)
+
+
+class StackedExperts(nn.Module):
+    def __init__(self, n_experts: int, dim: int, hidden: int, activation: str = "silu"):
+        super().__init__()
+        self.n_experts, self.hidden, self.activation = n_experts, hidden, activation
+        self.act = ACTIVATIONS.get(activation)
+        self.gate_up = nn.Parameter(torch.empty(n_experts, 2 * hidden, dim).normal_(std=0.02))  # (E, 2F, D)
+        self.down = nn.Parameter(torch.empty(n_experts, dim, hidden).normal_(std=0.02))  # (E, D, F)
+
+    def forward(self, x: torch.Tensor, experts: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+        """x (N, D), experts/weights (N, k) -> sum_j weights[:, j] * expert_{experts[:, j]}(x), (N, D)."""
+        n, k = experts.shape
+        flat = experts.reshape(-1)  # (N k,)
+        order = torch.argsort(flat, stable=True)  # (token, choice) pairs sorted by expert
+        token = order // k  # (N k,) the token of each sorted pair
+        counts = torch.bincount(flat, minlength=self.n_experts)  # (E,)
+        offsets = counts.cumsum(0).to(torch.int32)
+        xs = x[token]  # (N k, D)
+        h = grouped_matmul(xs, self.gate_up.transpose(1, 2), counts, offsets)  # (N k, 2F)
+        gate, up = h.chunk(2, dim=-1)
+        h = grouped_matmul(self.act(gate) * up, self.down.transpose(1, 2), counts, offsets)  # (N k, D)
+        h = h * weights.reshape(-1)[order, None].to(h.dtype)
+        return torch.zeros_like(x).index_add_(0, token, h)  # (N, D)
+
+    def extra_repr(self) -> str:
+        return f"experts={self.n_experts}, hidden={self.hidden}, activation={self.activation}"
+
+
+class SparseMoE(nn.Module):
+    """Router + experts on (B, T, D). Keeps the last forward's router logits (`router_logits`, (B T, E))
+    and choices (`experts`, (B T, k)) for the auxiliary losses and for routing analysis."""
+
+    def __init__(self, router: TopKRouter, experts: StackedExperts):
+        super().__init__()
+        self.router, self.experts = router, experts
+        self.router_logits: torch.Tensor | None = None
+        self.chosen: torch.Tensor | None = None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, t, d = x.shape
+        h = x.reshape(b * t, d)  # (N, D)
+        if self.training and self.router.jitter > 0:
+            h = h * torch.empty_like(h).uniform_(1.0 - self.router.jitter, 1.0 + self.router.jitter)
+        logits, weights, chosen = self.router(h)
+        self.router_logits, self.chosen = logits, chosen
+        return self.experts(h, chosen, weights).view(b, t, d)
+
+
+def load_balancing_loss(router_logits: list[torch.Tensor], n_experts: int, top_k: int,
+                        attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+    """Switch-Transformer auxiliary loss over all layers: E * sum_e f_e * P_e, where f_e is the fraction
+    of top-k assignments to expert e and P_e the mean router probability of e (padding excluded)."""
+    counts = torch.zeros(n_experts, device=router_logits[0].device)
+    prob_sum = torch.zeros(n_experts, device=router_logits[0].device)
+    rows = torch.zeros((), device=router_logits[0].device)
+    mask = None if attention_mask is None else attention_mask.reshape(-1).float()
+    for logits in router_logits:
+        probs = torch.softmax(logits.float(), dim=-1)  # (N, E)
+        chosen = torch.topk(probs, top_k, dim=-1).indices  # (N, k)
+        w = torch.ones(chosen.shape[0], device=probs.device) if mask is None else mask
+        counts = counts.scatter_add(0, chosen.reshape(-1), w.repeat_interleave(top_k))
+        prob_sum = prob_sum + (probs * w[:, None]).sum(dim=0)
+        rows = rows + w.sum()
+    return n_experts * torch.sum((counts / rows) * (prob_sum / rows))
+
+
+def router_z_loss(router_logits: list[torch.Tensor]) -> torch.Tensor:
+    return torch.stack([torch.logsumexp(l.float(), dim=-1).pow(2).mean() for l in router_logits]).mean()
