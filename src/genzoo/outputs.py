@@ -14,3 +14,4 @@ class CausalLMOutput:
     last_hidden_state: torch.Tensor | None = None  # (B, T, D) after the final norm
     aux_loss: torch.Tensor | None = None  # mixture of experts: the load-balancing loss
     router_logits: tuple[torch.Tensor, ...] | None = None  # mixture of experts: per layer (B T, E)
+    router_loss: torch.Tensor | None = None  # mixture of experts: the weighted router losses inside `loss`

@@ -6,3 +6,10 @@ from __future__ import annotations
 from ..registry import Registry
 
 EXPERIMENTS: Registry = Registry("experiment")
+
+
+def _register():
+    from . import moe_locality  # noqa: F401
+
+
+_register()

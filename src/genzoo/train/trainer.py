@@ -67,15 +67,22 @@ def lm_loss(model, batch: torch.Tensor, amp: torch.dtype | None) -> torch.Tensor
     x, y = batch[:, :-1], batch[:, 1:]  # (B, T), (B, T)
     ctx = torch.autocast(batch.device.type, dtype=amp) if amp else contextlib.nullcontext()
     with ctx:
-        logits = model(x, check=False).logits  # (B, T, V)
-    return F.cross_entropy(logits.flatten(0, 1).float(), y.flatten())
+        out = model(x, check=False)
+    loss = F.cross_entropy(out.logits.flatten(0, 1).float(), y.flatten())  # logits (B, T, V)
+    if out.router_loss is not None and model.training:  # mixture of experts: load balancing (+ z-loss)
+        loss = loss + out.router_loss
+    return loss
 
 
 @torch.no_grad()
 def validate(model, tokens: torch.Tensor, recipe: Recipe, d: Dist, amp) -> dict:
     was = model.training
     model.eval()
-    data = PackedBlocks(tokens, recipe.data.block_size, batch_size=recipe.batch_size, rank=d.rank,
+    blocks = (tokens.numel() - 1) // recipe.data.block_size
+    batch = min(recipe.batch_size, blocks // d.world_size)  # a small validation split: smaller batches
+    if batch < 1:
+        raise ConfigError(f"the validation split ({tokens.numel()} tokens) is shorter than one block per rank")
+    data = PackedBlocks(tokens, recipe.data.block_size, batch_size=batch, rank=d.rank,
                         world_size=d.world_size, shuffle=False)
     n = min(recipe.eval_batches, data.n_blocks // data.global_batch)
     total = torch.zeros((), device=d.device)

@@ -191,10 +191,11 @@ class DecoderLM(nn.Module, GenerationMixin):
         cfg = self.config
         out.router_logits = tuple(b.ffn.router_logits for b in self.blocks)  # L x (B T, E)
         out.aux_loss = load_balancing_loss(list(out.router_logits), cfg.n_experts, cfg.experts_top_k, attention_mask)
+        out.router_loss = cfg.router_aux_loss_coef * out.aux_loss
+        if cfg.router_z_loss_coef:
+            out.router_loss = out.router_loss + cfg.router_z_loss_coef * router_z_loss(list(out.router_logits))
         if out.loss is not None:
-            out.loss = out.loss + cfg.router_aux_loss_coef * out.aux_loss
-            if cfg.router_z_loss_coef:
-                out.loss = out.loss + cfg.router_z_loss_coef * router_z_loss(list(out.router_logits))
+            out.loss = out.loss + out.router_loss
 
     def num_parameters(self, exclude_embeddings: bool = False) -> int:
         n = sum(p.numel() for p in self.parameters())
