@@ -47,3 +47,20 @@ def tiny_mixtral(**kw):
             if p.dim() > 1:
                 p.normal_(std=0.2)
     return model.eval()
+
+
+def tiny_clip(**text_kw):
+    import transformers as tf
+
+    text = dict(vocab_size=VOCAB, hidden_size=32, intermediate_size=48, num_hidden_layers=2, num_attention_heads=4,
+                max_position_embeddings=24, eos_token_id=VOCAB - 1, pad_token_id=0, bos_token_id=VOCAB - 2)
+    text.update(text_kw)
+    vision = dict(hidden_size=40, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4, image_size=16,
+                  patch_size=4, num_channels=3)
+    cfg = tf.CLIPConfig(text_config=text, vision_config=vision, projection_dim=24)
+    model = tf.CLIPModel(cfg)
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.dim() > 1:
+                p.normal_(std=0.1)
+    return model.eval()

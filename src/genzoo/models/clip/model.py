@@ -1,0 +1,181 @@
+"""CLIP (Radford et al., 2021): contrastive image-text model built from the shared parts.
+
+Text tower: token + learned position embeddings, pre-norm causal transformer, final LayerNorm, pooled at
+the end-of-text token. Vision tower (ViT, Dosovitskiy et al., 2021, eq. 1-4): non-overlapping patches by
+a strided convolution, a class token, learned positions, LayerNorm before the blocks, pre-norm
+transformer, LayerNorm on the class token. Both pooled vectors are projected (no bias) and normalised;
+logits are their cosine similarities times exp(logit_scale), clamped at logit_scale_max.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ...config import GENRES
+from ...errors import InputError
+from ...nn import MLP, Attention, Block, build_mask
+from ...nn.positions import LearnedPositions
+from .config import CLIPConfig
+from .loss import clip_loss
+
+
+def make_blocks(d: int, heads: int, d_ff: int, n: int, cfg: CLIPConfig, causal: bool) -> nn.ModuleList:
+    def block():
+        attn = Attention(nn.Linear(d, d), nn.Linear(d, d), nn.Linear(d, d), nn.Linear(d, d), n_heads=heads,
+                         n_kv_heads=heads, head_dim=d // heads, causal=causal, dropout=cfg.dropout,
+                         backend=cfg.attn_backend)
+        return Block(attn, MLP(d, d_ff, cfg.activation), nn.LayerNorm(d, eps=cfg.norm_eps),
+                     nn.LayerNorm(d, eps=cfg.norm_eps), norm_position="pre")
+
+    return nn.ModuleList(block() for _ in range(n))
+
+
+class TextTower(nn.Module):
+    def __init__(self, cfg: CLIPConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.embed = nn.Embedding(cfg.vocab_size, cfg.text_d_model)
+        self.positions = LearnedPositions(cfg.max_positions, cfg.text_d_model)
+        self.blocks = make_blocks(cfg.text_d_model, cfg.text_heads, cfg.text_d_ff, cfg.text_layers, cfg, causal=True)
+        self.final_norm = nn.LayerNorm(cfg.text_d_model, eps=cfg.norm_eps)
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None):
+        """input_ids (B, T) -> last hidden state (B, T, D), pooled (B, D) at the end-of-text token."""
+        b, t = input_ids.shape
+        x = self.embed(input_ids) + self.positions(torch.arange(t, device=input_ids.device)[None])  # (B, T, D)
+        valid = None if attention_mask is None or bool(attention_mask.all()) else attention_mask.bool()
+        mask = build_mask(t, t, 0, causal=True, key_valid=valid, device=x.device)
+        for block in self.blocks:
+            x = block(x, mask)
+        x = self.final_norm(x)
+        if self.cfg.eos_token_id == 2:  # legacy CLIP configs: the end-of-text token has the highest id
+            eos = input_ids.to(torch.int).argmax(dim=-1)
+        else:
+            eos = (input_ids == self.cfg.eos_token_id).int().argmax(dim=-1)
+        return x, x[torch.arange(b, device=x.device), eos]
+
+
+class VisionTower(nn.Module):
+    def __init__(self, cfg: CLIPConfig):
+        super().__init__()
+        d = cfg.vision_d_model
+        self.cfg = cfg
+        self.patch = nn.Conv2d(cfg.channels, d, cfg.patch_size, stride=cfg.patch_size, bias=False)
+        self.class_embedding = nn.Parameter(torch.randn(d) * d**-0.5)
+        self.positions = LearnedPositions(cfg.n_patches + 1, d)
+        self.pre_norm = nn.LayerNorm(d, eps=cfg.norm_eps)
+        self.blocks = make_blocks(d, cfg.vision_heads, cfg.vision_d_ff, cfg.vision_layers, cfg, causal=False)
+        self.post_norm = nn.LayerNorm(d, eps=cfg.norm_eps)
+
+    def forward(self, pixel_values: torch.Tensor):
+        """pixel_values (B, C, H, W) -> last hidden state (B, 1 + P, D), pooled class token (B, D)."""
+        b = pixel_values.shape[0]
+        x = self.patch(pixel_values.to(self.patch.weight.dtype)).flatten(2).transpose(1, 2)  # (B, P, D)
+        x = torch.cat([self.class_embedding.expand(b, 1, -1), x], dim=1)  # (B, 1 + P, D)
+        x = x + self.positions(torch.arange(x.shape[1], device=x.device)[None])
+        x = self.pre_norm(x)
+        mask = build_mask(x.shape[1], x.shape[1], 0, causal=False, device=x.device)
+        for block in self.blocks:
+            x = block(x, mask)
+        return x, self.post_norm(x[:, 0])
+
+
+@dataclass
+class CLIPOutput:
+    logits_per_image: torch.Tensor | None = None  # (B_img, B_txt)
+    logits_per_text: torch.Tensor | None = None  # (B_txt, B_img)
+    text_embeds: torch.Tensor | None = None  # (B_txt, P), normalised
+    image_embeds: torch.Tensor | None = None  # (B_img, P), normalised
+    loss: torch.Tensor | None = None
+
+
+@GENRES.register("clip")
+class CLIP(nn.Module):
+    config_class = CLIPConfig
+
+    def __init__(self, config: CLIPConfig):
+        super().__init__()
+        self.config = cfg = config
+        self.text = TextTower(cfg)
+        self.vision = VisionTower(cfg)
+        self.text_projection = nn.Linear(cfg.text_d_model, cfg.projection_dim, bias=False)
+        self.visual_projection = nn.Linear(cfg.vision_d_model, cfg.projection_dim, bias=False)
+        self.logit_scale = nn.Parameter(torch.tensor(cfg.logit_scale_init))
+        for name, p in self.named_parameters():
+            if p.dim() > 1 and "class_embedding" not in name:
+                nn.init.normal_(p, std=cfg.init_std)
+            elif name.endswith("bias"):
+                nn.init.zeros_(p)
+
+    def check_inputs(self, input_ids=None, pixel_values=None, attention_mask=None) -> None:
+        cfg = self.config
+        if input_ids is not None:
+            if input_ids.dim() != 2 or input_ids.dtype not in (torch.long, torch.int32):
+                raise InputError(f"input_ids must be an integer tensor (batch, seq_len); got {tuple(input_ids.shape)}")
+            if input_ids.shape[1] > cfg.max_positions:
+                raise InputError(f"sequence length {input_ids.shape[1]} exceeds max_positions={cfg.max_positions}")
+            lo, hi = int(input_ids.min()), int(input_ids.max())
+            if lo < 0 or hi >= cfg.vocab_size:
+                raise InputError(f"token id {hi if hi >= cfg.vocab_size else lo} is out of range: vocab_size is "
+                                 f"{cfg.vocab_size} (ids 0..{cfg.vocab_size - 1})")
+            if attention_mask is not None and attention_mask.shape != input_ids.shape:
+                raise InputError(f"attention_mask has shape {tuple(attention_mask.shape)}; expected "
+                                 f"{tuple(input_ids.shape)}")
+        if pixel_values is not None:
+            want = (cfg.channels, cfg.image_size, cfg.image_size)
+            if pixel_values.dim() != 4 or tuple(pixel_values.shape[1:]) != want:
+                raise InputError(f"pixel_values has shape {tuple(pixel_values.shape)}; expected (batch, *{want})")
+
+    def encode_text(self, input_ids, attention_mask=None, normalize: bool = True) -> torch.Tensor:
+        self.check_inputs(input_ids=input_ids, attention_mask=attention_mask)
+        e = self.text_projection(self.text(input_ids, attention_mask)[1])  # (B, P)
+        return F.normalize(e, dim=-1) if normalize else e
+
+    def encode_image(self, pixel_values, normalize: bool = True) -> torch.Tensor:
+        self.check_inputs(pixel_values=pixel_values)
+        e = self.visual_projection(self.vision(pixel_values)[1])  # (B, P)
+        return F.normalize(e, dim=-1) if normalize else e
+
+    def scale(self) -> torch.Tensor:
+        return self.logit_scale.exp().clamp(max=self.config.logit_scale_max)
+
+    def forward(self, input_ids: torch.Tensor, pixel_values: torch.Tensor, attention_mask=None,
+                return_loss: bool = False) -> CLIPOutput:
+        text = self.encode_text(input_ids, attention_mask)  # (Bt, P)
+        image = self.encode_image(pixel_values)  # (Bi, P)
+        logits_per_text = self.scale() * text @ image.t()  # (Bt, Bi)
+        out = CLIPOutput(logits_per_image=logits_per_text.t(), logits_per_text=logits_per_text, text_embeds=text,
+                         image_embeds=image)
+        if return_loss:
+            out.loss = clip_loss(image, text, self.scale())
+        return out
+
+    @torch.no_grad()
+    def class_embeddings(self, class_names: list[str], templates: list[str], tokenize) -> torch.Tensor:
+        """Zero-shot classifier weights (C, P): per class, the normalised mean of the normalised embeddings of
+        its captions under every template (prompt ensembling, CLIP sec. 3.1.4). tokenize(list[str]) ->
+        (input_ids, attention_mask)."""
+        rows = []
+        for name in class_names:
+            ids, mask = tokenize([t.format(name) for t in templates])
+            rows.append(F.normalize(self.encode_text(ids, mask).mean(dim=0), dim=-1))
+        return torch.stack(rows)
+
+    @torch.no_grad()
+    def classify(self, pixel_values, class_names: list[str], templates: list[str], tokenize):
+        """-> (predicted class indices (B,), probabilities (B, C))."""
+        weights = self.class_embeddings(class_names, templates, tokenize)
+        probs = (self.scale() * self.encode_image(pixel_values) @ weights.t()).softmax(dim=-1)
+        return probs.argmax(dim=-1), probs
+
+
+def recall_at_k(query: torch.Tensor, keys: torch.Tensor, ks=(1, 5)) -> dict[int, float]:
+    """Retrieval with pairs query[i] <-> keys[i] (both normalised): fraction of queries whose partner is in
+    the top k by cosine similarity."""
+    sims = query @ keys.t()  # (N, N)
+    rank = (sims > sims.diag()[:, None]).sum(dim=1)  # how many keys beat the partner
+    return {k: (rank < k).float().mean().item() for k in ks}
