@@ -47,8 +47,8 @@ def cmd_train(args) -> int:
     out = args.out or os.path.join("runs", args.recipe)
     result = train(recipe, out, resume=args.resume, steps=args.steps)
     if int(os.environ.get("RANK", "0")) == 0:
-        val = f", val loss {result['val_loss']:.4f} (ppl {result['val_ppl']:.2f})" if "val_loss" in result else ""
-        print(f"trained {result['step']} steps{val}; run directory: {result['run']}")
+        metrics = ", ".join(f"{k} {v:.4f}" for k, v in result.items() if k not in ("run", "step", "skipped"))
+        print(f"trained {result['step']} steps ({metrics}); run directory: {result['run']}")
     return 0
 
 

@@ -33,3 +33,15 @@ def test_two_ranks_equal_one_process_with_double_batch(tmp_path, fsdp):
     # rank 0 alone wrote: one metrics line per step, one checkpoint
     assert len((tmp_path / "two" / "metrics.jsonl").read_text().splitlines()) == STEPS + 2  # + val at 0 and end
     assert (tmp_path / "two" / "model.safetensors").exists()
+
+
+def test_clip_loss_gathers_across_ranks(tmp_path):
+    """The contrastive loss on 2 ranks x 16 equals one process with 32: features are gathered across ranks."""
+    common = ["--steps", "4", "--set", "log_every=1", "--set", "progress=false", "--set", "eval_every=4",
+              "--set", "save_every=4", "--set", "warmup_steps=2"]
+    run_genzoo("train", "clip-digits", "--out", str(tmp_path / "one"), *common, "--set", "batch_size=32")
+    torchrun("train", "clip-digits", "--out", str(tmp_path / "two"), *common, "--set", "batch_size=16")
+    a, b = losses(tmp_path / "one"), losses(tmp_path / "two")
+    assert sorted(a) == sorted(b) == [1, 2, 3, 4]
+    for step in a:
+        assert abs(a[step] - b[step]) <= 1e-5, (step, a[step], b[step])

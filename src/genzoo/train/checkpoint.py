@@ -61,9 +61,10 @@ def set_rng_state(state: dict) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def save_checkpoint(run: Path, step: int, model, tokenizer, trainer_state: dict, keep: int) -> Path:
+def save_checkpoint(run: Path, step: int, model, save_files, trainer_state: dict, keep: int) -> Path:
+    """save_files(directory): the task's files (tokenizer) written beside the weights."""
     def extra(tmp: Path):
-        tokenizer.save(tmp)
+        save_files(tmp)
         torch.save(trainer_state, tmp / STATE)
 
     path = save_model(model, step_dir(run, step), extra_files=extra)

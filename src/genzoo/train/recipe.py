@@ -28,6 +28,7 @@ class DataConfig:
 class Recipe:
     name: str = ""
     description: str = ""
+    task: str = "lm"  # train.tasks.TASKS: "lm" (language modelling), "clip" (image-text contrastive)
     model: dict = field(default_factory=lambda: {"preset": "gpt2-tiny"})  # preset + config overrides
     data: DataConfig = field(default_factory=DataConfig)
     steps: int = 200

@@ -18,20 +18,17 @@ import time
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 import yaml
 
-from ..config import GENRES, PRESETS
-from ..data import PackedBlocks
 from ..errors import ConfigError, GenzooError
 from ..interop import load_weights_into
 from ..interop import save as save_model
 from .checkpoint import (clean_partial, latest_checkpoint, load_trainer_state, rng_state, save_checkpoint,
                          set_rng_state)
-from .data import prepare
 from .distributed import Dist, autocast_dtype, setup, teardown, wrap
 from .metrics import MetricsLog, plot_losses
 from .recipe import Recipe
+from .tasks import TASKS
 
 
 class TrainingError(GenzooError):
@@ -46,51 +43,11 @@ def lr_at(step: int, recipe: Recipe) -> float:
     return recipe.min_lr_ratio + (1 - recipe.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
 
 
-def build_model(recipe: Recipe, vocab_size: int, eos_id: int | None):
-    overrides = {k: v for k, v in recipe.model.items() if k != "preset"}
-    overrides.setdefault("max_positions", recipe.data.block_size)
-    overrides.update(vocab_size=vocab_size, bos_token_id=eos_id, eos_token_id=eos_id)
-    config = PRESETS.get(recipe.model["preset"]).make(**overrides)
-    if config.max_positions < recipe.data.block_size:
-        raise ConfigError(f"model max_positions={config.max_positions} < data.block_size={recipe.data.block_size}")
-    return GENRES.get(config.genre)(config)
-
-
 def make_optimizer(model, recipe: Recipe) -> torch.optim.Optimizer:
     decay = [p for p in model.parameters() if p.requires_grad and p.dim() >= 2]
     rest = [p for p in model.parameters() if p.requires_grad and p.dim() < 2]
     groups = [{"params": decay, "weight_decay": recipe.weight_decay}, {"params": rest, "weight_decay": 0.0}]
     return torch.optim.AdamW(groups, lr=recipe.lr, betas=(recipe.beta1, recipe.beta2))
-
-
-def lm_loss(model, batch: torch.Tensor, amp: torch.dtype | None) -> torch.Tensor:
-    x, y = batch[:, :-1], batch[:, 1:]  # (B, T), (B, T)
-    ctx = torch.autocast(batch.device.type, dtype=amp) if amp else contextlib.nullcontext()
-    with ctx:
-        out = model(x, check=False)
-    loss = F.cross_entropy(out.logits.flatten(0, 1).float(), y.flatten())  # logits (B, T, V)
-    if out.router_loss is not None and model.training:  # mixture of experts: load balancing (+ z-loss)
-        loss = loss + out.router_loss
-    return loss
-
-
-@torch.no_grad()
-def validate(model, tokens: torch.Tensor, recipe: Recipe, d: Dist, amp) -> dict:
-    was = model.training
-    model.eval()
-    blocks = (tokens.numel() - 1) // recipe.data.block_size
-    batch = min(recipe.batch_size, blocks // d.world_size)  # a small validation split: smaller batches
-    if batch < 1:
-        raise ConfigError(f"the validation split ({tokens.numel()} tokens) is shorter than one block per rank")
-    data = PackedBlocks(tokens, recipe.data.block_size, batch_size=batch, rank=d.rank,
-                        world_size=d.world_size, shuffle=False)
-    n = min(recipe.eval_batches, data.n_blocks // data.global_batch)
-    total = torch.zeros((), device=d.device)
-    for _ in range(n):
-        total += lm_loss(model, data.next_batch().to(d.device), amp)
-    model.train(was)
-    loss = d.mean(total / n).item()
-    return {"val_loss": loss, "val_ppl": math.exp(min(loss, 50.0))}
 
 
 def _fsdp(recipe: Recipe, d: Dist) -> bool:
@@ -129,11 +86,11 @@ def load_optimizer_state(model, opt, state: dict, recipe: Recipe, d: Dist) -> No
     set_optimizer_state_dict(model, opt, state, options=StateDictOptions(full_state_dict=True))
 
 
-def export_final(run: Path, model, tokenizer) -> None:
+def export_final(run: Path, model, save_files) -> None:
     """The final model at the top of the run directory; each file replaced atomically."""
     tmp = run / ".export.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
-    save_model(model, tmp, extra_files=tokenizer.save)
+    save_model(model, tmp, extra_files=save_files)
     for f in tmp.iterdir():
         os.replace(f, run / f.name)
     shutil.rmtree(tmp, ignore_errors=True)
@@ -164,17 +121,15 @@ def _train(recipe: Recipe, run: Path, resume: bool, d: Dist) -> dict:
         (run / "recipe.yaml").write_text(yaml.safe_dump(recipe.to_dict(), sort_keys=False))
 
     torch.manual_seed(recipe.seed)  # the same initial weights on every rank
-    tokenizer, train_tokens, val_tokens = prepare(recipe.data, run, d)
-    model = build_model(recipe, tokenizer.vocab_size, tokenizer.eos_id).to(d.device)
+    task = TASKS.get(recipe.task)(recipe, run, d)
+    model = task.build_model().to(d.device)
     amp = autocast_dtype(recipe.precision, d.device)
-    data = PackedBlocks(train_tokens, recipe.data.block_size, batch_size=recipe.batch_size, rank=d.rank,
-                        world_size=d.world_size, seed=recipe.seed)
     step, state = 0, None
     if resume:
         state = load_trainer_state(ckpt)
         load_weights_into(model, ckpt)
         step = int(state["step"])
-        data.load_state_dict(state["data"])
+        task.load_state_dict(state["data"])
     wrapped = wrap(model, d, recipe.fsdp)
     opt = make_optimizer(model, recipe)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_at(s, recipe))
@@ -188,10 +143,9 @@ def _train(recipe: Recipe, run: Path, resume: bool, d: Dist) -> dict:
 
     bar = tqdm(total=recipe.steps, initial=step, disable=not (d.is_main and recipe.progress), unit="step",
                dynamic_ncols=True)
-    tokens_per_step = recipe.batch_size * recipe.grad_accum * d.world_size * recipe.data.block_size
     skipped, last_val = 0, None
     if step == 0:  # where the run starts, for the loss curve
-        first = validate(wrapped, val_tokens, recipe, d, amp)
+        first = task.validate(wrapped, amp)
         if log is not None:
             log.write({"step": 0, **first})
     while step < recipe.steps:
@@ -199,11 +153,11 @@ def _train(recipe: Recipe, run: Path, resume: bool, d: Dist) -> dict:
         wrapped.train()
         total = torch.zeros((), device=d.device)
         for micro in range(recipe.grad_accum):
-            batch = data.next_batch().to(d.device)
+            batch = task.next_batch()
             sync = micro == recipe.grad_accum - 1 or not d.enabled or recipe.fsdp
             ctx = contextlib.nullcontext() if sync else wrapped.no_sync()
             with ctx:
-                loss = lm_loss(wrapped, batch, amp) / recipe.grad_accum
+                loss = task.loss(wrapped, batch, amp) / recipe.grad_accum
                 loss.backward()
             total += loss.detach()
         loss_value = d.mean(total).item()
@@ -225,52 +179,57 @@ def _train(recipe: Recipe, run: Path, resume: bool, d: Dist) -> dict:
         opt.zero_grad(set_to_none=True)
         step += 1
         bar.update(1)
-        tps = tokens_per_step / (time.perf_counter() - t0)
-        bar.set_postfix(loss=f"{loss_value:.4f}", tok_s=f"{tps:,.0f}")
+        rate = task.units_per_step() / (time.perf_counter() - t0)
+        bar.set_postfix(loss=f"{loss_value:.4f}", **{f"{task.units}_s": f"{rate:,.0f}"})
         if log is not None and (step % recipe.log_every == 0 or step == recipe.steps):
-            rec = {"step": step, "loss": loss_value, "lr": lr, "tokens_per_s": tps}
+            rec = {"step": step, "loss": loss_value, "lr": lr, f"{task.units}_per_s": rate}
             if grad_norm is not None:
                 rec["grad_norm"] = float(grad_norm)
             log.write(rec)
         if step % recipe.eval_every == 0 or step == recipe.steps:
-            last_val = validate(wrapped, val_tokens, recipe, d, amp)
+            last_val = task.validate(wrapped, amp)
             if log is not None:
                 log.write({"step": step, **last_val})
                 plot_losses(log.records(), run / "loss.png", f"{recipe.name or 'run'}: {run.name}")
-            bar.write(f"step {step}: val loss {last_val['val_loss']:.4f}, val ppl {last_val['val_ppl']:.2f}") \
-                if d.is_main and recipe.progress else None
+            if d.is_main and recipe.progress:
+                bar.write(f"step {step}: " + ", ".join(f"{k} {v:.4f}" for k, v in last_val.items()))
         if step % recipe.save_every == 0 or step == recipe.steps:
             plain = writable_model(model, recipe, d)
             optim = optimizer_state(model, opt, recipe, d)
             if d.is_main:
-                st = {"step": step, "data": data.state_dict(), "optimizer": optim, "scheduler": sched.state_dict(),
+                st = {"step": step, "data": task.state_dict(), "optimizer": optim, "scheduler": sched.state_dict(),
                       "rng": rng_state(), "skipped": skipped}
-                save_checkpoint(run, step, plain, tokenizer, st, recipe.keep_checkpoints)
+                save_checkpoint(run, step, plain, task.save_files, st, recipe.keep_checkpoints)
             d.barrier()
     bar.close()
     plain = writable_model(model, recipe, d)
     if d.is_main:
-        export_final(run, plain, tokenizer)
+        export_final(run, plain, task.save_files)
     d.barrier()
     return {"run": str(run), "step": step, "skipped": skipped, **(last_val or {})}
 
 
 def evaluate_run(path: str | os.PathLike, max_batches: int | None = None, batch_size: int = 16) -> dict:
-    """Validation loss and perplexity of a run or HF directory on the validation split of its corpus."""
+    """Validation loss and perplexity of a language-model run (or HF directory) on the validation split of
+    the standard-library corpus."""
     import genzoo
+    from ..data import stdlib_corpus
     from ..interop import resolve_checkpoint_dir
     from ..tokenizers import Tokenizer
+    from .data import token_stream
     from .recipe import recipe_from_dict
+    from .tasks import lm_validation
 
     directory = resolve_checkpoint_dir(path)
-    model = genzoo.load(directory)
-    tokenizer = Tokenizer.from_dir(directory)
     run = Path(path)
     recipe = recipe_from_dict(yaml.safe_load((run / "recipe.yaml").read_text())) if (run / "recipe.yaml").exists() \
-        else Recipe(data={"block_size": min(128, model.config.max_positions)})
-    from ..data import stdlib_corpus
-    from .data import token_stream
-
+        else None
+    if recipe is not None and recipe.task != "lm":
+        raise ConfigError(f"genzoo eval measures language-model runs; {run} is a {recipe.task!r} run")
+    model = genzoo.load(directory)
+    tokenizer = Tokenizer.from_dir(directory)
+    if recipe is None:
+        recipe = Recipe(data={"block_size": min(128, model.config.max_positions)})
     corpus = stdlib_corpus(max_bytes=recipe.data.max_bytes, val_percent=recipe.data.val_percent)
     val = token_stream(tokenizer, corpus.read("val"))
     n_blocks = (val.numel() - 1) // recipe.data.block_size
@@ -278,4 +237,4 @@ def evaluate_run(path: str | os.PathLike, max_batches: int | None = None, batch_
         raise ConfigError(f"the validation split ({val.numel()} tokens) is shorter than one block")
     recipe.batch_size = min(batch_size, n_blocks)
     recipe.eval_batches = max_batches or n_blocks // recipe.batch_size
-    return {"dir": str(directory), "batches": recipe.eval_batches, **validate(model, val, recipe, Dist(), None)}
+    return {"dir": str(directory), "batches": recipe.eval_batches, **lm_validation(model, val, recipe, Dist(), None)}

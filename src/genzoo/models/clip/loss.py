@@ -22,10 +22,11 @@ def gather(x: torch.Tensor) -> tuple[torch.Tensor, int]:
     return torch.cat(all_gather(x), dim=0), dist.get_rank() * x.shape[0]
 
 
-def clip_loss(image: torch.Tensor, text: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
-    """image, text (B, P) normalised features of B pairs; scale = exp(logit_scale)."""
-    all_image, offset = gather(image)
-    all_text, _ = gather(text)
+def clip_loss(image: torch.Tensor, text: torch.Tensor, scale: torch.Tensor, distributed: bool = True) -> torch.Tensor:
+    """image, text (B, P) normalised features of B pairs; scale = exp(logit_scale). distributed=False
+    scores the local batch only (e.g. a validation set every rank holds whole)."""
+    all_image, offset = gather(image) if distributed else (image, 0)
+    all_text, _ = gather(text) if distributed else (text, 0)
     labels = torch.arange(image.shape[0], device=image.device) + offset
     per_image = scale * image @ all_text.t()  # (B, N B)
     per_text = scale * text @ all_image.t()  # (B, N B)

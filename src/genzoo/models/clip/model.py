@@ -105,11 +105,36 @@ class CLIP(nn.Module):
         self.text_projection = nn.Linear(cfg.text_d_model, cfg.projection_dim, bias=False)
         self.visual_projection = nn.Linear(cfg.vision_d_model, cfg.projection_dim, bias=False)
         self.logit_scale = nn.Parameter(torch.tensor(cfg.logit_scale_init))
-        for name, p in self.named_parameters():
-            if p.dim() > 1 and "class_embedding" not in name:
-                nn.init.normal_(p, std=cfg.init_std)
-            elif name.endswith("bias"):
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """CLIP's reference initialisation (as open_clip and transformers): widths set the scales, so the
+        pooled features of a small model depend on its input from the first step (a flat 0.02 leaves every
+        image with the same class-token output, and training on the log(batch) plateau)."""
+        cfg = self.config
+        for p in self.parameters():
+            if p.dim() == 1:
                 nn.init.zeros_(p)
+        for tower, d, n in ((self.text, cfg.text_d_model, cfg.text_layers),
+                            (self.vision, cfg.vision_d_model, cfg.vision_layers)):
+            for block in tower.blocks:
+                for proj in (block.attn.q_proj, block.attn.k_proj, block.attn.v_proj):
+                    nn.init.normal_(proj.weight, std=d**-0.5 * (2 * n) ** -0.5)
+                nn.init.normal_(block.attn.o_proj.weight, std=d**-0.5)
+                nn.init.normal_(block.ffn.up.weight, std=(2 * d) ** -0.5)
+                nn.init.normal_(block.ffn.down.weight, std=d**-0.5 * (2 * n) ** -0.5)
+                for norm in (block.attn_norm, block.ffn_norm):
+                    nn.init.ones_(norm.weight)
+            nn.init.normal_(tower.positions.weight, std=cfg.init_std)
+        for norm in (self.text.final_norm, self.vision.pre_norm, self.vision.post_norm):
+            nn.init.ones_(norm.weight)
+        nn.init.normal_(self.text.embed.weight, std=cfg.init_std)
+        nn.init.normal_(self.vision.class_embedding, std=cfg.vision_d_model**-0.5)
+        nn.init.normal_(self.vision.patch.weight, std=cfg.init_std)
+        nn.init.normal_(self.text_projection.weight, std=cfg.text_d_model**-0.5)
+        nn.init.normal_(self.visual_projection.weight, std=cfg.vision_d_model**-0.5)
+        with torch.no_grad():
+            self.logit_scale.fill_(cfg.logit_scale_init)
 
     def check_inputs(self, input_ids=None, pixel_values=None, attention_mask=None) -> None:
         cfg = self.config
@@ -173,9 +198,15 @@ class CLIP(nn.Module):
         return probs.argmax(dim=-1), probs
 
 
-def recall_at_k(query: torch.Tensor, keys: torch.Tensor, ks=(1, 5)) -> dict[int, float]:
-    """Retrieval with pairs query[i] <-> keys[i] (both normalised): fraction of queries whose partner is in
-    the top k by cosine similarity."""
-    sims = query @ keys.t()  # (N, N)
-    rank = (sims > sims.diag()[:, None]).sum(dim=1)  # how many keys beat the partner
-    return {k: (rank < k).float().mean().item() for k in ks}
+def recall_at_k(query: torch.Tensor, keys: torch.Tensor, ks=(1, 5), query_labels=None, key_labels=None):
+    """Retrieval recall@k over normalised embeddings: the fraction of queries with a match among their k
+    most similar keys. A match is the paired key (query i <-> key i), or, given labels, any key of the
+    query's label (category-level retrieval, for data whose captions repeat)."""
+    sims = query @ keys.t()  # (Nq, Nk)
+    if query_labels is None:
+        match = torch.eye(len(query), len(keys), dtype=torch.bool, device=sims.device)
+    else:
+        match = query_labels[:, None].to(sims.device) == key_labels[None, :].to(sims.device)
+    top = sims.topk(max(ks), dim=1).indices  # (Nq, K)
+    hit = match.gather(1, top)  # (Nq, K)
+    return {k: hit[:, :k].any(dim=1).float().mean().item() for k in ks}

@@ -1,0 +1,116 @@
+"""The image-text contrastive task (CLIP) on scikit-learn's digits: each image is paired with a caption
+drawn from the training templates (the class as a number word or a numeral). Validation reports the
+contrastive loss on held-out images and zero-shot accuracy with templates never seen in training."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from ..data.digits import HELD_OUT_TEMPLATES, TRAIN_TEMPLATES, WORDS, all_train_captions, class_forms, \
+    load_digits_split
+from ..errors import ConfigError
+from ..models.clip.loss import clip_loss
+from ..tokenizers import Tokenizer, train_bpe
+from .distributed import Dist
+from .recipe import Recipe
+from .tasks import TASKS, Task, autocast, build_from_recipe
+
+
+def caption_tokenizer(run: Path, vocab_size: int, d: Dist) -> Tokenizer:
+    if d.is_main and not (run / "tokenizer.json").exists():
+        train_bpe(all_train_captions() * 4, vocab_size, min_frequency=1).save(run)
+    d.barrier()
+    return Tokenizer.from_dir(run)
+
+
+def tokenize(tok: Tokenizer, texts: list[str], max_len: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Right-padded ids ending with the end-of-text token (B, T) and their attention mask (B, T)."""
+    rows = [ids[: max_len - 1] + [tok.eos_id] for ids in tok.encode_batch(texts)]
+    n = max(map(len, rows))
+    ids = torch.full((len(rows), n), tok.eos_id, dtype=torch.long)
+    mask = torch.zeros(len(rows), n, dtype=torch.long)
+    for i, r in enumerate(rows):
+        ids[i, : len(r)] = torch.tensor(r)
+        mask[i, : len(r)] = 1
+    return ids, mask
+
+
+@TASKS.register("clip")
+class ImageTextContrastive(Task):
+    units = "img"
+
+    def __init__(self, recipe: Recipe, run: Path, d: Dist):
+        super().__init__(recipe, run, d)
+        if recipe.data.corpus != "digits":
+            raise ConfigError(f"task 'clip' trains on data.corpus='digits', got {recipe.data.corpus!r}")
+        self.tokenizer = caption_tokenizer(run, recipe.data.vocab_size, d)
+        self.train_x, self.train_y, self.val_x, self.val_y = load_digits_split(recipe.data.val_percent)
+        self.global_batch = recipe.batch_size * d.world_size
+        if len(self.train_x) < self.global_batch:
+            raise ConfigError(f"{len(self.train_x)} training images are fewer than one global batch ({self.global_batch})")
+        self.position = 0  # images consumed, globally
+
+    def build_model(self):
+        eos = self.tokenizer.eos_id
+        return build_from_recipe(self.recipe, vocab_size=self.tokenizer.vocab_size,
+                                 max_positions=self.recipe.data.block_size, eos_token_id=eos, pad_token_id=eos,
+                                 image_size=8, channels=1)
+
+    def captions(self, labels: torch.Tensor, g: torch.Generator) -> list[str]:
+        t = torch.randint(len(TRAIN_TEMPLATES), (len(labels),), generator=g)
+        f = torch.randint(2, (len(labels),), generator=g)
+        return [TRAIN_TEMPLATES[i].format(class_forms(int(c))[j]) for i, c, j in zip(t, labels, f)]
+
+    def next_batch(self):
+        n, b = len(self.train_x), self.recipe.batch_size
+        per_epoch = (n // self.global_batch) * self.global_batch
+        epoch, offset = divmod(self.position, per_epoch)
+        order = torch.randperm(n, generator=torch.Generator().manual_seed(self.recipe.seed * 1_000_003 + epoch))
+        batch = order[offset: offset + self.global_batch]  # the global batch, whatever the number of ranks
+        g = torch.Generator().manual_seed(self.recipe.seed * 7919 + self.position)
+        captions = self.captions(self.train_y[batch], g)[self.d.rank * b: (self.d.rank + 1) * b]
+        idx = batch[self.d.rank * b: (self.d.rank + 1) * b]  # this rank's slice of it
+        self.position += self.global_batch
+        ids, mask = tokenize(self.tokenizer, captions, self.recipe.data.block_size)
+        dev = self.d.device
+        return ids.to(dev), mask.to(dev), self.train_x[idx].to(dev)
+
+    def loss(self, model, batch, amp):
+        ids, mask, pixels = batch
+        with autocast(pixels.device, amp):
+            return model(ids, pixels, attention_mask=mask, return_loss=True).loss
+
+    @torch.no_grad()
+    def validate(self, model, amp):
+        """Contrastive loss on the held-out images (captions from the training templates, fixed seed) and
+        zero-shot accuracy with the held-out templates (prompt ensemble)."""
+        net = getattr(model, "module", model)
+        was = net.training
+        net.eval()
+        g = torch.Generator().manual_seed(0)
+        x, y = self.val_x.to(self.d.device), self.val_y
+        ids, mask = tokenize(self.tokenizer, self.captions(y, g), self.recipe.data.block_size)
+        image = net.encode_image(x)
+        text = net.encode_text(ids.to(x.device), mask.to(x.device))
+        loss = clip_loss(image, text, net.scale(), distributed=False).item()
+        pred, _ = net.classify(x, WORDS, HELD_OUT_TEMPLATES, self.tokenize)
+        net.train(was)
+        return {"val_loss": loss, "zero_shot_acc": (pred.cpu() == y).float().mean().item()}
+
+    def tokenize(self, texts):
+        ids, mask = tokenize(self.tokenizer, texts, self.recipe.data.block_size)
+        return ids.to(self.d.device), mask.to(self.d.device)
+
+    def units_per_step(self):
+        return self.global_batch * self.recipe.grad_accum
+
+    def state_dict(self):
+        return {"position": self.position}
+
+    def load_state_dict(self, state):
+        self.position = int(state["position"])
+
+    def save_files(self, directory):
+        self.tokenizer.save(directory)

@@ -1,0 +1,154 @@
+"""Tasks: what a recipe trains. A task owns its data (with a resumable position), builds its model,
+computes its loss and its validation metrics, and writes its extra files (a tokenizer) next to the
+weights. The training loop in `trainer.py` is shared by every task; a recipe names its task.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from ..config import GENRES, PRESETS
+from ..data import PackedBlocks
+from ..errors import ConfigError
+from ..registry import Registry
+from .distributed import Dist
+from .recipe import Recipe
+
+TASKS: Registry = Registry("task")
+
+
+class Task:
+    """The interface the trainer uses. `units` names what `units_per_step` counts (for throughput)."""
+
+    units = "items"
+
+    def __init__(self, recipe: Recipe, run: Path, d: Dist):
+        self.recipe, self.run, self.d = recipe, run, d
+
+    def build_model(self):
+        raise NotImplementedError
+
+    def next_batch(self):
+        raise NotImplementedError
+
+    def loss(self, model, batch, amp: torch.dtype | None) -> torch.Tensor:
+        raise NotImplementedError
+
+    def validate(self, model, amp: torch.dtype | None) -> dict:
+        raise NotImplementedError
+
+    def units_per_step(self) -> int:
+        raise NotImplementedError
+
+    def state_dict(self) -> dict:
+        raise NotImplementedError
+
+    def load_state_dict(self, state: dict) -> None:
+        raise NotImplementedError
+
+    def save_files(self, directory: Path) -> None:
+        """Files saved beside the weights of every checkpoint (e.g. the tokenizer)."""
+
+
+def autocast(device: torch.device, amp: torch.dtype | None):
+    return torch.autocast(device.type, dtype=amp) if amp else contextlib.nullcontext()
+
+
+def build_from_recipe(recipe: Recipe, **fixed):
+    """The recipe's model: its preset, its `model` overrides, then the fields the data fixes."""
+    overrides = {k: v for k, v in recipe.model.items() if k != "preset"}
+    overrides.update(fixed)
+    config = PRESETS.get(recipe.model["preset"]).make(**overrides)
+    return GENRES.get(config.genre)(config)
+
+
+@TASKS.register("lm")
+class LanguageModelling(Task):
+    """Next-token prediction on the standard-library corpus, packed into fixed-length blocks."""
+
+    units = "tok"
+
+    def __init__(self, recipe: Recipe, run: Path, d: Dist):
+        super().__init__(recipe, run, d)
+        from .data import prepare
+
+        self.tokenizer, train_tokens, self.val_tokens = prepare(recipe.data, run, d)
+        self.data = PackedBlocks(train_tokens, recipe.data.block_size, batch_size=recipe.batch_size, rank=d.rank,
+                                 world_size=d.world_size, seed=recipe.seed)
+
+    def build_model(self):
+        fixed = {"vocab_size": self.tokenizer.vocab_size, "bos_token_id": self.tokenizer.eos_id,
+                 "eos_token_id": self.tokenizer.eos_id}
+        if "max_positions" not in self.recipe.model:
+            fixed["max_positions"] = self.recipe.data.block_size
+        model = build_from_recipe(self.recipe, **fixed)
+        if model.config.max_positions < self.recipe.data.block_size:
+            raise ConfigError(f"model max_positions={model.config.max_positions} < "
+                              f"data.block_size={self.recipe.data.block_size}")
+        return model
+
+    def next_batch(self):
+        return self.data.next_batch().to(self.d.device)
+
+    def loss(self, model, batch, amp):
+        return lm_batch_loss(model, batch, amp)
+
+    @torch.no_grad()
+    def validate(self, model, amp):
+        return lm_validation(model, self.val_tokens, self.recipe, self.d, amp)
+
+    def units_per_step(self):
+        r = self.recipe
+        return r.batch_size * r.grad_accum * self.d.world_size * r.data.block_size
+
+    def state_dict(self):
+        return self.data.state_dict()
+
+    def load_state_dict(self, state):
+        self.data.load_state_dict(state)
+
+    def save_files(self, directory):
+        self.tokenizer.save(directory)
+
+
+def lm_batch_loss(model, batch: torch.Tensor, amp) -> torch.Tensor:
+    """Next-token cross-entropy of a (B, T + 1) block batch (+ the router losses of a mixture of experts)."""
+    x, y = batch[:, :-1], batch[:, 1:]  # (B, T), (B, T)
+    with autocast(batch.device, amp):
+        out = model(x, check=False)
+    loss = F.cross_entropy(out.logits.flatten(0, 1).float(), y.flatten())  # logits (B, T, V)
+    if out.router_loss is not None and model.training:  # mixture of experts: load balancing (+ z-loss)
+        loss = loss + out.router_loss
+    return loss
+
+
+@torch.no_grad()
+def lm_validation(model, tokens: torch.Tensor, recipe: Recipe, d: Dist, amp) -> dict:
+    """Mean next-token loss over the first eval_batches blocks of the validation stream, and perplexity."""
+    was = model.training
+    model.eval()
+    blocks = (tokens.numel() - 1) // recipe.data.block_size
+    batch = min(recipe.batch_size, blocks // d.world_size)  # a small validation split: smaller batches
+    if batch < 1:
+        raise ConfigError(f"the validation split ({tokens.numel()} tokens) is shorter than one block per rank")
+    data = PackedBlocks(tokens, recipe.data.block_size, batch_size=batch, rank=d.rank,
+                        world_size=d.world_size, shuffle=False)
+    n = min(recipe.eval_batches, data.n_blocks // data.global_batch)
+    total = torch.zeros((), device=d.device)
+    for _ in range(n):
+        total += lm_batch_loss(model, data.next_batch().to(d.device), amp)
+    model.train(was)
+    loss = d.mean(total / n).item()
+    return {"val_loss": loss, "val_ppl": math.exp(min(loss, 50.0))}
+
+
+def _register():
+    from . import clip_task  # noqa: F401
+
+
+_register()
