@@ -64,3 +64,16 @@ def tiny_clip(**text_kw):
             if p.dim() > 1:
                 p.normal_(std=0.1)
     return model.eval()
+
+
+def tiny_bert(masked_lm: bool = False):
+    import transformers as tf
+
+    cfg = tf.BertConfig(vocab_size=VOCAB, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                        intermediate_size=48, max_position_embeddings=64, type_vocab_size=2)
+    model = (tf.BertForMaskedLM if masked_lm else tf.BertModel)(cfg)
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.dim() > 1:
+                p.normal_(std=0.2)
+    return model.eval()

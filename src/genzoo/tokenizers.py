@@ -20,9 +20,11 @@ EOS = "<|endoftext|>"
 
 
 class Tokenizer:
-    def __init__(self, tok: _HFTokenizer, eos_token: str | None = EOS):
+    def __init__(self, tok: _HFTokenizer, eos_token: str | None = EOS, pad_token: str | None = None):
         self.tok = tok
         self.eos_token = eos_token if eos_token is not None and tok.token_to_id(eos_token) is not None else None
+        pad = pad_token if pad_token is not None and tok.token_to_id(pad_token) is not None else None
+        self.pad_id = tok.token_to_id(pad) if pad else (tok.padding or {}).get("pad_id", self.eos_id or 0)
 
     @property
     def vocab_size(self) -> int:
@@ -37,6 +39,23 @@ class Tokenizer:
 
     def encode_batch(self, texts: list[str]) -> list[list[int]]:
         return [e.ids for e in self.tok.encode_batch(texts)]
+
+    def batch(self, texts: list[str], max_len: int | None = None):
+        """Token ids (B, T) right-padded to the longest text with the pad token, and the attention mask (B, T).
+        Texts longer than max_len are truncated by the tokenizer (special tokens kept)."""
+        import torch
+
+        self.tok.no_padding()
+        if max_len:
+            self.tok.enable_truncation(max_len)
+        rows = [e.ids for e in self.tok.encode_batch(texts)]
+        n = max(map(len, rows))
+        ids = torch.full((len(rows), n), self.pad_id, dtype=torch.long)
+        mask = torch.zeros(len(rows), n, dtype=torch.long)
+        for i, r in enumerate(rows):
+            ids[i, : len(r)] = torch.tensor(r, dtype=torch.long)
+            mask[i, : len(r)] = 1
+        return ids, mask
 
     def decode(self, ids) -> str:
         return self.tok.decode(list(ids), skip_special_tokens=False)
@@ -59,13 +78,14 @@ class Tokenizer:
             tok = _HFTokenizer.from_file(str(file))
         except Exception as e:
             raise CheckpointError(f"{file}: cannot read tokenizer ({e})") from None
-        eos = EOS
+        eos, pad = EOS, None
         cfg_file = d / "tokenizer_config.json"
         if cfg_file.exists():
             cfg = json.loads(cfg_file.read_text())
-            e = cfg.get("eos_token")
+            e, p = cfg.get("eos_token"), cfg.get("pad_token")
             eos = e.get("content") if isinstance(e, dict) else (e or EOS)
-        return cls(tok, eos)
+            pad = p.get("content") if isinstance(p, dict) else p
+        return cls(tok, eos, pad)
 
 
 def train_bpe(texts, vocab_size: int, min_frequency: int = 2) -> Tokenizer:

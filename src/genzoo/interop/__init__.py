@@ -36,6 +36,11 @@ def resolve_checkpoint_dir(path: str | os.PathLike) -> Path:
     return p
 
 
+def tied_parameters(model) -> list[str]:
+    """Names under which a model holds a second reference to another parameter (tied embeddings)."""
+    return model.tied_parameters() if hasattr(model, "tied_parameters") else []
+
+
 def format_for(hf_config: dict, file: Path) -> CheckpointFormat:
     model_type = hf_config.get("model_type")
     if model_type is None:
@@ -70,9 +75,9 @@ def load_weights_into(model, directory: Path) -> None:
     fmt = format_for(hf_config, directory / "config.json")
     state, unexpected = fmt.state_from_hf(read_weights(directory), config)
     expected = model.state_dict()
-    if getattr(config, "tie_embeddings", False):
-        expected.pop("lm_head.weight", None)
-        state.pop("lm_head.weight", None)
+    for name in tied_parameters(model):
+        expected.pop(name, None)
+        state.pop(name, None)
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(unexpected + [k for k in state if k not in expected])
     shapes = sorted(
@@ -104,9 +109,8 @@ def save(
     config = model.config
     fmt = FORMATS.get(format or config.checkpoint_format)()
     hf_config = fmt.config_to_hf(config)
-    state = {k: v for k, v in model.state_dict().items()}
-    if getattr(config, "tie_embeddings", False):
-        state.pop("lm_head.weight", None)
+    tied = set(tied_parameters(model))
+    state = {k: v for k, v in model.state_dict().items() if k not in tied}
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in fmt.state_to_hf(state, config).items()}
     dtype = next(iter(tensors.values())).dtype
     hf_config.setdefault("dtype", str(dtype).removeprefix("torch."))

@@ -21,6 +21,7 @@ from ..errors import ConfigError
 from ..registry import Registry
 from .cache import StaticKVCache
 from .masks import AttnMask
+from .packing import Packing
 from .positions import RotaryPositions
 from .softmax import SoftmaxVariant, Standard
 
@@ -119,18 +120,27 @@ class Attention(nn.Module):
         layer: int = 0,
         start: int = 0,
         kv_input: torch.Tensor | None = None,
+        packing: Packing | None = None,
     ) -> torch.Tensor:
         """x (B, Tq, D); kv_input (B, Tk, D) for cross-attention (default: x). Returns (B, Tq, D).
 
         rope: (cos, sin) for the query/key positions when the part is rotary; cache/layer/start: write
         this step's keys and values into the static cache at [start, start + Tq) and attend over it.
+        packing: x is (N, D), the real tokens of a padded batch; projections run on those N rows only and
+        the result is (N, D) too.
         """
-        b, tq, _ = x.shape
-        src = x if kv_input is None else kv_input
-        tk = src.shape[1]
-        q = self.q_proj(x).view(b, tq, self.n_heads, self.head_dim).transpose(1, 2)  # (B, H, Tq, Dh)
-        k = self.k_proj(src).view(b, tk, self.n_kv_heads, self.head_dim).transpose(1, 2)  # (B, Hkv, Tk, Dh)
-        v = self.v_proj(src).view(b, tk, self.n_kv_heads, self.head_dim).transpose(1, 2)  # (B, Hkv, Tk, Dh)
+        if packing is not None:  # (N, D) -> projections on N rows -> (B, T, ...) for the attention kernel
+            q, k, v = (packing.pad(p(x)) for p in (self.q_proj, self.k_proj, self.v_proj))
+            b, tq = packing.batch, packing.seqlen
+            tk = tq
+        else:
+            b, tq, _ = x.shape
+            src = x if kv_input is None else kv_input
+            tk = src.shape[1]
+            q, k, v = self.q_proj(x), self.k_proj(src), self.v_proj(src)
+        q = q.view(b, tq, self.n_heads, self.head_dim).transpose(1, 2)  # (B, H, Tq, Dh)
+        k = k.view(b, tk, self.n_kv_heads, self.head_dim).transpose(1, 2)  # (B, Hkv, Tk, Dh)
+        v = v.view(b, tk, self.n_kv_heads, self.head_dim).transpose(1, 2)  # (B, Hkv, Tk, Dh)
         if self.rotary:
             cos, sin = rope
             q, k = RotaryPositions.apply(q, cos, sin), RotaryPositions.apply(k, cos, sin)
@@ -138,4 +148,6 @@ class Attention(nn.Module):
             k, v = cache.update(layer, k, v, start)  # 2 x (B, Hkv, start + Tq, Dh)
         out = self.kernel(q, k, v, mask, self.softmax, self.scale, self.dropout if self.training else 0.0)
         out = out.transpose(1, 2).reshape(b, tq, self.n_heads * self.head_dim)  # (B, Tq, H * Dh)
+        if packing is not None:
+            out = packing.unpad(out)  # (N, H * Dh)
         return self.o_proj(out)

@@ -72,6 +72,10 @@ class DecoderLM(nn.Module, GenerationMixin):
         self.windows = sorted({b.attn.window for b in self.blocks}, key=lambda w: -1 if w is None else w)
         self.reset_parameters()
 
+    def tied_parameters(self) -> list[str]:
+        """Parameters that are another parameter under a second name (not stored in checkpoints)."""
+        return ["lm_head.weight"] if self.config.tie_embeddings else []
+
     def reset_parameters(self) -> None:
         """Normal(0, init_std) weights, zero biases; residual output projections scaled by
         1/sqrt(2 * n_layers) (GPT-2, sec. 2.3)."""

@@ -1,0 +1,141 @@
+"""The encoder-only model (Devlin et al., "BERT", 2019): token + position (+ segment) embeddings, a stack of
+bidirectional self-attention blocks, optional pooler and masked-LM head. Ragged batches run unpadded: the
+linear layers, norms and feed-forward see only real tokens (`nn.packing`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ...config import GENRES
+from ...errors import InputError
+from ...nn import FFNS, NORMS, POSITIONS, Attention, Block, build_mask
+from ...nn.ffn import ACTIVATIONS
+from ...nn.packing import Packing
+from .config import EncoderConfig
+
+
+@dataclass
+class EncoderOutput:
+    last_hidden_state: torch.Tensor  # (B, T, D); zeros at padding when run unpadded
+    pooler_output: torch.Tensor | None = None  # (B, D)
+    logits: torch.Tensor | None = None  # (B, T, V) masked-LM scores
+    loss: torch.Tensor | None = None
+
+
+class MLMHead(nn.Module):
+    """BERT's masked-LM head: dense, activation, norm, then the (tied) vocabulary projection plus a bias."""
+
+    def __init__(self, cfg: EncoderConfig, embedding: nn.Embedding):
+        super().__init__()
+        self.dense = nn.Linear(cfg.d_model, cfg.d_model)
+        self.act = ACTIVATIONS.get(cfg.activation)
+        self.norm = NORMS.get(cfg.norm)(cfg.d_model, cfg.norm_eps, True)
+        self.decoder = nn.Linear(cfg.d_model, cfg.vocab_size, bias=False)
+        self.decoder.weight = embedding.weight  # tied to the token embedding
+        self.bias = nn.Parameter(torch.zeros(cfg.vocab_size))
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:  # (..., D) -> (..., V)
+        return self.decoder(self.norm(self.act(self.dense(h)))) + self.bias
+
+
+def make_block(cfg: EncoderConfig) -> Block:
+    d, h = cfg.d_model, cfg.n_heads
+    attn = Attention(nn.Linear(d, d), nn.Linear(d, d), nn.Linear(d, d), nn.Linear(d, d), n_heads=h, n_kv_heads=h,
+                     head_dim=d // h, causal=False, dropout=cfg.dropout, backend=cfg.attn_backend)
+    norm = NORMS.get(cfg.norm)
+    return Block(attn, FFNS.get(cfg.ffn)(d, cfg.d_ff, cfg.activation, True), norm(d, cfg.norm_eps, True),
+                 norm(d, cfg.norm_eps, True), norm_position=cfg.norm_position, dropout=cfg.dropout)
+
+
+@GENRES.register("encoder")
+class EncoderModel(nn.Module):
+    config_class = EncoderConfig
+
+    def __init__(self, config: EncoderConfig):
+        super().__init__()
+        self.config = cfg = config
+        self.embed = nn.Embedding(cfg.vocab_size, cfg.d_model)
+        self.positions = POSITIONS.get(cfg.position)(max_positions=cfg.max_positions, dim=cfg.d_model,
+                                                     head_dim=cfg.head_dim, n_heads=cfg.n_heads)
+        self.token_types = nn.Embedding(cfg.type_vocab_size, cfg.d_model) if cfg.type_vocab_size else None
+        self.embed_norm = NORMS.get(cfg.norm)(cfg.d_model, cfg.norm_eps, True)
+        self.drop = nn.Dropout(cfg.dropout)
+        self.blocks = nn.ModuleList(make_block(cfg) for _ in range(cfg.n_layers))
+        self.pooler = nn.Linear(cfg.d_model, cfg.d_model) if cfg.pooler else None
+        self.mlm = MLMHead(cfg, self.embed) if cfg.mlm_head else None
+        for name, p in self.named_parameters():
+            if p.dim() > 1:
+                nn.init.normal_(p, std=cfg.init_std)
+            elif name.endswith("bias"):
+                nn.init.zeros_(p)
+
+    def tied_parameters(self) -> list[str]:
+        """Parameters that are another parameter under a second name (not stored in checkpoints)."""
+        return ["mlm.decoder.weight"] if self.mlm is not None else []
+
+    def check_inputs(self, input_ids, attention_mask=None, token_type_ids=None) -> None:
+        cfg = self.config
+        if not isinstance(input_ids, torch.Tensor) or input_ids.dim() != 2 or input_ids.dtype not in (torch.long, torch.int32):
+            raise InputError("input_ids must be an integer tensor of shape (batch, seq_len)")
+        b, t = input_ids.shape
+        if t > cfg.max_positions:
+            raise InputError(f"sequence length {t} exceeds the model's max_positions={cfg.max_positions}")
+        lo, hi = int(input_ids.min()), int(input_ids.max())
+        if lo < 0 or hi >= cfg.vocab_size:
+            raise InputError(f"token id {hi if hi >= cfg.vocab_size else lo} is out of range: vocab_size is "
+                             f"{cfg.vocab_size} (ids 0..{cfg.vocab_size - 1})")
+        for name, m in (("attention_mask", attention_mask), ("token_type_ids", token_type_ids)):
+            if m is not None and tuple(m.shape) != (b, t):
+                raise InputError(f"{name} has shape {tuple(m.shape)}; expected (batch, seq_len) = {(b, t)}")
+        if attention_mask is not None and not bool(attention_mask.any(dim=1).all()):
+            raise InputError("attention_mask has a row with no real token")
+
+    def forward(self, input_ids, attention_mask=None, token_type_ids=None, labels=None) -> EncoderOutput:
+        """input_ids (B, T) -> last_hidden_state (B, T, D) (+ pooler_output, MLM logits, loss with labels;
+        labels use -100 for positions that are not predicted)."""
+        self.check_inputs(input_ids, attention_mask, token_type_ids)
+        b, t = input_ids.shape
+        padded = attention_mask is not None and not bool(attention_mask.all())
+        pos = torch.arange(t, device=input_ids.device)[None].expand(b, t)
+        x = self.embed(input_ids)
+        if self.positions.kind == "absolute":
+            x = x + self.positions(pos)
+        if self.token_types is not None:
+            types = token_type_ids if token_type_ids is not None else torch.zeros_like(input_ids)
+            x = x + self.token_types(types)
+        x = self.drop(self.embed_norm(x))  # (B, T, D)
+        packing = Packing.from_mask(attention_mask) if padded and self.config.unpad else None
+        mask = build_mask(t, t, 0, causal=False, key_valid=attention_mask.bool() if padded else None, device=x.device)
+        if packing is not None:
+            x = packing.unpad(x)  # (N, D): only real tokens from here on
+        for block in self.blocks:
+            x = block(x, mask, packing=packing) if packing is not None else block(x, mask)
+        h = packing.pad(x) if packing is not None else x  # (B, T, D)
+        out = EncoderOutput(last_hidden_state=h)
+        if self.pooler is not None:
+            out.pooler_output = torch.tanh(self.pooler(h[:, 0]))
+        if self.mlm is not None:
+            out.logits = self.mlm(h)
+            if labels is not None:
+                out.loss = F.cross_entropy(out.logits.flatten(0, 1).float(), labels.flatten(), ignore_index=-100)
+        return out
+
+    @torch.no_grad()
+    def encode(self, texts: list[str], tokenizer, normalize: bool = True, batch_size: int = 64) -> torch.Tensor:
+        """Sentence embeddings (len(texts), D): pooled ("mean" over real tokens, or "cls") and normalised."""
+        rows = []
+        for i in range(0, len(texts), batch_size):
+            ids, mask = tokenizer.batch(texts[i:i + batch_size], max_len=self.config.max_positions)
+            h = self(ids, attention_mask=mask).last_hidden_state
+            if self.config.pooling == "cls":
+                e = h[:, 0]
+            else:
+                m = mask[..., None].to(h.dtype)
+                e = (h * m).sum(1) / m.sum(1).clamp(min=1e-9)
+            rows.append(F.normalize(e, dim=-1) if normalize else e)
+        return torch.cat(rows)
