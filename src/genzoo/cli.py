@@ -79,6 +79,29 @@ def cmd_generate(args) -> int:
     return 0
 
 
+def cmd_embed(args) -> int:
+    import json
+
+    import genzoo
+    from .interop import resolve_checkpoint_dir
+    from .tokenizers import Tokenizer
+
+    directory = resolve_checkpoint_dir(args.dir)
+    model = genzoo.load(directory)
+    if not hasattr(model, "encode"):
+        raise ArgumentError(f"genzoo embed: {directory} holds a {type(model).__name__}, not an encoder")
+    if args.pooling:
+        model.config.pooling = args.pooling
+    emb = model.encode(args.text, Tokenizer.from_dir(directory), normalize=not args.no_normalize)
+    for text, row in zip(args.text, emb.tolist()):
+        print(json.dumps({"text": text, "embedding": [round(v, 6) for v in row]}))
+    if len(args.text) > 1:
+        sims = emb @ emb.t()
+        for i in range(len(args.text)):
+            print("cosine " + " ".join(f"{v:+.4f}" for v in sims[i].tolist()))
+    return 0
+
+
 def cmd_eval(args) -> int:
     from .train import evaluate_run
 
@@ -128,6 +151,13 @@ def build_parser() -> Parser:
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--num-samples", type=int, default=1)
     s.set_defaults(fn=cmd_generate)
+
+    s = sub.add_parser("embed", help="sentence embeddings from an encoder (run or Hugging Face directory)")
+    s.add_argument("dir", help="an encoder directory, e.g. the all-MiniLM-L6-v2 checkpoint")
+    s.add_argument("--text", action="append", required=True, help="a text to embed (repeatable)")
+    s.add_argument("--pooling", choices=["mean", "cls"], help="override the model's pooling")
+    s.add_argument("--no-normalize", action="store_true", help="do not L2-normalise the embeddings")
+    s.set_defaults(fn=cmd_embed)
 
     s = sub.add_parser("eval", help="validation loss and perplexity of a run directory")
     s.add_argument("dir")

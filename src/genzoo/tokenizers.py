@@ -66,6 +66,10 @@ class Tokenizer:
         cfg = {"tokenizer_class": "PreTrainedTokenizerFast", "model_max_length": 1_000_000_000}
         if self.eos_token:
             cfg.update(eos_token=self.eos_token, bos_token=self.eos_token, unk_token=self.eos_token)
+        for name in ("pad", "mask", "cls", "sep"):
+            token = {"pad": "[PAD]", "mask": "[MASK]", "cls": "[CLS]", "sep": "[SEP]"}[name]
+            if self.tok.token_to_id(token) is not None:
+                cfg[f"{name}_token"] = token
         (d / "tokenizer_config.json").write_text(json.dumps(cfg, indent=2) + "\n")
 
     @classmethod
@@ -88,17 +92,17 @@ class Tokenizer:
         return cls(tok, eos, pad)
 
 
-def train_bpe(texts, vocab_size: int, min_frequency: int = 2) -> Tokenizer:
-    """A byte-level BPE with `vocab_size` entries (256 bytes + merges + the end-of-text token)."""
+def train_bpe(texts, vocab_size: int, min_frequency: int = 2, special_tokens: tuple[str, ...] = ()) -> Tokenizer:
+    """A byte-level BPE with `vocab_size` entries (256 bytes + merges + the end-of-text token + specials)."""
     tok = _HFTokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size,
         min_frequency=min_frequency,
-        special_tokens=[EOS],
+        special_tokens=[EOS, *special_tokens],
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
     tok.train_from_iterator(texts, trainer=trainer)
-    return Tokenizer(tok, EOS)
+    return Tokenizer(tok, EOS, "[PAD]" if "[PAD]" in special_tokens else None)

@@ -64,3 +64,33 @@ def test_clip_recipe_learns_and_loads_in_transformers(tmp_path):
     with torch.no_grad():
         torch.testing.assert_close(ours(ids, pixels).logits_per_image,
                                    ref(input_ids=ids, pixel_values=pixels).logits_per_image, atol=1e-5, rtol=0)
+
+
+def test_bert_mlm_recipe_learns_and_loads_in_transformers(tmp_path):
+    import json
+
+    recipe = load_recipe("bert-mlm", SMALL + ["eval_every=20", "save_every=20", "data.vocab_size=512"])
+    train(recipe, tmp_path / "run", steps=20)
+    recs = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    loss = [r["loss"] for r in recs if "loss" in r]
+    assert len(loss) == 20 and sum(loss[-3:]) / 3 < sum(loss[:3]) / 3 - 0.3, loss
+    assert recs[-1]["val_mlm_loss"] < recs[0]["val_mlm_loss"]
+    ours = genzoo.load(tmp_path / "run")
+    tf = pytest.importorskip("transformers")
+    ref = tf.AutoModelForMaskedLM.from_pretrained(tmp_path / "run").eval()
+    tok = tf.AutoTokenizer.from_pretrained(tmp_path / "run")
+    ids = torch.tensor([tok("def f(x): return [MASK]").input_ids])
+    assert tok.mask_token_id in ids
+    with torch.no_grad():
+        torch.testing.assert_close(ours(ids).logits, ref(input_ids=ids).logits, atol=1e-5, rtol=0)
+
+
+def test_mlm_masking_rates():
+    from genzoo.train.mlm_task import mask_tokens
+
+    ids = torch.randint(10, 500, (64, 128))
+    inputs, labels = mask_tokens(ids, 0.15, 3, 500, torch.Generator().manual_seed(0))
+    chosen = labels != -100
+    assert abs(chosen.float().mean().item() - 0.15) < 0.01
+    assert abs((inputs[chosen] == 3).float().mean().item() - 0.8) < 0.03
+    assert torch.equal(labels[chosen], ids[chosen]) and torch.equal(inputs[~chosen], ids[~chosen])

@@ -26,7 +26,7 @@ def token_stream(tokenizer: Tokenizer, texts: list[str]) -> torch.Tensor:
     return torch.tensor(out, dtype=torch.long)
 
 
-def prepare(cfg: DataConfig, run: Path, d: Dist) -> tuple[Tokenizer, torch.Tensor, torch.Tensor]:
+def prepare(cfg: DataConfig, run: Path, d: Dist, special_tokens: tuple[str, ...] = ()) -> tuple[Tokenizer, torch.Tensor, torch.Tensor]:
     if cfg.corpus != "stdlib":
         raise ConfigError(f"data.corpus={cfg.corpus!r} is not known; known: stdlib")
     corpus = stdlib_corpus(max_bytes=cfg.max_bytes, val_percent=cfg.val_percent)
@@ -34,7 +34,7 @@ def prepare(cfg: DataConfig, run: Path, d: Dist) -> tuple[Tokenizer, torch.Tenso
     if d.is_main:
         (run / "data.json").write_text(json.dumps(corpus.manifest, indent=1) + "\n")
         if not (run / "tokenizer.json").exists():
-            train_bpe(train_texts, cfg.vocab_size).save(run)
+            train_bpe(train_texts, cfg.vocab_size, special_tokens=special_tokens).save(run)
     d.barrier()
     tokenizer = Tokenizer.from_dir(run)
     return tokenizer, token_stream(tokenizer, train_texts), token_stream(tokenizer, corpus.read("val"))

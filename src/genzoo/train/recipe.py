@@ -22,6 +22,7 @@ class DataConfig:
     val_percent: float = 5.0
     vocab_size: int = 2048  # byte-level BPE trained on the corpus
     block_size: int = 128
+    mask_prob: float = 0.15  # task "mlm": the fraction of tokens to predict (BERT 15%, ModernBERT 30%)
 
 
 @dataclass

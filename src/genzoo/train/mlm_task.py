@@ -1,0 +1,97 @@
+"""Masked language modelling (Devlin et al., "BERT", 2019, sec. 3.1) on the standard-library corpus: a
+fraction `data.mask_prob` of the tokens of each block is chosen; of those, 80% become [MASK], 10% a
+random token, 10% stay; the loss is the cross-entropy on the chosen tokens only. The choice is drawn from
+a generator seeded by (seed, data position) for the global batch, so resume and data parallelism see the
+same masks."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from ..data import PackedBlocks
+from ..errors import ConfigError
+from .data import prepare
+from .distributed import Dist
+from .recipe import Recipe
+from .tasks import TASKS, Task, autocast, build_from_recipe
+
+SPECIALS = ("[PAD]", "[MASK]", "[CLS]", "[SEP]")
+
+
+def mask_tokens(ids: torch.Tensor, prob: float, mask_id: int, vocab: int, g: torch.Generator):
+    """-> (inputs, labels): labels are -100 where nothing is predicted."""
+    chosen = torch.rand(ids.shape, generator=g) < prob
+    labels = ids.masked_fill(~chosen, -100)
+    r = torch.rand(ids.shape, generator=g)
+    inputs = ids.clone()
+    inputs[chosen & (r < 0.8)] = mask_id
+    swap = chosen & (r >= 0.8) & (r < 0.9)
+    inputs[swap] = torch.randint(vocab, ids.shape, generator=g)[swap]
+    return inputs, labels
+
+
+@TASKS.register("mlm")
+class MaskedLanguageModelling(Task):
+    units = "tok"
+
+    def __init__(self, recipe: Recipe, run: Path, d: Dist):
+        super().__init__(recipe, run, d)
+        if not 0 < recipe.data.mask_prob < 1:
+            raise ConfigError(f"data.mask_prob={recipe.data.mask_prob} is invalid: must be in (0, 1)")
+        self.tokenizer, train_tokens, self.val_tokens = prepare(recipe.data, run, d, SPECIALS)
+        self.mask_id = self.tokenizer.tok.token_to_id("[MASK]")
+        # each rank reads the whole global batch's blocks, to draw the same masks, and keeps its slice
+        self.data = PackedBlocks(train_tokens, recipe.data.block_size - 1, batch_size=recipe.batch_size * d.world_size,
+                                 seed=recipe.seed)
+
+    def build_model(self):
+        return build_from_recipe(self.recipe, vocab_size=self.tokenizer.vocab_size, pad_token_id=self.tokenizer.pad_id,
+                                 max_positions=self.recipe.data.block_size, pooler=False, mlm_head=True)
+
+    def _masked(self, blocks: torch.Tensor, seed: int):
+        g = torch.Generator().manual_seed(seed)
+        inputs, labels = mask_tokens(blocks, self.recipe.data.mask_prob, self.mask_id, self.tokenizer.vocab_size, g)
+        return inputs, labels
+
+    def next_batch(self):
+        position = self.data.position
+        inputs, labels = self._masked(self.data.next_batch(), self.recipe.seed * 7919 + position)
+        b = self.recipe.batch_size
+        part = slice(self.d.rank * b, (self.d.rank + 1) * b)
+        return inputs[part].to(self.d.device), labels[part].to(self.d.device)
+
+    def loss(self, model, batch, amp):
+        inputs, labels = batch
+        with autocast(inputs.device, amp):
+            return model(inputs, labels=labels).loss
+
+    @torch.no_grad()
+    def validate(self, model, amp):
+        net = getattr(model, "module", model)
+        was = net.training
+        net.eval()
+        data = PackedBlocks(self.val_tokens, self.recipe.data.block_size - 1,
+                            batch_size=min(self.recipe.batch_size, (self.val_tokens.numel() - 1) // self.recipe.data.block_size),
+                            shuffle=False)
+        n = min(self.recipe.eval_batches, data.n_blocks // data.global_batch)
+        total = 0.0
+        for i in range(n):
+            inputs, labels = self._masked(data.next_batch(), 12345 + i)
+            total += net(inputs.to(self.d.device), labels=labels.to(self.d.device)).loss.item()
+        net.train(was)
+        return {"val_mlm_loss": total / n}
+
+    def units_per_step(self):
+        r = self.recipe
+        return r.batch_size * r.grad_accum * self.d.world_size * r.data.block_size
+
+    def state_dict(self):
+        return self.data.state_dict()
+
+    def load_state_dict(self, state):
+        self.data.load_state_dict(state)
+
+    def save_files(self, directory):
+        self.tokenizer.save(directory)
