@@ -77,3 +77,18 @@ def tiny_bert(masked_lm: bool = False):
             if p.dim() > 1:
                 p.normal_(std=0.2)
     return model.eval()
+
+
+def tiny_modernbert(masked_lm: bool = False):
+    import transformers as tf
+
+    cfg = tf.ModernBertConfig(vocab_size=VOCAB, hidden_size=32, intermediate_size=48, num_hidden_layers=4,
+                              num_attention_heads=4, max_position_embeddings=64, local_attention=8,
+                              global_attn_every_n_layers=3, pad_token_id=0, bos_token_id=1, eos_token_id=2,
+                              cls_token_id=1, sep_token_id=2)
+    model = (tf.ModernBertForMaskedLM if masked_lm else tf.ModernBertModel)(cfg)
+    with torch.no_grad():  # wide random weights (not the near-zero init); 0.1 keeps fp32 rounding below 1e-5
+        for p in model.parameters():
+            if p.dim() > 1:
+                p.normal_(std=0.1)
+    return model.eval()

@@ -66,6 +66,30 @@ class KeyMap:
         return out
 
 
+def split_fused(tensors: dict, fused: str, parts: list[str], sizes: list[int] | None = None) -> dict:
+    """Keys containing `fused` (e.g. "attn.Wqkv") are split along dim 0 into `parts` (equal pieces, or
+    `sizes`), each named by putting that part in place of `fused`."""
+    out = {}
+    for k, v in tensors.items():
+        if fused in k:
+            pieces = v.split(sizes, dim=0) if sizes else v.chunk(len(parts), dim=0)
+            out.update({k.replace(fused, p): t.contiguous() for p, t in zip(parts, pieces)})
+        else:
+            out[k] = v
+    return out
+
+
+def merge_fused(tensors: dict, fused: str, parts: list[str]) -> dict:
+    """The inverse of `split_fused`: the `parts` of each key are concatenated back under `fused`."""
+    out, first = {}, parts[0]
+    for k, v in tensors.items():
+        if first in k:
+            out[k.replace(first, fused)] = torch.cat([tensors[k.replace(first, p)] for p in parts], dim=0)
+        elif not any(p in k for p in parts[1:]):
+            out[k] = v
+    return out
+
+
 class CheckpointFormat:
     """Subclasses set `model_type` and implement the four conversions."""
 

@@ -6,7 +6,8 @@ causal mask without materialising one, the fast path) or an explicit boolean (B|
 
 Query i (absolute position start + i) may attend key j when
   causal:   j <= start + i
-  window W: j >  start + i - W   (W keys including itself, as Mistral's sliding window)
+  window W: j >  start + i - W   (causal: W keys including itself, as Mistral's sliding window)
+            |j - (start + i)| <= W // 2   (bidirectional: W // 2 on each side, as ModernBERT's local layers)
   padding:  key_valid[b, j]
 A query with no key left (a left-padding position) attends to itself, so no row is empty and no NaN
 can appear; such rows are never read by real tokens.
@@ -51,7 +52,7 @@ def build_mask(
     (False for cross-attention, where the padding-row rule does not apply). The implicit fast path is taken whenever the result
     is plain causal (or no mask at all): no padding, window absent or covering every key.
     """
-    window_bites = window is not None and tk > window
+    window_bites = window is not None and (tk > window if causal else tk - 1 > window // 2)
     if key_valid is None and not window_bites:
         if not causal or tq == 1:  # one query at the end sees every cached key
             return AttnMask()
@@ -63,7 +64,7 @@ def build_mask(
     if causal:
         allowed = allowed & (k <= q)
     if window_bites:
-        allowed = allowed & (k > q - window)
+        allowed = allowed & ((k > q - window) if causal else ((k - q).abs() <= window // 2))
     allowed = allowed[None, None]  # (1, 1, Tq, Tk)
     if key_valid is not None:
         allowed = allowed & key_valid[:, None, None, :tk]  # (B, 1, Tq, Tk)

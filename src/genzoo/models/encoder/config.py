@@ -25,9 +25,19 @@ class EncoderConfig:
     norm: str = "layernorm"  # NORMS
     norm_eps: float = 1e-12
     norm_position: str = "post"  # BERT: post-norm blocks, LayerNorm after the embeddings
+    norm_bias: bool = True
+    first_attn_norm: bool = True  # False: the first block's attention input is not normalised (ModernBERT)
+    final_norm: bool = False  # a norm after the last block (pre-norm models)
+    attn_bias: bool = True
+    ffn_bias: bool = True
+    head_bias: bool = True  # bias of the MLM head's dense layer
     ffn: str = "mlp"  # FFNS
     activation: str = "gelu"  # ACTIVATIONS
     position: str = "learned"  # POSITIONS
+    rope_theta: float = 10000.0  # global layers
+    local_rope_theta: float | None = None  # local layers (None: rope_theta)
+    local_window: int | None = None  # local layers attend |i - j| <= local_window // 2 (None: all global)
+    global_every: int = 1  # layer i is global when i % global_every == 0
     pad_token_id: int = 0
     pooler: bool = True  # BERT's dense + tanh on the first token (BertModel checkpoints carry it)
     mlm_head: bool = False  # masked-LM head: dense + act + norm, decoder tied to the embeddings, bias
@@ -54,7 +64,19 @@ class EncoderConfig:
     def head_dim(self) -> int:
         return self.d_model // self.n_heads
 
+    def is_global(self, layer: int) -> bool:
+        return self.local_window is None or layer % self.global_every == 0
+
 
 PRESETS.register("bert", Preset(EncoderConfig))  # BERT-base shapes
 PRESETS.register("bert-tiny", Preset(EncoderConfig, vocab_size=512, max_positions=128, d_model=64, n_layers=2,
                                      n_heads=4, d_ff=128))
+# ModernBERT (Warner et al., 2024): pre-norm, bias-free, GeGLU, RoPE, local (128) / global (every 3rd) attention
+_MODERNBERT = dict(type_vocab_size=0, norm_eps=1e-5, norm_position="pre", norm_bias=False, first_attn_norm=False,
+                   final_norm=True, attn_bias=False, ffn_bias=False, head_bias=False, ffn="gated",
+                   activation="gelu", position="rope", rope_theta=160000.0, local_rope_theta=10000.0,
+                   local_window=128, global_every=3, pooler=False, checkpoint_format="modernbert")
+PRESETS.register("modernbert", Preset(EncoderConfig, **_MODERNBERT, vocab_size=50368, max_positions=8192,
+                                      d_model=768, n_layers=22, n_heads=12, d_ff=1152, pad_token_id=50283))
+PRESETS.register("modernbert-tiny", Preset(EncoderConfig, **{**_MODERNBERT, "local_window": 16}, vocab_size=512,
+                                           max_positions=128, d_model=64, n_layers=4, n_heads=4, d_ff=96))

@@ -8,7 +8,7 @@ import re
 
 from ...config import PRESETS
 from ...errors import CheckpointError
-from ...interop.formats import FORMATS, CheckpointFormat, KeyMap, require
+from ...interop.formats import FORMATS, CheckpointFormat, KeyMap, merge_fused, require, split_fused
 from .config import EncoderConfig
 
 BERT_KEYS = KeyMap([
@@ -27,7 +27,7 @@ BERT_KEYS = KeyMap([
     ("pooler.{p}", "pooler.dense.{p}"),
     ("mlm.dense.{p}", "cls.predictions.transform.dense.{p}"),
     ("mlm.norm.{p}", "cls.predictions.transform.LayerNorm.{p}"),
-    ("mlm.bias", "cls.predictions.bias"),
+    ("mlm.decoder.bias", "cls.predictions.bias"),
 ])
 SKIP = re.compile(r"(embeddings\.position_ids|cls\.predictions\.decoder\.weight|cls\.predictions\.decoder\.bias)$")
 HF_ACT = {"gelu": "gelu", "gelu_new": "gelu_tanh", "gelu_pytorch_tanh": "gelu_tanh", "relu": "relu", "silu": "silu"}
@@ -81,4 +81,103 @@ class BertFormat(CheckpointFormat):
         out = BERT_KEYS.rename_out(state)
         if config.mlm_head:  # BertForMaskedLM nests the encoder under `bert.`
             out = {(k if k.startswith("cls.") else f"bert.{k}"): v for k, v in out.items()}
+        return out
+
+
+# ---------------------------------------------------------------- ModernBERT
+MODERNBERT_KEYS = KeyMap([
+    ("embed.weight", "embeddings.tok_embeddings.weight"),
+    ("embed_norm.{p}", "embeddings.norm.{p}"),
+    ("blocks.{i}.attn_norm.{p}", "layers.{i}.attn_norm.{p}"),
+    ("blocks.{i}.attn.q_proj.{p}", "layers.{i}.attn.Wq.{p}"),  # q/k/v: the thirds of the fused Wqkv
+    ("blocks.{i}.attn.k_proj.{p}", "layers.{i}.attn.Wk.{p}"),
+    ("blocks.{i}.attn.v_proj.{p}", "layers.{i}.attn.Wv.{p}"),
+    ("blocks.{i}.attn.o_proj.{p}", "layers.{i}.attn.Wo.{p}"),
+    ("blocks.{i}.ffn_norm.{p}", "layers.{i}.mlp_norm.{p}"),
+    ("blocks.{i}.ffn.gate.{p}", "layers.{i}.mlp.Wgate.{p}"),  # gate/up: the halves of the fused Wi
+    ("blocks.{i}.ffn.up.{p}", "layers.{i}.mlp.Wup.{p}"),
+    ("blocks.{i}.ffn.down.{p}", "layers.{i}.mlp.Wo.{p}"),
+    ("final_norm.{p}", "final_norm.{p}"),
+    ("mlm.dense.{p}", "head.dense.{p}"),
+    ("mlm.norm.{p}", "head.norm.{p}"),
+    ("mlm.decoder.bias", "decoder.bias"),
+])
+QKV, QKV_PARTS = "attn.Wqkv", ["attn.Wq", "attn.Wk", "attn.Wv"]
+WI, WI_PARTS = "mlp.Wi", ["mlp.Wgate", "mlp.Wup"]
+
+
+def modernbert_rope(hf: dict) -> tuple[float, float]:
+    """(global theta, local theta) from `rope_parameters` per layer type, or the older flat fields."""
+    params = hf.get("rope_parameters")
+    if isinstance(params, dict) and "full_attention" in params:
+        return float(params["full_attention"]["rope_theta"]), float(params["sliding_attention"]["rope_theta"])
+    return float(hf.get("global_rope_theta", 160000.0)), float(hf.get("local_rope_theta", 10000.0))
+
+
+@FORMATS.register("modernbert")
+class ModernBertFormat(CheckpointFormat):
+    model_type = "modernbert"
+
+    def config_from_hf(self, hf: dict) -> EncoderConfig:
+        archs = hf.get("architectures") or ["ModernBertModel"]
+        mlm = any("MaskedLM" in a for a in archs)
+        theta, local_theta = modernbert_rope(hf)
+        for key in ("hidden_activation", "classifier_activation"):
+            if hf.get(key, "gelu") not in HF_ACT:
+                raise CheckpointError(f"modernbert config.json: {key} {hf[key]!r} is not supported")
+        if hf.get("hidden_activation", "gelu") != hf.get("classifier_activation", "gelu"):
+            raise CheckpointError("modernbert config.json: classifier_activation must equal hidden_activation")
+        if not hf.get("decoder_bias", True):
+            raise CheckpointError("modernbert config.json: decoder_bias=False is not supported")
+        n = hf["num_hidden_layers"]
+        every = hf.get("global_attn_every_n_layers", 3)
+        types = hf.get("layer_types")
+        if types is not None and types != ["full_attention" if i % every == 0 else "sliding_attention" for i in range(n)]:
+            raise CheckpointError(f"modernbert config.json: layer_types {types} are not every-{every} global")
+        return PRESETS.get("modernbert").make(
+            vocab_size=hf["vocab_size"], max_positions=hf.get("max_position_embeddings", 8192),
+            d_model=hf["hidden_size"], n_layers=n, n_heads=hf["num_attention_heads"], d_ff=hf["intermediate_size"],
+            activation=HF_ACT[hf.get("hidden_activation", "gelu")], norm_eps=hf.get("norm_eps", 1e-5),
+            norm_bias=hf.get("norm_bias", False), attn_bias=hf.get("attention_bias", False),
+            ffn_bias=hf.get("mlp_bias", False), head_bias=hf.get("classifier_bias", False),
+            rope_theta=theta, local_rope_theta=local_theta, local_window=hf.get("local_attention", 128),
+            global_every=every, pad_token_id=hf.get("pad_token_id", 50283), mlm_head=mlm,
+        )
+
+    def config_to_hf(self, c: EncoderConfig) -> dict:
+        f = "modernbert"
+        require(c, "norm_position", c.norm_position == "pre" and not c.first_attn_norm and c.final_norm, f,
+                "pre-norm with no first attention norm and a final norm")
+        require(c, "position", c.position == "rope", f, "rotary positions")
+        require(c, "ffn", c.ffn in ("gated", "geglu"), f, "a gated MLP")
+        require(c, "type_vocab_size", c.type_vocab_size == 0, f, "no token types")
+        require(c, "pooler", not c.pooler, f, "no pooler")
+        require(c, "activation", c.activation in GZ_ACT, f, f"one of {sorted(GZ_ACT)}")
+        require(c, "local_window", c.local_window is not None, f, "local attention")
+        act = GZ_ACT[c.activation]
+        every = c.global_every
+        return {
+            "architectures": ["ModernBertForMaskedLM" if c.mlm_head else "ModernBertModel"], "model_type": f,
+            "vocab_size": c.vocab_size, "max_position_embeddings": c.max_positions, "hidden_size": c.d_model,
+            "num_hidden_layers": c.n_layers, "num_attention_heads": c.n_heads, "intermediate_size": c.d_ff,
+            "hidden_activation": act, "classifier_activation": act, "norm_eps": c.norm_eps, "norm_bias": c.norm_bias,
+            "attention_bias": c.attn_bias, "mlp_bias": c.ffn_bias, "classifier_bias": c.head_bias,
+            "decoder_bias": True, "local_attention": c.local_window, "global_attn_every_n_layers": every,
+            "layer_types": ["full_attention" if i % every == 0 else "sliding_attention" for i in range(c.n_layers)],
+            "rope_parameters": {"full_attention": {"rope_type": "default", "rope_theta": c.rope_theta},
+                                "sliding_attention": {"rope_type": "default",
+                                                      "rope_theta": c.local_rope_theta or c.rope_theta}},
+            "global_rope_theta": c.rope_theta, "local_rope_theta": c.local_rope_theta or c.rope_theta,
+            "pad_token_id": c.pad_token_id, "tie_word_embeddings": True, "initializer_range": c.init_std,
+        }
+
+    def state_from_hf(self, tensors, config):
+        plain = {k.removeprefix("model."): v for k, v in tensors.items() if k != "decoder.weight"}
+        plain = split_fused(split_fused(plain, QKV, QKV_PARTS), WI, WI_PARTS)
+        return MODERNBERT_KEYS.rename_in(plain)
+
+    def state_to_hf(self, state, config):
+        out = merge_fused(merge_fused(MODERNBERT_KEYS.rename_out(state), QKV, QKV_PARTS), WI, WI_PARTS)
+        if config.mlm_head:
+            out = {(k if k.startswith(("head.", "decoder.")) else f"model.{k}"): v for k, v in out.items()}
         return out

@@ -32,24 +32,26 @@ class MLMHead(nn.Module):
 
     def __init__(self, cfg: EncoderConfig, embedding: nn.Embedding):
         super().__init__()
-        self.dense = nn.Linear(cfg.d_model, cfg.d_model)
+        self.dense = nn.Linear(cfg.d_model, cfg.d_model, bias=cfg.head_bias)
         self.act = ACTIVATIONS.get(cfg.activation)
-        self.norm = NORMS.get(cfg.norm)(cfg.d_model, cfg.norm_eps, True)
-        self.decoder = nn.Linear(cfg.d_model, cfg.vocab_size, bias=False)
-        self.decoder.weight = embedding.weight  # tied to the token embedding
-        self.bias = nn.Parameter(torch.zeros(cfg.vocab_size))
+        self.norm = NORMS.get(cfg.norm)(cfg.d_model, cfg.norm_eps, cfg.norm_bias)
+        self.decoder = nn.Linear(cfg.d_model, cfg.vocab_size)
+        self.decoder.weight = embedding.weight  # tied to the token embedding; the bias is its own
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:  # (..., D) -> (..., V)
-        return self.decoder(self.norm(self.act(self.dense(h)))) + self.bias
+        return self.decoder(self.norm(self.act(self.dense(h))))
 
 
-def make_block(cfg: EncoderConfig) -> Block:
-    d, h = cfg.d_model, cfg.n_heads
-    attn = Attention(nn.Linear(d, d), nn.Linear(d, d), nn.Linear(d, d), nn.Linear(d, d), n_heads=h, n_kv_heads=h,
-                     head_dim=d // h, causal=False, dropout=cfg.dropout, backend=cfg.attn_backend)
+def make_block(cfg: EncoderConfig, layer: int) -> Block:
+    d, h, bias = cfg.d_model, cfg.n_heads, cfg.attn_bias
+    attn = Attention(nn.Linear(d, d, bias=bias), nn.Linear(d, d, bias=bias), nn.Linear(d, d, bias=bias),
+                     nn.Linear(d, d, bias=bias), n_heads=h, n_kv_heads=h, head_dim=d // h,
+                     rotary=cfg.position == "rope", window=None if cfg.is_global(layer) else cfg.local_window,
+                     causal=False, dropout=cfg.dropout, backend=cfg.attn_backend)
     norm = NORMS.get(cfg.norm)
-    return Block(attn, FFNS.get(cfg.ffn)(d, cfg.d_ff, cfg.activation, True), norm(d, cfg.norm_eps, True),
-                 norm(d, cfg.norm_eps, True), norm_position=cfg.norm_position, dropout=cfg.dropout)
+    attn_norm = norm(d, cfg.norm_eps, cfg.norm_bias) if layer or cfg.first_attn_norm else nn.Identity()
+    return Block(attn, FFNS.get(cfg.ffn)(d, cfg.d_ff, cfg.activation, cfg.ffn_bias), attn_norm,
+                 norm(d, cfg.norm_eps, cfg.norm_bias), norm_position=cfg.norm_position, dropout=cfg.dropout)
 
 
 @GENRES.register("encoder")
@@ -60,12 +62,18 @@ class EncoderModel(nn.Module):
         super().__init__()
         self.config = cfg = config
         self.embed = nn.Embedding(cfg.vocab_size, cfg.d_model)
-        self.positions = POSITIONS.get(cfg.position)(max_positions=cfg.max_positions, dim=cfg.d_model,
-                                                     head_dim=cfg.head_dim, n_heads=cfg.n_heads)
+        pos = POSITIONS.get(cfg.position)
+        self.positions = pos(max_positions=cfg.max_positions, dim=cfg.d_model, head_dim=cfg.head_dim,
+                             n_heads=cfg.n_heads, theta=cfg.rope_theta)
+        # local layers may rotate with their own theta (ModernBERT: 10k local, 160k global)
+        self.local_positions = pos(max_positions=cfg.max_positions, dim=cfg.d_model, head_dim=cfg.head_dim,
+                                   n_heads=cfg.n_heads, theta=cfg.local_rope_theta) \
+            if cfg.position == "rope" and cfg.local_window and cfg.local_rope_theta else None
         self.token_types = nn.Embedding(cfg.type_vocab_size, cfg.d_model) if cfg.type_vocab_size else None
-        self.embed_norm = NORMS.get(cfg.norm)(cfg.d_model, cfg.norm_eps, True)
+        self.embed_norm = NORMS.get(cfg.norm)(cfg.d_model, cfg.norm_eps, cfg.norm_bias)
         self.drop = nn.Dropout(cfg.dropout)
-        self.blocks = nn.ModuleList(make_block(cfg) for _ in range(cfg.n_layers))
+        self.blocks = nn.ModuleList(make_block(cfg, i) for i in range(cfg.n_layers))
+        self.final_norm = NORMS.get(cfg.norm)(cfg.d_model, cfg.norm_eps, cfg.norm_bias) if cfg.final_norm else None
         self.pooler = nn.Linear(cfg.d_model, cfg.d_model) if cfg.pooler else None
         self.mlm = MLMHead(cfg, self.embed) if cfg.mlm_head else None
         for name, p in self.named_parameters():
@@ -110,11 +118,22 @@ class EncoderModel(nn.Module):
             x = x + self.token_types(types)
         x = self.drop(self.embed_norm(x))  # (B, T, D)
         packing = Packing.from_mask(attention_mask) if padded and self.config.unpad else None
-        mask = build_mask(t, t, 0, causal=False, key_valid=attention_mask.bool() if padded else None, device=x.device)
+        valid = attention_mask.bool() if padded else None
+        masks = {w: build_mask(t, t, 0, causal=False, window=w, key_valid=valid, device=x.device)
+                 for w in {b.attn.window for b in self.blocks}}
+        ropes = {}
+        if self.positions.kind == "rotary":
+            ropes[None] = self.positions(pos)  # 2 x (B, 1, T, Dh)
+            ropes[self.config.local_window] = self.local_positions(pos) if self.local_positions else ropes[None]
         if packing is not None:
             x = packing.unpad(x)  # (N, D): only real tokens from here on
         for block in self.blocks:
-            x = block(x, mask, packing=packing) if packing is not None else block(x, mask)
+            kw = {"rope": ropes.get(block.attn.window)}
+            if packing is not None:
+                kw["packing"] = packing
+            x = block(x, masks[block.attn.window], **kw)
+        if self.final_norm is not None:
+            x = self.final_norm(x)
         h = packing.pad(x) if packing is not None else x  # (B, T, D)
         out = EncoderOutput(last_hidden_state=h)
         if self.pooler is not None:
