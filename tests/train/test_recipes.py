@@ -66,10 +66,12 @@ def test_clip_recipe_learns_and_loads_in_transformers(tmp_path):
                                    ref(input_ids=ids, pixel_values=pixels).logits_per_image, atol=1e-5, rtol=0)
 
 
-def test_bert_mlm_recipe_learns_and_loads_in_transformers(tmp_path):
+@pytest.mark.parametrize("name", ["bert-mlm", "modernbert-mlm"])
+def test_mlm_recipe_learns_and_loads_in_transformers(name, tmp_path):
     import json
 
-    recipe = load_recipe("bert-mlm", SMALL + ["eval_every=20", "save_every=20", "data.vocab_size=512"])
+    extra = ["model.local_window=16"] if name == "modernbert-mlm" else []
+    recipe = load_recipe(name, SMALL + ["eval_every=20", "save_every=20", "data.vocab_size=512", *extra])
     train(recipe, tmp_path / "run", steps=20)
     recs = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     loss = [r["loss"] for r in recs if "loss" in r]

@@ -11,7 +11,11 @@ import torch
 from . import BENCHMARKS
 from .common import compare, require_transformers
 
-PRESETS = {"bert": dict(d_model=256, n_layers=4, n_heads=4, d_ff=1024, vocab_size=8192)}
+PRESETS = {
+    "bert": dict(d_model=256, n_layers=4, n_heads=4, d_ff=1024, vocab_size=8192),
+    "modernbert": dict(d_model=256, n_layers=4, n_heads=4, d_ff=512, vocab_size=8192, local_window=128,
+                       pad_token_id=0),
+}
 
 
 @BENCHMARKS.register("encoder")

@@ -56,6 +56,8 @@ class EncoderConfig:
               self.type_vocab_size, ">= 0")
         for name, reg in (("norm", NORMS), ("ffn", FFNS), ("activation", ACTIVATIONS), ("position", POSITIONS)):
             reg.get(getattr(self, name))
+        check(isinstance(self.pad_token_id, int) and 0 <= self.pad_token_id < self.vocab_size, "pad_token_id",
+              self.pad_token_id, f"must be a token id in 0..{self.vocab_size - 1}")
         check(self.norm_position in ("pre", "post"), "norm_position", self.norm_position, "'pre' or 'post'")
         check(self.pooling in POOLINGS, "pooling", self.pooling, f"one of {POOLINGS}")
         check(self.attn_backend in BACKENDS, "attn_backend", self.attn_backend, f"one of {BACKENDS}")
