@@ -92,3 +92,19 @@ def tiny_modernbert(masked_lm: bool = False):
             if p.dim() > 1:
                 p.normal_(std=0.1)
     return model.eval()
+
+
+def tiny_deberta(masked_lm: bool = False, **kw):
+    import transformers as tf
+
+    args = dict(vocab_size=VOCAB, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=48,
+                max_position_embeddings=64, relative_attention=True, position_buckets=8, max_relative_positions=32,
+                pos_att_type=["p2c", "c2p"], norm_rel_ebd="layer_norm", share_att_key=True,
+                position_biased_input=False, type_vocab_size=0, pad_token_id=0)
+    args.update(kw)
+    model = (tf.DebertaV2ForMaskedLM if masked_lm else tf.DebertaV2Model)(tf.DebertaV2Config(**args))
+    with torch.no_grad():  # wide random weights (not the near-zero init); 0.1 keeps fp32 rounding below 1e-5
+        for p in model.parameters():
+            if p.dim() > 1:
+                p.normal_(std=0.1)
+    return model.eval()

@@ -91,7 +91,10 @@ class Attention(nn.Module):
         scale: float | None = None,
         dropout: float = 0.0,
         backend: str = "sdpa",
+        relative: nn.Module | None = None,
     ):
+        """relative: a part adding content-dependent position terms to the scores (DeBERTa's
+        `DisentangledBias`); it then also sets the score scale."""
         super().__init__()
         if n_heads % n_kv_heads:
             raise ConfigError(f"n_heads ({n_heads}) must be a multiple of n_kv_heads ({n_kv_heads})")
@@ -100,6 +103,9 @@ class Attention(nn.Module):
         self.n_heads, self.n_kv_heads, self.head_dim = n_heads, n_kv_heads, head_dim
         self.softmax = softmax or Standard()
         self.rotary, self.window, self.causal = rotary, window, causal
+        self.relative = relative
+        if relative is not None and scale is None:
+            scale = 1.0 / math.sqrt(head_dim * relative.scale_factor)
         self.scale = scale if scale is not None else 1.0 / math.sqrt(head_dim)
         self.dropout = dropout
         self.backend = backend
@@ -121,6 +127,7 @@ class Attention(nn.Module):
         start: int = 0,
         kv_input: torch.Tensor | None = None,
         packing: Packing | None = None,
+        rel=None,
     ) -> torch.Tensor:
         """x (B, Tq, D); kv_input (B, Tk, D) for cross-attention (default: x). Returns (B, Tq, D).
 
@@ -146,6 +153,9 @@ class Attention(nn.Module):
             q, k = RotaryPositions.apply(q, cos, sin), RotaryPositions.apply(k, cos, sin)
         if cache is not None:
             k, v = cache.update(layer, k, v, start)  # 2 x (B, Hkv, start + Tq, Dh)
+        if self.relative is not None:  # content-dependent position terms join the scores as a bias
+            extra = self.relative(q, k, self.q_proj, self.k_proj, rel)  # (B, H, Tq, Tk)
+            mask = AttnMask(mask=mask.dense(tq, tk, q.device), bias=extra if mask.bias is None else mask.bias + extra)
         out = self.kernel(q, k, v, mask, self.softmax, self.scale, self.dropout if self.training else 0.0)
         out = out.transpose(1, 2).reshape(b, tq, self.n_heads * self.head_dim)  # (B, Tq, H * Dh)
         if packing is not None:

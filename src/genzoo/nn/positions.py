@@ -7,6 +7,8 @@
   rotate-half convention (GPT-NeoX / Llama): x' = x * cos + rotate_half(x) * sin.
 - ``bias``: `ALiBi` (Press et al., "Train Short, Test Long", 2022, sec. 3) adds
   -m_h * (i - j) to the attention score of query i and key j, with geometric head slopes m_h.
+- ``relative``: DeBERTa's relative-position embeddings (`disentangled.RelativeEmbeddings`), which the
+  attention parts project and add to their scores (`disentangled.DisentangledBias`).
 
 `POSITIONS` factories share ``make(max_positions=, dim=, head_dim=, n_heads=, theta=, scaling=)``.
 """
@@ -150,3 +152,12 @@ POSITIONS.register(
     ),
 )
 POSITIONS.register("alibi", lambda n_heads, **kw: ALiBi(n_heads))
+
+
+def _disentangled(dim, max_positions, buckets=256, max_relative=-1, rel_norm=True, norm_eps=1e-7, **kw):
+    from .disentangled import RelativeEmbeddings
+
+    return RelativeEmbeddings(dim, max_positions, buckets, max_relative, rel_norm, norm_eps)
+
+
+POSITIONS.register("disentangled", _disentangled)  # DeBERTa: relative embeddings shared by the layers

@@ -38,6 +38,13 @@ class EncoderConfig:
     local_rope_theta: float | None = None  # local layers (None: rope_theta)
     local_window: int | None = None  # local layers attend |i - j| <= local_window // 2 (None: all global)
     global_every: int = 1  # layer i is global when i % global_every == 0
+    # DeBERTa (position="disentangled"): relative positions in every layer's scores
+    position_buckets: int = 256  # log-bucketed relative distances beyond buckets // 2 (<= 0: none)
+    max_relative_positions: int = -1  # -1: max_positions
+    rel_norm: bool = True  # LayerNorm on the relative embeddings ("norm_rel_ebd")
+    pos_att_type: str = "c2p|p2c"
+    share_att_key: bool = True  # project positions with the content query/key projections
+    position_biased_input: bool = False  # also add learned absolute positions to the embeddings
     pad_token_id: int = 0
     pooler: bool = True  # BERT's dense + tanh on the first token (BertModel checkpoints carry it)
     mlm_head: bool = False  # masked-LM head: dense + act + norm, decoder tied to the embeddings, bias
@@ -59,6 +66,8 @@ class EncoderConfig:
         check(isinstance(self.pad_token_id, int) and 0 <= self.pad_token_id < self.vocab_size, "pad_token_id",
               self.pad_token_id, f"must be a token id in 0..{self.vocab_size - 1}")
         check(self.norm_position in ("pre", "post"), "norm_position", self.norm_position, "'pre' or 'post'")
+        terms = [t for t in self.pos_att_type.split("|") if t]
+        check(all(t in ("c2p", "p2c") for t in terms), "pos_att_type", self.pos_att_type, "'c2p', 'p2c' or 'c2p|p2c'")
         check(self.pooling in POOLINGS, "pooling", self.pooling, f"one of {POOLINGS}")
         check(self.attn_backend in BACKENDS, "attn_backend", self.attn_backend, f"one of {BACKENDS}")
 
@@ -78,6 +87,13 @@ _MODERNBERT = dict(type_vocab_size=0, norm_eps=1e-5, norm_position="pre", norm_b
                    final_norm=True, attn_bias=False, ffn_bias=False, head_bias=False, ffn="gated",
                    activation="gelu", position="rope", rope_theta=160000.0, local_rope_theta=10000.0,
                    local_window=128, global_every=3, pooler=False, checkpoint_format="modernbert")
+# DeBERTa-v3-base shapes (He et al., 2021/2023): disentangled attention, log-bucketed relative positions
+_DEBERTA = dict(position="disentangled", type_vocab_size=0, norm_eps=1e-7, pooler=False,
+                checkpoint_format="deberta-v2")
+PRESETS.register("deberta-v2", Preset(EncoderConfig, **_DEBERTA, vocab_size=128100, max_positions=512))
+PRESETS.register("deberta-v2-tiny", Preset(EncoderConfig, **_DEBERTA, vocab_size=512, max_positions=128, d_model=64,
+                                           n_layers=2, n_heads=4, d_ff=128, position_buckets=16,
+                                           max_relative_positions=64))
 PRESETS.register("modernbert", Preset(EncoderConfig, **_MODERNBERT, vocab_size=50368, max_positions=8192,
                                       d_model=768, n_layers=22, n_heads=12, d_ff=1152, pad_token_id=50283))
 PRESETS.register("modernbert-tiny", Preset(EncoderConfig, **{**_MODERNBERT, "local_window": 16}, vocab_size=512,

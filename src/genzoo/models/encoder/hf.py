@@ -181,3 +181,100 @@ class ModernBertFormat(CheckpointFormat):
         if config.mlm_head:
             out = {(k if k.startswith(("head.", "decoder.")) else f"model.{k}"): v for k, v in out.items()}
         return out
+
+
+# ---------------------------------------------------------------- DeBERTa-v2 / v3
+DEBERTA_KEYS = KeyMap([
+    ("embed.weight", "embeddings.word_embeddings.weight"),
+    ("abs_positions.weight", "embeddings.position_embeddings.weight"),
+    ("token_types.weight", "embeddings.token_type_embeddings.weight"),
+    ("embed_norm.{p}", "embeddings.LayerNorm.{p}"),
+    ("positions.weight", "encoder.rel_embeddings.weight"),
+    ("positions.norm.{p}", "encoder.LayerNorm.{p}"),
+    ("blocks.{i}.attn.q_proj.{p}", "encoder.layer.{i}.attention.self.query_proj.{p}"),
+    ("blocks.{i}.attn.k_proj.{p}", "encoder.layer.{i}.attention.self.key_proj.{p}"),
+    ("blocks.{i}.attn.v_proj.{p}", "encoder.layer.{i}.attention.self.value_proj.{p}"),
+    ("blocks.{i}.attn.relative.pos_key_proj.{p}", "encoder.layer.{i}.attention.self.pos_key_proj.{p}"),
+    ("blocks.{i}.attn.relative.pos_query_proj.{p}", "encoder.layer.{i}.attention.self.pos_query_proj.{p}"),
+    ("blocks.{i}.attn.o_proj.{p}", "encoder.layer.{i}.attention.output.dense.{p}"),
+    ("blocks.{i}.attn_norm.{p}", "encoder.layer.{i}.attention.output.LayerNorm.{p}"),
+    ("blocks.{i}.ffn.up.{p}", "encoder.layer.{i}.intermediate.dense.{p}"),
+    ("blocks.{i}.ffn.down.{p}", "encoder.layer.{i}.output.dense.{p}"),
+    ("blocks.{i}.ffn_norm.{p}", "encoder.layer.{i}.output.LayerNorm.{p}"),
+    ("mlm.dense.{p}", "cls.predictions.transform.dense.{p}"),
+    ("mlm.norm.{p}", "cls.predictions.transform.LayerNorm.{p}"),
+    ("mlm.decoder.bias", "cls.predictions.bias"),
+])
+# the newer (non-legacy) MLM head names, read as the same parts
+DEBERTA_LM_HEAD = {"lm_predictions.lm_head.dense.": "cls.predictions.transform.dense.",
+                   "lm_predictions.lm_head.LayerNorm.": "cls.predictions.transform.LayerNorm.",
+                   "lm_predictions.lm_head.bias": "cls.predictions.bias"}
+
+
+@FORMATS.register("deberta-v2")
+class DebertaV2Format(CheckpointFormat):
+    model_type = "deberta-v2"
+
+    def config_from_hf(self, hf: dict) -> EncoderConfig:
+        where = "deberta-v2 config.json"
+        archs = hf.get("architectures") or ["DebertaV2Model"]
+        mlm = any("MaskedLM" in a for a in archs)
+        if not hf.get("relative_attention", False):
+            raise CheckpointError(f"{where}: relative_attention=False is not supported")
+        if (hf.get("conv_kernel_size") or 0) > 0:
+            raise CheckpointError(f"{where}: the convolution layer (conv_kernel_size > 0) is not supported")
+        if hf.get("embedding_size", hf["hidden_size"]) != hf["hidden_size"]:
+            raise CheckpointError(f"{where}: embedding_size != hidden_size is not supported")
+        act = hf.get("hidden_act", "gelu")
+        if act not in HF_ACT:
+            raise CheckpointError(f"{where}: hidden_act {act!r} is not supported")
+        att = hf.get("pos_att_type") or []
+        att = att.split("|") if isinstance(att, str) else list(att)
+        norm_rel = [x.strip() for x in (hf.get("norm_rel_ebd") or "none").lower().split("|")]
+        return PRESETS.get("deberta-v2").make(
+            vocab_size=hf["vocab_size"], max_positions=hf.get("max_position_embeddings", 512),
+            type_vocab_size=hf.get("type_vocab_size", 0), d_model=hf["hidden_size"],
+            n_layers=hf["num_hidden_layers"], n_heads=hf["num_attention_heads"], d_ff=hf["intermediate_size"],
+            activation=HF_ACT[act], norm_eps=hf.get("layer_norm_eps", 1e-7), pad_token_id=hf.get("pad_token_id", 0),
+            position_buckets=hf.get("position_buckets") or -1,
+            max_relative_positions=hf.get("max_relative_positions") or -1, rel_norm="layer_norm" in norm_rel,
+            pos_att_type="|".join(att), share_att_key=bool(hf.get("share_att_key", False)),
+            position_biased_input=hf.get("position_biased_input", True), pooler=False, mlm_head=mlm,
+        )
+
+    def config_to_hf(self, c: EncoderConfig) -> dict:
+        f = "deberta-v2"
+        require(c, "position", c.position == "disentangled", f, "disentangled attention")
+        require(c, "norm_position", c.norm_position == "post", f, "post-norm")
+        require(c, "ffn", c.ffn == "mlp", f, "an MLP")
+        require(c, "pooler", not c.pooler, f, "no pooler")
+        require(c, "activation", c.activation in GZ_ACT, f, f"one of {sorted(GZ_ACT)}")
+        return {
+            "architectures": ["DebertaV2ForMaskedLM" if c.mlm_head else "DebertaV2Model"], "model_type": f,
+            "vocab_size": c.vocab_size, "max_position_embeddings": c.max_positions,
+            "type_vocab_size": c.type_vocab_size, "hidden_size": c.d_model, "num_hidden_layers": c.n_layers,
+            "num_attention_heads": c.n_heads, "intermediate_size": c.d_ff, "hidden_act": GZ_ACT[c.activation],
+            "layer_norm_eps": c.norm_eps, "pad_token_id": c.pad_token_id, "relative_attention": True,
+            "position_buckets": c.position_buckets, "max_relative_positions": c.max_relative_positions,
+            "norm_rel_ebd": "layer_norm" if c.rel_norm else "none", "pos_att_type": c.pos_att_type.split("|"),
+            "share_att_key": c.share_att_key, "position_biased_input": c.position_biased_input,
+            "hidden_dropout_prob": c.dropout, "attention_probs_dropout_prob": c.dropout, "legacy": True,
+            "initializer_range": c.init_std, "tie_word_embeddings": True,
+        }
+
+    def state_from_hf(self, tensors, config):
+        plain = {}
+        for k, v in tensors.items():
+            k = k.removeprefix("deberta.")
+            for new, old in DEBERTA_LM_HEAD.items():
+                k = k.replace(new, old) if k.startswith(new) else k
+            if SKIP.search(k) or k.startswith("mask_predictions."):
+                continue
+            plain[k] = v
+        return DEBERTA_KEYS.rename_in(plain)
+
+    def state_to_hf(self, state, config):
+        out = DEBERTA_KEYS.rename_out(state)
+        if config.mlm_head:
+            out = {(k if k.startswith("cls.") else f"deberta.{k}"): v for k, v in out.items()}
+        return out

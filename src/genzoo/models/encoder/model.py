@@ -14,6 +14,8 @@ from torch import nn
 from ...config import GENRES
 from ...errors import InputError
 from ...nn import FFNS, NORMS, POSITIONS, Attention, Block, build_mask
+from ...nn.disentangled import DisentangledBias
+from ...nn.positions import LearnedPositions
 from ...nn.ffn import ACTIVATIONS
 from ...nn.packing import Packing
 from .config import EncoderConfig
@@ -44,10 +46,14 @@ class MLMHead(nn.Module):
 
 def make_block(cfg: EncoderConfig, layer: int) -> Block:
     d, h, bias = cfg.d_model, cfg.n_heads, cfg.attn_bias
+    relative = None
+    if cfg.position == "disentangled":
+        terms = tuple(t for t in cfg.pos_att_type.split("|") if t)
+        relative = DisentangledBias(d, h, d // h, terms, cfg.share_att_key)
     attn = Attention(nn.Linear(d, d, bias=bias), nn.Linear(d, d, bias=bias), nn.Linear(d, d, bias=bias),
                      nn.Linear(d, d, bias=bias), n_heads=h, n_kv_heads=h, head_dim=d // h,
                      rotary=cfg.position == "rope", window=None if cfg.is_global(layer) else cfg.local_window,
-                     causal=False, dropout=cfg.dropout, backend=cfg.attn_backend)
+                     causal=False, dropout=cfg.dropout, backend=cfg.attn_backend, relative=relative)
     norm = NORMS.get(cfg.norm)
     attn_norm = norm(d, cfg.norm_eps, cfg.norm_bias) if layer or cfg.first_attn_norm else nn.Identity()
     return Block(attn, FFNS.get(cfg.ffn)(d, cfg.d_ff, cfg.activation, cfg.ffn_bias), attn_norm,
@@ -64,7 +70,10 @@ class EncoderModel(nn.Module):
         self.embed = nn.Embedding(cfg.vocab_size, cfg.d_model)
         pos = POSITIONS.get(cfg.position)
         self.positions = pos(max_positions=cfg.max_positions, dim=cfg.d_model, head_dim=cfg.head_dim,
-                             n_heads=cfg.n_heads, theta=cfg.rope_theta)
+                             n_heads=cfg.n_heads, theta=cfg.rope_theta, buckets=cfg.position_buckets,
+                             max_relative=cfg.max_relative_positions, rel_norm=cfg.rel_norm, norm_eps=cfg.norm_eps)
+        # DeBERTa may add learned absolute positions to its input as well ("position_biased_input")
+        self.abs_positions = LearnedPositions(cfg.max_positions, cfg.d_model) if cfg.position_biased_input else None
         # local layers may rotate with their own theta (ModernBERT: 10k local, 160k global)
         self.local_positions = pos(max_positions=cfg.max_positions, dim=cfg.d_model, head_dim=cfg.head_dim,
                                    n_heads=cfg.n_heads, theta=cfg.local_rope_theta) \
@@ -113,6 +122,8 @@ class EncoderModel(nn.Module):
         x = self.embed(input_ids)
         if self.positions.kind == "absolute":
             x = x + self.positions(pos)
+        if self.abs_positions is not None:
+            x = x + self.abs_positions(pos)
         if self.token_types is not None:
             types = token_type_ids if token_type_ids is not None else torch.zeros_like(input_ids)
             x = x + self.token_types(types)
@@ -127,8 +138,9 @@ class EncoderModel(nn.Module):
             ropes[self.config.local_window] = self.local_positions(pos) if self.local_positions else ropes[None]
         if packing is not None:
             x = packing.unpad(x)  # (N, D): only real tokens from here on
+        rel = self.positions(t, x.device) if self.positions.kind == "relative" else None
         for block in self.blocks:
-            kw = {"rope": ropes.get(block.attn.window)}
+            kw = {"rope": ropes.get(block.attn.window), "rel": rel}
             if packing is not None:
                 kw["packing"] = packing
             x = block(x, masks[block.attn.window], **kw)
