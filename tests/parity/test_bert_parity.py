@@ -9,6 +9,8 @@ import genzoo
 from genzoo.tokenizers import Tokenizer
 from tests.hf_models import VOCAB, tiny_bert
 
+from .encoder_checks import assert_round_trips, assert_unpadded_equals_padded
+
 transformers = pytest.importorskip("transformers")
 
 
@@ -49,14 +51,7 @@ def test_hidden_states_and_mlm_logits_match(pair):
 def test_unpadded_equals_padded(pair):
     _, ours = pair
     ids, mask, types = padded_batch()
-    ours.config.unpad = False
-    with torch.no_grad():
-        padded = ours(ids, attention_mask=mask, token_type_ids=types).last_hidden_state
-    ours.config.unpad = True
-    with torch.no_grad():
-        unpadded = ours(ids, attention_mask=mask, token_type_ids=types).last_hidden_state
-    real = mask.bool()
-    torch.testing.assert_close(unpadded[real], padded[real], atol=1e-5, rtol=0)
+    unpadded = assert_unpadded_equals_padded(ours, ids, mask, token_type_ids=types)
     # and each row alone, with no padding at all
     for i in range(len(ids)):
         n = int(mask[i].sum())
@@ -66,18 +61,8 @@ def test_unpadded_equals_padded(pair):
 
 
 def test_round_trips(pair, tmp_path):
-    ref, ours = pair
-    genzoo.save(ours, tmp_path / "out")
-    back, info = type(ref).from_pretrained(tmp_path / "out", output_loading_info=True)
-    assert not info["missing_keys"] and not info["unexpected_keys"]
-    ids, mask, types = padded_batch()
-    real = mask.bool()
-    with torch.no_grad():
-        a = back.eval()(input_ids=ids, attention_mask=mask, output_hidden_states=True).hidden_states[-1]
-        b = ours(ids, attention_mask=mask).last_hidden_state
-        torch.testing.assert_close(a[real], b[real], atol=1e-5, rtol=0)
-        c = genzoo.load(tmp_path / "out")(ids, attention_mask=mask).last_hidden_state
-    assert torch.equal(b, c)
+    ids, mask, _ = padded_batch()
+    assert_round_trips(*pair, tmp_path / "out", ids, mask)
 
 
 SENTENCES = [

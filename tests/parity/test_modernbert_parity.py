@@ -8,6 +8,8 @@ import torch
 import genzoo
 from tests.hf_models import VOCAB, tiny_modernbert
 
+from .encoder_checks import assert_round_trips, assert_unpadded_equals_padded
+
 transformers = pytest.importorskip("transformers")
 
 
@@ -48,31 +50,8 @@ def test_hidden_states_and_logits_match(pair):
 
 
 def test_unpadded_equals_padded(pair):
-    _, ours = pair
-    ids, mask = padded_batch()
-    real = mask.bool()
-    ours.config.unpad = False
-    with torch.no_grad():
-        padded = ours(ids, attention_mask=mask).last_hidden_state
-    ours.config.unpad = True
-    with torch.no_grad():
-        unpadded = ours(ids, attention_mask=mask).last_hidden_state
-    torch.testing.assert_close(unpadded[real], padded[real], atol=1e-5, rtol=0)
+    assert_unpadded_equals_padded(pair[1], *padded_batch())
 
 
 def test_round_trips(pair, tmp_path):
-    ref, ours = pair
-    genzoo.save(ours, tmp_path / "out")
-    back, info = type(ref).from_pretrained(tmp_path / "out", output_loading_info=True)
-    assert not info["missing_keys"] and not info["unexpected_keys"]
-    ids, mask = padded_batch()
-    real = mask.bool()
-    with torch.no_grad():
-        a = back.eval()(input_ids=ids, attention_mask=mask)
-        b = ours(ids, attention_mask=mask)
-        if ours.mlm is not None:
-            torch.testing.assert_close(a.logits[real], b.logits[real], atol=1e-5, rtol=0)
-        else:
-            torch.testing.assert_close(a.last_hidden_state[real], b.last_hidden_state[real], atol=1e-5, rtol=0)
-        assert torch.equal(genzoo.load(tmp_path / "out")(ids, attention_mask=mask).last_hidden_state,
-                           b.last_hidden_state)
+    assert_round_trips(*pair, tmp_path / "out", *padded_batch())

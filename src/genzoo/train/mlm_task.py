@@ -12,10 +12,9 @@ import torch
 
 from ..data import PackedBlocks
 from ..errors import ConfigError
-from .data import prepare
 from .distributed import Dist
 from .recipe import Recipe
-from .tasks import TASKS, Task, autocast, build_from_recipe
+from .tasks import TASKS, LanguageModelling, autocast, build_from_recipe
 
 SPECIALS = ("[PAD]", "[MASK]", "[CLS]", "[SEP]")
 
@@ -33,18 +32,21 @@ def mask_tokens(ids: torch.Tensor, prob: float, mask_id: int, vocab: int, g: tor
 
 
 @TASKS.register("mlm")
-class MaskedLanguageModelling(Task):
-    units = "tok"
+class MaskedLanguageModelling(LanguageModelling):
+    """The language-modelling corpus and tokenizer (with [PAD] [MASK] [CLS] [SEP]), masked instead of shifted."""
+
+    special_tokens = SPECIALS
 
     def __init__(self, recipe: Recipe, run: Path, d: Dist):
-        super().__init__(recipe, run, d)
         if not 0 < recipe.data.mask_prob < 1:
             raise ConfigError(f"data.mask_prob={recipe.data.mask_prob} is invalid: must be in (0, 1)")
-        self.tokenizer, train_tokens, self.val_tokens = prepare(recipe.data, run, d, SPECIALS)
+        super().__init__(recipe, run, d)
         self.mask_id = self.tokenizer.tok.token_to_id("[MASK]")
-        # each rank reads the whole global batch's blocks, to draw the same masks, and keeps its slice
-        self.data = PackedBlocks(train_tokens, recipe.data.block_size - 1, batch_size=recipe.batch_size * d.world_size,
-                                 seed=recipe.seed)
+
+    def make_data(self, tokens: torch.Tensor) -> PackedBlocks:
+        # blocks of block_size; every rank reads the whole global batch, to draw the same masks, and keeps its slice
+        r = self.recipe
+        return PackedBlocks(tokens, r.data.block_size - 1, batch_size=r.batch_size * self.d.world_size, seed=r.seed)
 
     def build_model(self):
         return build_from_recipe(self.recipe, vocab_size=self.tokenizer.vocab_size, pad_token_id=self.tokenizer.pad_id,
@@ -82,16 +84,3 @@ class MaskedLanguageModelling(Task):
             total += net(inputs.to(self.d.device), labels=labels.to(self.d.device)).loss.item()
         net.train(was)
         return {"val_mlm_loss": total / n}
-
-    def units_per_step(self):
-        r = self.recipe
-        return r.batch_size * r.grad_accum * self.d.world_size * r.data.block_size
-
-    def state_dict(self):
-        return self.data.state_dict()
-
-    def load_state_dict(self, state):
-        self.data.load_state_dict(state)
-
-    def save_files(self, directory):
-        self.tokenizer.save(directory)

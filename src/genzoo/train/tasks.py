@@ -72,14 +72,20 @@ class LanguageModelling(Task):
     """Next-token prediction on the standard-library corpus, packed into fixed-length blocks."""
 
     units = "tok"
+    special_tokens: tuple[str, ...] = ()  # tokens the trained tokenizer reserves besides end-of-text
 
     def __init__(self, recipe: Recipe, run: Path, d: Dist):
         super().__init__(recipe, run, d)
         from .data import prepare
 
-        self.tokenizer, train_tokens, self.val_tokens = prepare(recipe.data, run, d)
-        self.data = PackedBlocks(train_tokens, recipe.data.block_size, batch_size=recipe.batch_size, rank=d.rank,
-                                 world_size=d.world_size, seed=recipe.seed)
+        self.tokenizer, train_tokens, self.val_tokens = prepare(recipe.data, run, d, self.special_tokens)
+        self.data = self.make_data(train_tokens)
+
+    def make_data(self, tokens: torch.Tensor) -> PackedBlocks:
+        """Blocks of block_size + 1 tokens (inputs and shifted targets); each rank reads its own share."""
+        r, d = self.recipe, self.d
+        return PackedBlocks(tokens, r.data.block_size, batch_size=r.batch_size, rank=d.rank, world_size=d.world_size,
+                            seed=r.seed)
 
     def build_model(self):
         fixed = {"vocab_size": self.tokenizer.vocab_size, "bos_token_id": self.tokenizer.eos_id,
