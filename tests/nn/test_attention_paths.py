@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 import genzoo
-from genzoo.nn import Attention, AttnMask, build_mask, softmax1
+from genzoo.nn import Attention, build_mask, softmax1
 from genzoo.nn.positions import ALiBi, SinusoidalPositions, alibi_slopes
 from genzoo.nn.softmax import SOFTMAX
 

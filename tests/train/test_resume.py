@@ -2,14 +2,12 @@
 run (losses and final parameters, atol 1e-6). A kill during a save leaves the previous checkpoint
 loadable, and --resume never picks the partial one."""
 
-import os
 import signal
 import subprocess
 import sys
 import textwrap
 import time
 
-import pytest
 import torch
 from safetensors.torch import load_file
 

@@ -16,7 +16,6 @@ from ...config import GENRES
 from ...errors import InputError
 from ...generate import GenerationMixin
 from ...nn import FFNS, NORMS, POSITIONS, SOFTMAX, Attention, Block, StaticKVCache, build_mask
-from ...nn.ffn import GatedMLP
 from ...nn.moe import SparseMoE, StackedExperts, TopKRouter, load_balancing_loss, router_z_loss
 from ...outputs import CausalLMOutput
 from .config import DecoderConfig
