@@ -14,7 +14,7 @@ from tests.train.common import genzoo, sets
     (["train", "gpt-nano", "--set", "nan_policy=ignore"], "nan_policy='ignore' is invalid"),
     (["generate", "/no/such/dir", "--prompt", "x"], "/no/such/dir: no such directory"),
     (["eval", "/no/such/dir"], "/no/such/dir: no such directory"),
-    (["bench", "decod"], "unknown benchmark 'decod' (did you mean 'decode'?)"),
+    (["bench", "decod"], "unknown benchmark 'decod' (did you mean 'decode'"),
     (["frobnicate"], "invalid choice: 'frobnicate'"),
     (["train", "gpt-nano", "--steps", "x"], "argument --steps: invalid int value: 'x'"),
 ])

@@ -75,7 +75,7 @@ def plot_confusion(confusion: torch.Tensor, path: Path, acc: float) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(5.2, 4.6), dpi=120)
-    im = ax.imshow(confusion, cmap="Blues")
+    im = ax.imshow(confusion.numpy(), cmap="Blues")
     for i in range(10):
         for j in range(10):
             v = int(confusion[i, j])

@@ -85,8 +85,8 @@ def plot(results: dict, out: Path) -> None:
     fig, axes = plt.subplots(1, 2, figsize=(11, 3.6), dpi=120, sharey=True)
     for ax, key, title in ((axes[0], "with_balance", "with load-balancing loss"),
                            (axes[1], "no_balance", "without load-balancing loss")):
-        share = torch.tensor([l["expert_share"] for l in results[key]["layers"]])
-        im = ax.imshow(100 * share, vmin=0, vmax=max(40, float(100 * share.max())), cmap="viridis", aspect="auto")
+        share = 100 * torch.tensor([l["expert_share"] for l in results[key]["layers"]]).numpy()
+        im = ax.imshow(share, vmin=0, vmax=max(40.0, float(share.max())), cmap="viridis", aspect="auto")
         ax.set_xlabel("expert")
         ax.set_title(title)
     axes[0].set_ylabel("layer")

@@ -121,9 +121,9 @@ class EncoderModel(nn.Module):
         pos = torch.arange(t, device=input_ids.device)[None].expand(b, t)
         x = self.embed(input_ids)
         if self.positions.kind == "absolute":
-            x = x + self.positions(pos)
+            x = x + self.positions(pos[:1])  # (1, T, D), broadcast over the batch
         if self.abs_positions is not None:
-            x = x + self.abs_positions(pos)
+            x = x + self.abs_positions(pos[:1])
         if self.token_types is not None:
             types = token_type_ids if token_type_ids is not None else torch.zeros_like(input_ids)
             x = x + self.token_types(types)
