@@ -1,16 +1,20 @@
 """genzoo.nn: the shared parts every model is composed of. No model or family names live here."""
 
-from .attention import Attention
+from .attention import ATTENTION_BACKENDS, Attention
 from .blocks import Block
 from .cache import StaticKVCache
+from .disentangled import DisentangledBias, RelativeEmbeddings
 from .ffn import ACTIVATIONS, FFNS, GatedMLP, MLP
 from .masks import AttnMask, build_mask
+from .moe import SparseMoE, StackedExperts, TopKRouter, load_balancing_loss, router_z_loss
 from .norms import NORMS, RMSNorm
+from .packing import Packing
 from .positions import ALiBi, LearnedPositions, POSITIONS, RotaryPositions, SinusoidalPositions
 from .softmax import SOFTMAX, softmax1
 
 __all__ = [
-    "ACTIVATIONS", "ALiBi", "Attention", "AttnMask", "Block", "FFNS", "GatedMLP", "LearnedPositions", "MLP",
-    "NORMS", "POSITIONS", "RMSNorm", "RotaryPositions", "SOFTMAX", "SinusoidalPositions", "StaticKVCache",
-    "build_mask", "softmax1",
+    "ACTIVATIONS", "ALiBi", "ATTENTION_BACKENDS", "Attention", "AttnMask", "Block", "DisentangledBias", "FFNS",
+    "GatedMLP", "LearnedPositions", "MLP", "NORMS", "POSITIONS", "Packing", "RMSNorm", "RelativeEmbeddings",
+    "RotaryPositions", "SOFTMAX", "SinusoidalPositions", "SparseMoE", "StackedExperts", "StaticKVCache", "TopKRouter",
+    "build_mask", "load_balancing_loss", "router_z_loss", "softmax1",
 ]

@@ -15,7 +15,7 @@ import torch
 
 from ...config import PRESETS
 from ...errors import CheckpointError
-from ...interop.formats import FORMATS, CheckpointFormat, KeyMap, require
+from ...interop.formats import FORMATS, CheckpointFormat, KeyMap, merge_fused, require, split_fused
 from .config import DecoderConfig
 
 # checkpoint activation name <-> genzoo activation name
@@ -51,6 +51,7 @@ GPT2_KEYS = KeyMap([
     ("norm.{p}", "ln_f.{p}"),
     ("lm_head.weight", "lm_head.weight"),
 ])
+C_ATTN, QKV_PARTS = "attn.c_attn", ["attn.q", "attn.k", "attn.v"]  # c_attn holds q, k, v stacked
 CONV1D = re.compile(r"h\.\d+\.(attn\.c_attn|attn\.c_proj|mlp\.c_fc|mlp\.c_proj)\.weight$")
 MASK_BUFFERS = re.compile(r"h\.\d+\.attn\.(bias|masked_bias)$")
 
@@ -107,27 +108,13 @@ class GPT2Format(CheckpointFormat):
             k = k.removeprefix("transformer.")
             if MASK_BUFFERS.match(k):  # causal-mask buffers of older checkpoints, not weights
                 continue
-            if CONV1D.match(k):
-                v = v.t()  # Conv1D (in, out) -> Linear (out, in)
-            if ".attn.c_attn." in k:
-                for name, part in zip("qkv", v.chunk(3, dim=0)):
-                    plain[k.replace("c_attn", name)] = part.contiguous()
-            else:
-                plain[k] = v
+            plain[k] = v.t() if CONV1D.match(k) else v  # Conv1D (in, out) -> Linear (out, in)
         if config.tie_embeddings:
             plain.pop("lm_head.weight", None)
-        return GPT2_KEYS.rename_in(plain)
+        return GPT2_KEYS.rename_in(split_fused(plain, C_ATTN, QKV_PARTS))
 
     def state_to_hf(self, state, config):
-        plain = GPT2_KEYS.rename_out(state)
-        out = {}
-        for k in list(plain):
-            if k.endswith(".attn.q.weight") or k.endswith(".attn.q.bias"):
-                p = k[: -len("q.weight")] if k.endswith("weight") else k[: -len("q.bias")]
-                suffix = k.rsplit(".", 1)[1]
-                out[f"{p}c_attn.{suffix}"] = torch.cat([plain[f"{p}{n}.{suffix}"] for n in "qkv"], dim=0)
-            elif not re.search(r"\.attn\.[kv]\.(weight|bias)$", k):
-                out[k] = plain[k]
+        out = merge_fused(GPT2_KEYS.rename_out(state), C_ATTN, QKV_PARTS)
         out = {k: (v.t().contiguous() if CONV1D.match(k) else v) for k, v in out.items()}
         return {(k if k == "lm_head.weight" else f"transformer.{k}"): v for k, v in out.items()}
 
