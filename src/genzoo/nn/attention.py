@@ -136,15 +136,15 @@ class Attention(nn.Module):
         packing: x is (N, D), the real tokens of a padded batch; projections run on those N rows only and
         the result is (N, D) too.
         """
-        if packing is not None:  # (N, D) -> projections on N rows -> (B, T, ...) for the attention kernel
-            q, k, v = (packing.pad(p(x)) for p in (self.q_proj, self.k_proj, self.v_proj))
-            b, tq = packing.batch, packing.seqlen
-            tk = tq
-        else:
-            b, tq, _ = x.shape
-            src = x if kv_input is None else kv_input
-            tk = src.shape[1]
-            q, k, v = self.q_proj(x), self.k_proj(src), self.v_proj(src)
+        if packing is not None:
+            return self.o_proj(self._attend_packed(x, packing, rope, rel))
+        src = x if kv_input is None else kv_input
+        out = self._attend(self.q_proj(x), self.k_proj(src), self.v_proj(src), mask, rope, rel, cache, layer, start)
+        return self.o_proj(out)
+
+    def _attend(self, q, k, v, mask: AttnMask, rope, rel, cache=None, layer: int = 0, start: int = 0):
+        """Projected q (B, Tq, H * Dh), k/v (B, Tk, Hkv * Dh) -> attention output (B, Tq, H * Dh)."""
+        b, tq, tk = q.shape[0], q.shape[1], k.shape[1]
         q = q.view(b, tq, self.n_heads, self.head_dim).transpose(1, 2)  # (B, H, Tq, Dh)
         k = k.view(b, tk, self.n_kv_heads, self.head_dim).transpose(1, 2)  # (B, Hkv, Tk, Dh)
         v = v.view(b, tk, self.n_kv_heads, self.head_dim).transpose(1, 2)  # (B, Hkv, Tk, Dh)
@@ -153,11 +153,23 @@ class Attention(nn.Module):
             q, k = RotaryPositions.apply(q, cos, sin), RotaryPositions.apply(k, cos, sin)
         if cache is not None:
             k, v = cache.update(layer, k, v, start)  # 2 x (B, Hkv, start + Tq, Dh)
+            tk = k.shape[2]
         if self.relative is not None:  # content-dependent position terms join the scores as a bias
             extra = self.relative(q, k, self.q_proj, self.k_proj, rel)  # (B, H, Tq, Tk)
             mask = AttnMask(mask=mask.dense(tq, tk, q.device), bias=extra if mask.bias is None else mask.bias + extra)
         out = self.kernel(q, k, v, mask, self.softmax, self.scale, self.dropout if self.training else 0.0)
-        out = out.transpose(1, 2).reshape(b, tq, self.n_heads * self.head_dim)  # (B, Tq, H * Dh)
-        if packing is not None:
-            out = packing.unpad(out)  # (N, H * Dh)
-        return self.o_proj(out)
+        return out.transpose(1, 2).reshape(b, tq, self.n_heads * self.head_dim)  # (B, Tq, H * Dh)
+
+    def _attend_packed(self, x: torch.Tensor, packing: Packing, rope, rel) -> torch.Tensor:
+        """x (N, D), the real tokens -> (N, H * Dh): projections on the N rows, attention group by group,
+        each group padded only to its own longest row (self-attention only)."""
+        q_all, k_all, v_all = self.q_proj(x), self.k_proj(x), self.v_proj(x)  # (N, ...)
+        out = x.new_empty(x.shape[0], self.n_heads * self.head_dim)
+        for i, g in enumerate(packing.groups):
+            t = g.seqlen
+            g_rope = None if rope is None else tuple(r[g.rows, :, :t] for r in rope)
+            g_rel = None if rel is None else (rel[0], rel[1][:t, :t], rel[2][:t, :t])
+            y = self._attend(g.pad(q_all), g.pad(k_all), g.pad(v_all), packing.mask(i, self.causal, self.window),
+                             g_rope, g_rel)  # (Bg, t, H * Dh)
+            out[g.token_idx] = g.unpad(y)
+        return out
