@@ -24,7 +24,7 @@ venv-test: $(VENV)/.test
 demo: $(VENV)/.base
 	$(VENV)/bin/genzoo train gpt-nano --out $(RUN)
 	$(VENV)/bin/genzoo generate $(RUN) --prompt "def " --max-new-tokens 120 --temperature 0.8 --top-k 40 --seed 0 --num-samples 3
-	@echo "run directory: $(RUN)  (checkpoint: $(RUN)/checkpoint, metrics: $(RUN)/metrics.jsonl, loss curve: $(RUN)/loss.png)"
+	@echo "run directory: $(RUN): the trained model (config.json, model.safetensors, tokenizer.json), $(RUN)/checkpoints/, $(RUN)/metrics.jsonl, loss curve $(RUN)/loss.png"
 
 test: $(VENV)/.test
 	$(PY) -m pytest -q tests
