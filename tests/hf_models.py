@@ -108,3 +108,18 @@ def tiny_deberta(masked_lm: bool = False, **kw):
             if p.dim() > 1:
                 p.normal_(std=0.1)
     return model.eval()
+
+
+def tiny_t5(proj: str = "relu", encoder_only: bool = False, **kw):
+    import transformers as tf
+
+    cfg = tf.T5Config(vocab_size=VOCAB, d_model=32, d_kv=8, d_ff=48, num_layers=2, num_decoder_layers=2, num_heads=4,
+                      relative_attention_num_buckets=8, relative_attention_max_distance=20, feed_forward_proj=proj,
+                      tie_word_embeddings=proj == "relu", decoder_start_token_id=0, pad_token_id=0, eos_token_id=1,
+                      **kw)
+    model = (tf.T5EncoderModel if encoder_only else tf.T5ForConditionalGeneration)(cfg)
+    with torch.no_grad():  # wide random weights (not the near-zero init); 0.1 keeps fp32 rounding below 1e-5
+        for p in model.parameters():
+            if p.dim() > 1:
+                p.normal_(std=0.1 if proj != "relu" else 0.2)
+    return model.eval()

@@ -1,7 +1,7 @@
 """genzoo.nn: the shared parts every model is composed of. No model or family names live here."""
 
 from .attention import ATTENTION_BACKENDS, Attention
-from .blocks import Block
+from .blocks import Block, CrossBlock
 from .cache import StaticKVCache
 from .disentangled import DisentangledBias, RelativeEmbeddings
 from .ffn import ACTIVATIONS, FFNS, GatedMLP, MLP
@@ -9,12 +9,12 @@ from .masks import AttnMask, build_mask
 from .moe import SparseMoE, StackedExperts, TopKRouter, load_balancing_loss, router_z_loss
 from .norms import NORMS, RMSNorm
 from .packing import Packing
-from .positions import ALiBi, LearnedPositions, POSITIONS, RotaryPositions, SinusoidalPositions
+from .positions import ALiBi, LearnedPositions, POSITIONS, RotaryPositions, SinusoidalPositions, T5RelativeBias
 from .softmax import SOFTMAX, softmax1
 
 __all__ = [
-    "ACTIVATIONS", "ALiBi", "ATTENTION_BACKENDS", "Attention", "AttnMask", "Block", "DisentangledBias", "FFNS",
+    "ACTIVATIONS", "ALiBi", "ATTENTION_BACKENDS", "Attention", "AttnMask", "Block", "CrossBlock", "DisentangledBias", "FFNS",
     "GatedMLP", "LearnedPositions", "MLP", "NORMS", "POSITIONS", "Packing", "RMSNorm", "RelativeEmbeddings",
-    "RotaryPositions", "SOFTMAX", "SinusoidalPositions", "SparseMoE", "StackedExperts", "StaticKVCache", "TopKRouter",
+    "RotaryPositions", "SOFTMAX", "SinusoidalPositions", "SparseMoE", "StackedExperts", "StaticKVCache", "T5RelativeBias", "TopKRouter",
     "build_mask", "load_balancing_loss", "router_z_loss", "softmax1",
 ]

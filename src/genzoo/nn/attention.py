@@ -128,19 +128,28 @@ class Attention(nn.Module):
         kv_input: torch.Tensor | None = None,
         packing: Packing | None = None,
         rel=None,
+        memory_kv: tuple[torch.Tensor, torch.Tensor] | None = None,
     ) -> torch.Tensor:
         """x (B, Tq, D); kv_input (B, Tk, D) for cross-attention (default: x). Returns (B, Tq, D).
 
         rope: (cos, sin) for the query/key positions when the part is rotary; cache/layer/start: write
         this step's keys and values into the static cache at [start, start + Tq) and attend over it.
         packing: x is (N, D), the real tokens of a padded batch; projections run on those N rows only and
-        the result is (N, D) too.
+        the result is (N, D) too. memory_kv: cross-attention keys/values already projected (`project_memory`),
+        so an encoder output is projected once per sequence, not once per decoding step.
         """
         if packing is not None:
             return self.o_proj(self._attend_packed(x, packing, rope, rel))
-        src = x if kv_input is None else kv_input
-        out = self._attend(self.q_proj(x), self.k_proj(src), self.v_proj(src), mask, rope, rel, cache, layer, start)
-        return self.o_proj(out)
+        if memory_kv is not None:
+            k, v = memory_kv
+        else:
+            src = x if kv_input is None else kv_input
+            k, v = self.k_proj(src), self.v_proj(src)
+        return self.o_proj(self._attend(self.q_proj(x), k, v, mask, rope, rel, cache, layer, start))
+
+    def project_memory(self, memory: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """memory (B, Tm, D) -> (k, v), 2 x (B, Tm, Hkv * Dh), for `memory_kv`."""
+        return self.k_proj(memory), self.v_proj(memory)
 
     def _attend(self, q, k, v, mask: AttnMask, rope, rel, cache=None, layer: int = 0, start: int = 0):
         """Projected q (B, Tq, H * Dh), k/v (B, Tk, Hkv * Dh) -> attention output (B, Tq, H * Dh)."""

@@ -38,3 +38,22 @@ class Block(nn.Module):
             return x + self.drop(self.ffn(self.ffn_norm(x)))
         x = self.attn_norm(x + self.drop(self.attn(x, mask, **attn_kwargs)))
         return self.ffn_norm(x + self.drop(self.ffn(x)))
+
+
+class CrossBlock(nn.Module):
+    """A pre-norm decoder block of an encoder-decoder (Vaswani et al., 2017, sec. 3.1): causal self-attention,
+    attention over the encoder output (memory), feed-forward, each inside a residual connection."""
+
+    def __init__(self, self_attn: nn.Module, cross_attn: nn.Module, ffn: nn.Module, self_norm: nn.Module,
+                 cross_norm: nn.Module, ffn_norm: nn.Module, dropout: float = 0.0):
+        super().__init__()
+        self.self_norm, self.self_attn = self_norm, self_attn
+        self.cross_norm, self.cross_attn = cross_norm, cross_attn
+        self.ffn_norm, self.ffn = ffn_norm, ffn
+        self.drop = nn.Dropout(dropout)
+
+    def forward(self, x, mask, cross_mask, memory_kv, **self_kwargs) -> torch.Tensor:  # (B, T, D) -> (B, T, D)
+        """memory_kv: the encoder output projected by this block's cross-attention, (k, v), 2 x (B, Tm, ...)."""
+        x = x + self.drop(self.self_attn(self.self_norm(x), mask, **self_kwargs))
+        x = x + self.drop(self.cross_attn(self.cross_norm(x), cross_mask, memory_kv=memory_kv))
+        return x + self.drop(self.ffn(self.ffn_norm(x)))

@@ -141,6 +141,40 @@ class ALiBi(nn.Module):
         return self.slopes[None, :, None, None] * dist[:, None]
 
 
+def t5_bucket(rel: torch.Tensor, bidirectional: bool, num_buckets: int, max_distance: int) -> torch.Tensor:
+    """T5's relative-position buckets (Raffel et al., 2020, sec. 2.1; Mesh TensorFlow): exact buckets for
+    small distances, logarithmic ones up to max_distance; rel = key position - query position."""
+    buckets = torch.zeros_like(rel)
+    if bidirectional:
+        num_buckets //= 2
+        buckets = buckets + (rel > 0).long() * num_buckets
+        rel = rel.abs()
+    else:
+        rel = -torch.min(rel, torch.zeros_like(rel))
+    max_exact = num_buckets // 2
+    large = max_exact + (torch.log(rel.float() / max_exact) / math.log(max_distance / max_exact)
+                         * (num_buckets - max_exact)).long()
+    large = torch.min(large, torch.full_like(large, num_buckets - 1))
+    return buckets + torch.where(rel < max_exact, rel, large)
+
+
+class T5RelativeBias(nn.Module):
+    """A learned scalar per head and relative-position bucket, added to the attention scores (T5)."""
+
+    kind = "bias"
+
+    def __init__(self, n_heads: int, num_buckets: int = 32, max_distance: int = 128, bidirectional: bool = True):
+        super().__init__()
+        self.weight = nn.Parameter(torch.empty(num_buckets, n_heads).normal_(std=0.02))
+        self.num_buckets, self.max_distance, self.bidirectional = num_buckets, max_distance, bidirectional
+
+    def forward(self, q_pos: torch.Tensor, k_pos: torch.Tensor) -> torch.Tensor:
+        # q_pos (1, Tq), k_pos (1, Tk) -> (1, H, Tq, Tk)
+        rel = k_pos[:, None, :] - q_pos[:, :, None]  # (1, Tq, Tk)
+        b = t5_bucket(rel, self.bidirectional, self.num_buckets, self.max_distance)
+        return nn.functional.embedding(b, self.weight).permute(0, 3, 1, 2)
+
+
 POSITIONS: Registry = Registry("position")
 POSITIONS.register("none", lambda **kw: NoPositions())
 POSITIONS.register("learned", lambda max_positions, dim, **kw: LearnedPositions(max_positions, dim))
@@ -152,6 +186,8 @@ POSITIONS.register(
     ),
 )
 POSITIONS.register("alibi", lambda n_heads, **kw: ALiBi(n_heads))
+POSITIONS.register("t5_relative", lambda n_heads, buckets=32, max_distance=128, bidirectional=True, **kw:
+                   T5RelativeBias(n_heads, buckets, max_distance, bidirectional))
 
 
 def _disentangled(dim, max_positions, buckets=256, max_relative=-1, rel_norm=True, norm_eps=1e-7, **kw):

@@ -1,0 +1,208 @@
+"""The encoder-decoder Transformer as T5 builds it (Raffel et al., 2020, sec. 2.1): pre-norm blocks with RMS
+norms and no biases, no score scaling, a relative-position bias (computed by the first layer's bucket table,
+shared by all layers of a stack; bidirectional in the encoder, causal in the decoder), cross-attention over the
+encoder output, and, with tied embeddings, the decoder output scaled by d_model^-0.5 before the head.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ...config import GENRES
+from ...errors import InputError
+from ...nn import FFNS, Attention, Block, CrossBlock, RMSNorm, StaticKVCache, T5RelativeBias, build_mask
+from .config import Seq2SeqConfig
+
+
+@dataclass
+class Seq2SeqOutput:
+    logits: torch.Tensor | None = None  # (B, T_dec, V)
+    loss: torch.Tensor | None = None
+    last_hidden_state: torch.Tensor | None = None  # decoder (or encoder, for an encoder-only model)
+    encoder_last_hidden_state: torch.Tensor | None = None  # (B, T_enc, D)
+
+
+def attention(cfg: Seq2SeqConfig, causal: bool) -> Attention:
+    d, inner = cfg.d_model, cfg.n_heads * cfg.head_dim
+    return Attention(nn.Linear(d, inner, bias=False), nn.Linear(d, inner, bias=False),
+                     nn.Linear(d, inner, bias=False), nn.Linear(inner, d, bias=False), n_heads=cfg.n_heads,
+                     n_kv_heads=cfg.n_heads, head_dim=cfg.head_dim, causal=causal, scale=1.0,
+                     dropout=cfg.dropout, backend=cfg.attn_backend)
+
+
+def ffn(cfg: Seq2SeqConfig) -> nn.Module:
+    return FFNS.get(cfg.ffn)(cfg.d_model, cfg.d_ff, cfg.activation, False)
+
+
+class Encoder(nn.Module):
+    def __init__(self, cfg: Seq2SeqConfig, embed: nn.Embedding):
+        super().__init__()
+        self.embed = embed
+        self.bias = T5RelativeBias(cfg.n_heads, cfg.relative_buckets, cfg.relative_max_distance, bidirectional=True)
+        self.blocks = nn.ModuleList(
+            Block(attention(cfg, causal=False), ffn(cfg), RMSNorm(cfg.d_model, cfg.norm_eps),
+                  RMSNorm(cfg.d_model, cfg.norm_eps), norm_position="pre", dropout=cfg.dropout)
+            for _ in range(cfg.n_layers))
+        self.final_norm = RMSNorm(cfg.d_model, cfg.norm_eps)
+        self.drop = nn.Dropout(cfg.dropout)
+
+    def forward(self, input_ids, attention_mask=None) -> torch.Tensor:  # (B, T) -> (B, T, D)
+        t = input_ids.shape[1]
+        valid = None if attention_mask is None or bool(attention_mask.all()) else attention_mask.bool()
+        pos = torch.arange(t, device=input_ids.device)[None]
+        mask = build_mask(t, t, 0, causal=False, key_valid=valid, device=input_ids.device)
+        mask.mask, mask.bias = mask.dense(t, t, input_ids.device), self.bias(pos, pos)  # (1, H, T, T)
+        x = self.drop(self.embed(input_ids))
+        for block in self.blocks:
+            x = block(x, mask)
+        return self.drop(self.final_norm(x))
+
+
+class Decoder(nn.Module):
+    def __init__(self, cfg: Seq2SeqConfig, embed: nn.Embedding):
+        super().__init__()
+        self.embed = embed
+        self.bias = T5RelativeBias(cfg.n_heads, cfg.relative_buckets, cfg.relative_max_distance, bidirectional=False)
+        norm = lambda: RMSNorm(cfg.d_model, cfg.norm_eps)  # noqa: E731
+        self.blocks = nn.ModuleList(
+            CrossBlock(attention(cfg, causal=True), attention(cfg, causal=False), ffn(cfg), norm(), norm(), norm(),
+                       dropout=cfg.dropout)
+            for _ in range(cfg.n_decoder_layers))
+        self.final_norm = norm()
+        self.drop = nn.Dropout(cfg.dropout)
+
+    def project_memory(self, memory: torch.Tensor) -> list:
+        """Every block's cross-attention keys/values of the encoder output, once per sequence."""
+        return [b.cross_attn.project_memory(memory) for b in self.blocks]
+
+    def forward(self, ids, memory_kv: list, memory_valid=None, cache: StaticKVCache | None = None):
+        """ids (B, T) decoder tokens; memory_kv from `project_memory`; memory_valid (B, Tm) or None."""
+        b, t = ids.shape
+        start = cache.length if cache is not None else 0
+        tk, tm = start + t, memory_kv[0][0].shape[1]
+        mask = build_mask(t, tk, start, causal=True, device=ids.device)
+        mask.mask = mask.dense(t, tk, ids.device)
+        mask.bias, mask.is_causal = self.bias(torch.arange(start, tk, device=ids.device)[None],
+                                              torch.arange(tk, device=ids.device)[None]), False  # (1, H, T, Tk)
+        cross = build_mask(t, tm, 0, causal=False, key_valid=memory_valid, device=ids.device, self_attention=False)
+        x = self.drop(self.embed(ids))
+        for i, block in enumerate(self.blocks):
+            x = block(x, mask, cross, memory_kv[i], cache=cache, layer=i, start=start)
+        if cache is not None:
+            cache.length = tk
+        return self.drop(self.final_norm(x))
+
+
+@GENRES.register("seq2seq")
+class Seq2SeqLM(nn.Module):
+    config_class = Seq2SeqConfig
+
+    def __init__(self, config: Seq2SeqConfig):
+        super().__init__()
+        self.config = cfg = config
+        self.shared = nn.Embedding(cfg.vocab_size, cfg.d_model)
+        self.encoder = Encoder(cfg, self.shared)
+        self.decoder = None if cfg.encoder_only else Decoder(cfg, self.shared)
+        self.lm_head = None
+        if not cfg.encoder_only:
+            self.lm_head = nn.Linear(cfg.d_model, cfg.vocab_size, bias=False)
+            if cfg.tie_embeddings:
+                self.lm_head.weight = self.shared.weight
+        for name, p in self.named_parameters():
+            nn.init.normal_(p, std=cfg.init_std) if p.dim() > 1 else nn.init.ones_(p)
+
+    def tied_parameters(self) -> list[str]:
+        names = ["encoder.embed.weight"]
+        if self.decoder is not None:
+            names.append("decoder.embed.weight")
+            if self.config.tie_embeddings:
+                names.append("lm_head.weight")
+        return names
+
+    def check_inputs(self, input_ids, attention_mask=None, name: str = "input_ids") -> None:
+        cfg = self.config
+        if not isinstance(input_ids, torch.Tensor) or input_ids.dim() != 2 or input_ids.dtype not in (torch.long, torch.int32):
+            raise InputError(f"{name} must be an integer tensor of shape (batch, seq_len)")
+        if input_ids.shape[1] > cfg.max_positions:
+            raise InputError(f"{name} length {input_ids.shape[1]} exceeds max_positions={cfg.max_positions}")
+        lo, hi = int(input_ids.min()), int(input_ids.max())
+        if lo < 0 or hi >= cfg.vocab_size:
+            raise InputError(f"token id {hi if hi >= cfg.vocab_size else lo} in {name} is out of range: vocab_size "
+                             f"is {cfg.vocab_size} (ids 0..{cfg.vocab_size - 1})")
+        if attention_mask is not None and attention_mask.shape != input_ids.shape:
+            raise InputError(f"attention_mask has shape {tuple(attention_mask.shape)}; expected {tuple(input_ids.shape)}")
+
+    def shift_right(self, labels: torch.Tensor) -> torch.Tensor:
+        """Decoder inputs from labels: the start token, then the labels shifted right (-100 -> pad)."""
+        start = torch.full_like(labels[:, :1], self.config.decoder_start_token_id)
+        shifted = torch.cat([start, labels[:, :-1]], dim=1)
+        return shifted.masked_fill(shifted == -100, self.config.pad_token_id)
+
+    def logits(self, h: torch.Tensor) -> torch.Tensor:
+        if self.config.scales_output:
+            h = h * self.config.d_model**-0.5
+        return self.lm_head(h)
+
+    def forward(self, input_ids, attention_mask=None, decoder_input_ids=None, labels=None) -> Seq2SeqOutput:
+        """input_ids (B, T) -> encoder states; with decoder_input_ids (or labels) -> logits (B, T_dec, V)."""
+        self.check_inputs(input_ids, attention_mask)
+        memory = self.encoder(input_ids, attention_mask)
+        if self.decoder is None:
+            return Seq2SeqOutput(last_hidden_state=memory, encoder_last_hidden_state=memory)
+        if decoder_input_ids is None:
+            if labels is None:
+                raise InputError("give decoder_input_ids or labels for the decoder")
+            decoder_input_ids = self.shift_right(labels)
+        self.check_inputs(decoder_input_ids, name="decoder_input_ids")
+        valid = None if attention_mask is None or bool(attention_mask.all()) else attention_mask.bool()
+        h = self.decoder(decoder_input_ids, self.decoder.project_memory(memory), valid)
+        logits = self.logits(h)
+        loss = None
+        if labels is not None:
+            loss = F.cross_entropy(logits.flatten(0, 1).float(), labels.flatten(), ignore_index=-100)
+        return Seq2SeqOutput(logits=logits, loss=loss, last_hidden_state=h, encoder_last_hidden_state=memory)
+
+    @torch.no_grad()
+    def generate(self, input_ids, attention_mask=None, max_new_tokens: int = 20, do_sample: bool = False,
+                 temperature: float = 1.0, top_k: int | None = None, top_p: float | None = None,
+                 eos_token_id: int | None = None, seed: int | None = None) -> torch.Tensor:
+        """Decoder tokens (B, 1 + N), starting with the decoder start token, as transformers returns them. The
+        encoder runs once, cross-attention keys/values are projected once, self-attention uses the KV cache."""
+        from ...generate import check_sampling, warp_logits
+
+        check_sampling(temperature, top_k, top_p, max_new_tokens)
+        self.check_inputs(input_ids, attention_mask)
+        cfg = self.config
+        eos = cfg.eos_token_id if eos_token_id is None else eos_token_id
+        was = self.training
+        self.eval()
+        b = input_ids.shape[0]
+        g = torch.Generator(device=input_ids.device).manual_seed(seed) if do_sample and seed is not None else None
+        memory = self.encoder(input_ids, attention_mask)
+        memory_kv = self.decoder.project_memory(memory)
+        valid = None if attention_mask is None or bool(attention_mask.all()) else attention_mask.bool()
+        cache = StaticKVCache(cfg.n_decoder_layers, b, cfg.n_heads, max_new_tokens + 1, cfg.head_dim,
+                              dtype=memory.dtype, device=memory.device)
+        out = torch.full((b, max_new_tokens + 1), cfg.pad_token_id, dtype=torch.long, device=input_ids.device)
+        out[:, 0] = cfg.decoder_start_token_id
+        finished = torch.zeros(b, dtype=torch.bool, device=input_ids.device)
+        try:
+            for i in range(max_new_tokens):
+                scores = self.logits(self.decoder(out[:, i:i + 1], memory_kv, valid, cache))[:, -1].float()
+                if do_sample:
+                    tok = torch.multinomial(warp_logits(scores, temperature, top_k, top_p).softmax(-1), 1,
+                                            generator=g).squeeze(1)
+                else:
+                    tok = scores.argmax(dim=-1)
+                tok = torch.where(finished, torch.full_like(tok, cfg.pad_token_id), tok)
+                finished |= tok == eos
+                out[:, i + 1] = tok
+                if bool(finished.all()):
+                    return out[:, : i + 2]
+        finally:
+            self.train(was)
+        return out
