@@ -106,7 +106,10 @@ def cmd_eval(args) -> int:
     from .train import evaluate_run
 
     r = evaluate_run(args.dir, max_batches=args.batches)
-    print(f"{r['dir']}: validation loss {r['val_loss']:.4f}, perplexity {r['val_ppl']:.2f} ({r['batches']} batches)")
+    if "val_ppl" in r:
+        print(f"{r['dir']}: validation loss {r['val_loss']:.4f}, perplexity {r['val_ppl']:.2f} ({r['batches']} batches)")
+    else:
+        print(f"{r['dir']}: " + ", ".join(f"{k} {v:.4f}" for k, v in r.items() if k != "dir"))
     return 0
 
 
@@ -159,7 +162,7 @@ def build_parser() -> Parser:
     s.add_argument("--no-normalize", action="store_true", help="do not L2-normalise the embeddings")
     s.set_defaults(fn=cmd_embed)
 
-    s = sub.add_parser("eval", help="validation loss and perplexity of a run directory")
+    s = sub.add_parser("eval", help="validation metrics of a run directory (loss and perplexity, exact match, ...)")
     s.add_argument("dir")
     s.add_argument("--batches", type=int, default=None, help="at most this many batches (default: all)")
     s.set_defaults(fn=cmd_eval)

@@ -117,7 +117,7 @@ def save(
     path = Path(path)
     with atomic_dir(path) as tmp:
         (tmp / "config.json").write_text(json.dumps(hf_config, indent=2, sort_keys=True) + "\n")
-        gen = {k: getattr(config, k) for k in ("bos_token_id", "eos_token_id", "pad_token_id")
+        gen = {k: getattr(config, k) for k in ("bos_token_id", "eos_token_id", "pad_token_id", "decoder_start_token_id")
                if getattr(config, k, None) is not None}
         if gen:
             (tmp / "generation_config.json").write_text(json.dumps(gen, indent=2) + "\n")

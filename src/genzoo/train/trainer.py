@@ -210,8 +210,8 @@ def _train(recipe: Recipe, run: Path, resume: bool, d: Dist) -> dict:
 
 
 def evaluate_run(path: str | os.PathLike, max_batches: int | None = None, batch_size: int = 16) -> dict:
-    """Validation loss and perplexity of a language-model run (or HF directory) on the validation split of
-    the standard-library corpus."""
+    """Validation metrics of a run: for language models (or an HF directory) the loss and perplexity on the
+    validation split of the standard-library corpus; for other tasks, the task's own validation."""
     import genzoo
     from ..data import stdlib_corpus
     from ..interop import resolve_checkpoint_dir
@@ -224,8 +224,10 @@ def evaluate_run(path: str | os.PathLike, max_batches: int | None = None, batch_
     run = Path(path)
     recipe = recipe_from_dict(yaml.safe_load((run / "recipe.yaml").read_text())) if (run / "recipe.yaml").exists() \
         else None
-    if recipe is not None and recipe.task != "lm":
-        raise ConfigError(f"genzoo eval measures language-model runs; {run} is a {recipe.task!r} run")
+    if recipe is not None and recipe.task != "lm":  # other tasks: their own validation, on their own data
+        recipe.progress = False
+        task = TASKS.get(recipe.task)(recipe, run, Dist())
+        return {"dir": str(directory), **task.validate(genzoo.load(directory), None)}
     model = genzoo.load(directory)
     tokenizer = Tokenizer.from_dir(directory)
     if recipe is None:

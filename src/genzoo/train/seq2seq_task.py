@@ -1,0 +1,120 @@
+"""Sequence-to-sequence training (T5): `data.corpus` "sort" or "reverse" (synthetic, character tokens) or
+"stdlib-names" (function body -> name, byte-level BPE). Validation reports the loss and the exact-match
+accuracy of greedy decoding on held-out pairs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from tokenizers import Tokenizer as HFTokenizer
+from tokenizers import decoders, models, pre_tokenizers
+
+from ..data.transduction import ALPHABET, function_name_pairs, synthetic_pairs
+from ..errors import ConfigError
+from ..tokenizers import EOS, Tokenizer, train_bpe
+from .distributed import Dist
+from .recipe import Recipe
+from .tasks import TASKS, Task, autocast, build_from_recipe
+
+CORPORA = ("sort", "reverse", "stdlib-names")
+
+
+def char_tokenizer() -> Tokenizer:
+    """One token per character of the synthetic alphabet, plus [PAD] (id 0) and the end-of-text token (id 1)."""
+    vocab = {"[PAD]": 0, EOS: 1, **{c: i + 2 for i, c in enumerate(ALPHABET)}}
+    tok = HFTokenizer(models.WordLevel(vocab, unk_token=EOS))
+    tok.pre_tokenizer = pre_tokenizers.Split("", "isolated")
+    tok.decoder = decoders.Fuse()
+    return Tokenizer(tok, EOS, "[PAD]")
+
+
+@TASKS.register("seq2seq")
+class SequenceToSequence(Task):
+    units = "pairs"
+
+    def __init__(self, recipe: Recipe, run: Path, d: Dist):
+        super().__init__(recipe, run, d)
+        corpus = recipe.data.corpus
+        if corpus not in CORPORA:
+            raise ConfigError(f"task 'seq2seq' needs data.corpus in {CORPORA}, got {corpus!r}")
+        if corpus == "stdlib-names":
+            from ..data import stdlib_corpus
+
+            c = stdlib_corpus(max_bytes=recipe.data.max_bytes, val_percent=recipe.data.val_percent)
+            self.train_pairs, self.val_pairs = function_name_pairs(c.read("train")), function_name_pairs(c.read("val"))
+            if d.is_main and not (run / "tokenizer.json").exists():
+                texts = [a for a, _ in self.train_pairs] + [b for _, b in self.train_pairs]
+                train_bpe(texts, recipe.data.vocab_size, special_tokens=("[PAD]",)).save(run)
+            d.barrier()
+            self.tokenizer = Tokenizer.from_dir(run)
+        else:
+            self.train_pairs = synthetic_pairs(corpus, 50_000, recipe.seed)
+            self.val_pairs = synthetic_pairs(corpus, 512, recipe.seed + 1)
+            self.tokenizer = char_tokenizer()
+        self.global_batch = recipe.batch_size * d.world_size
+        self.position = 0
+
+    def build_model(self):
+        tok = self.tokenizer
+        return build_from_recipe(self.recipe, vocab_size=tok.vocab_size, pad_token_id=tok.pad_id,
+                                 eos_token_id=tok.eos_id, decoder_start_token_id=tok.pad_id,
+                                 max_positions=self.recipe.data.block_size)
+
+    def encode(self, pairs):
+        """-> input ids (B, T), attention mask (B, T), labels (B, T') ending with eos, -100 at padding."""
+        limit = self.recipe.data.block_size
+        src, mask = self.tokenizer.batch([a for a, _ in pairs], max_len=None)
+        src, mask = src[:, :limit], mask[:, :limit]
+        rows = [ids[: limit - 1] + [self.tokenizer.eos_id] for ids in self.tokenizer.encode_batch([b for _, b in pairs])]
+        n = max(map(len, rows))
+        labels = torch.full((len(rows), n), -100, dtype=torch.long)
+        for i, r in enumerate(rows):
+            labels[i, : len(r)] = torch.tensor(r)
+        return src, mask, labels
+
+    def next_batch(self):
+        n, b = len(self.train_pairs), self.recipe.batch_size
+        per_epoch = (n // self.global_batch) * self.global_batch
+        epoch, offset = divmod(self.position, per_epoch)
+        order = torch.randperm(n, generator=torch.Generator().manual_seed(self.recipe.seed * 1_000_003 + epoch))
+        idx = order[offset + self.d.rank * b: offset + (self.d.rank + 1) * b]
+        self.position += self.global_batch
+        return tuple(t.to(self.d.device) for t in self.encode([self.train_pairs[int(i)] for i in idx]))
+
+    def loss(self, model, batch, amp):
+        src, mask, labels = batch
+        with autocast(src.device, amp):
+            return model(src, attention_mask=mask, labels=labels).loss
+
+    @torch.no_grad()
+    def validate(self, model, amp):
+        net = getattr(model, "module", model)
+        was = net.training
+        net.eval()
+        pairs = self.val_pairs[: self.recipe.eval_batches * self.recipe.batch_size]
+        total, correct, batches = 0.0, 0, 0
+        for i in range(0, len(pairs), self.recipe.batch_size):
+            chunk = pairs[i:i + self.recipe.batch_size]
+            src, mask, labels = (t.to(self.d.device) for t in self.encode(chunk))
+            total += net(src, attention_mask=mask, labels=labels).loss.item()
+            batches += 1
+            out = net.generate(src, attention_mask=mask, max_new_tokens=labels.shape[1] + 2)
+            for row, (_, target) in zip(out.tolist(), chunk):
+                ids = [t for t in row[1:] if t not in (self.tokenizer.pad_id,)]
+                ids = ids[: ids.index(self.tokenizer.eos_id)] if self.tokenizer.eos_id in ids else ids
+                correct += self.tokenizer.decode(ids).strip() == target
+        net.train(was)
+        return {"val_loss": total / max(batches, 1), "exact_match": correct / max(len(pairs), 1)}
+
+    def units_per_step(self):
+        return self.global_batch * self.recipe.grad_accum
+
+    def state_dict(self):
+        return {"position": self.position}
+
+    def load_state_dict(self, state):
+        self.position = int(state["position"])
+
+    def save_files(self, directory):
+        self.tokenizer.save(directory)
