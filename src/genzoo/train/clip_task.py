@@ -15,7 +15,7 @@ from ..models.clip.loss import clip_loss
 from ..tokenizers import Tokenizer, train_bpe
 from .distributed import Dist
 from .recipe import Recipe
-from .tasks import TASKS, Task, autocast, build_from_recipe
+from .tasks import TASKS, ExampleTask, autocast, build_from_recipe
 
 
 def caption_tokenizer(run: Path, vocab_size: int, d: Dist) -> Tokenizer:
@@ -38,7 +38,7 @@ def tokenize(tok: Tokenizer, texts: list[str], max_len: int) -> tuple[torch.Tens
 
 
 @TASKS.register("clip")
-class ImageTextContrastive(Task):
+class ImageTextContrastive(ExampleTask):
     units = "img"
 
     def __init__(self, recipe: Recipe, run: Path, d: Dist):
@@ -47,10 +47,6 @@ class ImageTextContrastive(Task):
             raise ConfigError(f"task 'clip' trains on data.corpus='digits', got {recipe.data.corpus!r}")
         self.tokenizer = caption_tokenizer(run, recipe.data.vocab_size, d)
         self.train_x, self.train_y, self.val_x, self.val_y = load_digits_split(recipe.data.val_percent)
-        self.global_batch = recipe.batch_size * d.world_size
-        if len(self.train_x) < self.global_batch:
-            raise ConfigError(f"{len(self.train_x)} training images are fewer than one global batch ({self.global_batch})")
-        self.position = 0  # images consumed, globally
 
     def build_model(self):
         eos = self.tokenizer.eos_id
@@ -64,15 +60,10 @@ class ImageTextContrastive(Task):
         return [TRAIN_TEMPLATES[i].format(class_forms(int(c))[j]) for i, c, j in zip(t, labels, f)]
 
     def next_batch(self):
-        n, b = len(self.train_x), self.recipe.batch_size
-        per_epoch = (n // self.global_batch) * self.global_batch
-        epoch, offset = divmod(self.position, per_epoch)
-        order = torch.randperm(n, generator=torch.Generator().manual_seed(self.recipe.seed * 1_000_003 + epoch))
-        batch = order[offset: offset + self.global_batch]  # the global batch, whatever the number of ranks
-        g = torch.Generator().manual_seed(self.recipe.seed * 7919 + self.position)
-        captions = self.captions(self.train_y[batch], g)[self.d.rank * b: (self.d.rank + 1) * b]
-        idx = batch[self.d.rank * b: (self.d.rank + 1) * b]  # this rank's slice of it
-        self.position += self.global_batch
+        batch, mine, start = self.take(len(self.train_x))
+        # captions are drawn for the global batch, whatever the number of ranks, then sliced
+        captions = self.captions(self.train_y[batch], torch.Generator().manual_seed(self.recipe.seed * 7919 + start))
+        idx, captions = batch[mine], captions[mine]
         ids, mask = tokenize(self.tokenizer, captions, self.recipe.data.block_size)
         dev = self.d.device
         return ids.to(dev), mask.to(dev), self.train_x[idx].to(dev)
@@ -102,15 +93,3 @@ class ImageTextContrastive(Task):
     def tokenize(self, texts):
         ids, mask = tokenize(self.tokenizer, texts, self.recipe.data.block_size)
         return ids.to(self.d.device), mask.to(self.d.device)
-
-    def units_per_step(self):
-        return self.global_batch * self.recipe.grad_accum
-
-    def state_dict(self):
-        return {"position": self.position}
-
-    def load_state_dict(self, state):
-        self.position = int(state["position"])
-
-    def save_files(self, directory):
-        self.tokenizer.save(directory)

@@ -15,7 +15,7 @@ from ..errors import ConfigError
 from ..tokenizers import EOS, Tokenizer, train_bpe
 from .distributed import Dist
 from .recipe import Recipe
-from .tasks import TASKS, Task, autocast, build_from_recipe
+from .tasks import TASKS, ExampleTask, autocast, build_from_recipe
 
 CORPORA = ("sort", "reverse", "stdlib-names")
 
@@ -30,7 +30,7 @@ def char_tokenizer() -> Tokenizer:
 
 
 @TASKS.register("seq2seq")
-class SequenceToSequence(Task):
+class SequenceToSequence(ExampleTask):
     units = "pairs"
 
     def __init__(self, recipe: Recipe, run: Path, d: Dist):
@@ -52,8 +52,6 @@ class SequenceToSequence(Task):
             self.train_pairs = synthetic_pairs(corpus, 50_000, recipe.seed)
             self.val_pairs = synthetic_pairs(corpus, 512, recipe.seed + 1)
             self.tokenizer = char_tokenizer()
-        self.global_batch = recipe.batch_size * d.world_size
-        self.position = 0
 
     def build_model(self):
         tok = self.tokenizer
@@ -74,12 +72,8 @@ class SequenceToSequence(Task):
         return src, mask, labels
 
     def next_batch(self):
-        n, b = len(self.train_pairs), self.recipe.batch_size
-        per_epoch = (n // self.global_batch) * self.global_batch
-        epoch, offset = divmod(self.position, per_epoch)
-        order = torch.randperm(n, generator=torch.Generator().manual_seed(self.recipe.seed * 1_000_003 + epoch))
-        idx = order[offset + self.d.rank * b: offset + (self.d.rank + 1) * b]
-        self.position += self.global_batch
+        batch, mine, _ = self.take(len(self.train_pairs))
+        idx = batch[mine]
         return tuple(t.to(self.d.device) for t in self.encode([self.train_pairs[int(i)] for i in idx]))
 
     def loss(self, model, batch, amp):
@@ -106,15 +100,3 @@ class SequenceToSequence(Task):
                 correct += self.tokenizer.decode(ids).strip() == target
         net.train(was)
         return {"val_loss": total / max(batches, 1), "exact_match": correct / max(len(pairs), 1)}
-
-    def units_per_step(self):
-        return self.global_batch * self.recipe.grad_accum
-
-    def state_dict(self):
-        return {"position": self.position}
-
-    def load_state_dict(self, state):
-        self.position = int(state["position"])
-
-    def save_files(self, directory):
-        self.tokenizer.save(directory)

@@ -55,6 +55,43 @@ class Task:
         """Files saved beside the weights of every checkpoint (e.g. the tokenizer)."""
 
 
+class ExampleTask(Task):
+    """A task drawing whole examples (image-caption pairs, source-target pairs) in a seeded order per epoch.
+    A global batch is consecutive examples of that order; rank r takes its slice, so N ranks with batch b see
+    what one process with batch N * b sees. `position` (examples consumed, globally) is the whole data state."""
+
+    units = "examples"
+
+    def __init__(self, recipe: Recipe, run: Path, d: Dist):
+        super().__init__(recipe, run, d)
+        self.global_batch = recipe.batch_size * d.world_size
+        self.position = 0
+
+    def take(self, n_examples: int) -> tuple[torch.Tensor, slice, int]:
+        """-> (indices of the next global batch, this rank's slice of it, the position it started at)."""
+        if n_examples < self.global_batch:
+            raise ConfigError(f"{n_examples} training examples are fewer than one global batch ({self.global_batch})")
+        per_epoch = (n_examples // self.global_batch) * self.global_batch
+        epoch, offset = divmod(self.position, per_epoch)
+        g = torch.Generator().manual_seed(self.recipe.seed * 1_000_003 + epoch)
+        batch = torch.randperm(n_examples, generator=g)[offset: offset + self.global_batch]
+        start, self.position = self.position, self.position + self.global_batch
+        b = self.recipe.batch_size
+        return batch, slice(self.d.rank * b, (self.d.rank + 1) * b), start
+
+    def units_per_step(self):
+        return self.global_batch * self.recipe.grad_accum
+
+    def state_dict(self):
+        return {"position": self.position}
+
+    def load_state_dict(self, state):
+        self.position = int(state["position"])
+
+    def save_files(self, directory):
+        self.tokenizer.save(directory)
+
+
 def autocast(device: torch.device, amp: torch.dtype | None):
     return torch.autocast(device.type, dtype=amp) if amp else contextlib.nullcontext()
 

@@ -17,6 +17,7 @@ from torch import nn
 
 from ...config import GENRES
 from ...errors import InputError
+from ...inputs import check_token_ids
 from ...nn import MLP, Attention, Block, build_mask
 from ...nn.positions import LearnedPositions
 from .config import CLIPConfig
@@ -139,17 +140,7 @@ class CLIP(nn.Module):
     def check_inputs(self, input_ids=None, pixel_values=None, attention_mask=None) -> None:
         cfg = self.config
         if input_ids is not None:
-            if input_ids.dim() != 2 or input_ids.dtype not in (torch.long, torch.int32):
-                raise InputError(f"input_ids must be an integer tensor (batch, seq_len); got {tuple(input_ids.shape)}")
-            if input_ids.shape[1] > cfg.max_positions:
-                raise InputError(f"sequence length {input_ids.shape[1]} exceeds max_positions={cfg.max_positions}")
-            lo, hi = int(input_ids.min()), int(input_ids.max())
-            if lo < 0 or hi >= cfg.vocab_size:
-                raise InputError(f"token id {hi if hi >= cfg.vocab_size else lo} is out of range: vocab_size is "
-                                 f"{cfg.vocab_size} (ids 0..{cfg.vocab_size - 1})")
-            if attention_mask is not None and attention_mask.shape != input_ids.shape:
-                raise InputError(f"attention_mask has shape {tuple(attention_mask.shape)}; expected "
-                                 f"{tuple(input_ids.shape)}")
+            check_token_ids(input_ids, cfg.vocab_size, cfg.max_positions, attention_mask)
         if pixel_values is not None:
             want = (cfg.channels, cfg.image_size, cfg.image_size)
             if pixel_values.dim() != 4 or tuple(pixel_values.shape[1:]) != want:

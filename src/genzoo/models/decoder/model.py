@@ -15,6 +15,7 @@ from torch import nn
 from ...config import GENRES
 from ...errors import InputError
 from ...generate import GenerationMixin
+from ...inputs import check_token_ids
 from ...nn import FFNS, NORMS, POSITIONS, SOFTMAX, Attention, Block, StaticKVCache, build_mask
 from ...nn.moe import SparseMoE, StackedExperts, TopKRouter, load_balancing_loss, router_z_loss
 from ...outputs import CausalLMOutput
@@ -90,26 +91,8 @@ class DecoderLM(nn.Module, GenerationMixin):
     # ---- input checks (before any compute; DESIGN.md principle 5) ----
     def check_inputs(self, input_ids, attention_mask=None, position_ids=None, start: int = 0) -> None:
         cfg = self.config
-        if not isinstance(input_ids, torch.Tensor) or input_ids.dim() != 2 or input_ids.dtype not in (
-            torch.long, torch.int32, torch.int64
-        ):
-            raise InputError(
-                f"input_ids must be an integer tensor of shape (batch, seq_len); got "
-                f"{getattr(input_ids, 'dtype', type(input_ids))} {tuple(getattr(input_ids, 'shape', ()))}"
-            )
+        check_token_ids(input_ids, cfg.vocab_size, cfg.max_positions, attention_mask, start=start)
         b, t = input_ids.shape
-        if t == 0:
-            raise InputError("input_ids has seq_len 0")
-        lo, hi = int(input_ids.min()), int(input_ids.max())
-        if lo < 0 or hi >= cfg.vocab_size:
-            bad = hi if hi >= cfg.vocab_size else lo
-            raise InputError(f"token id {bad} is out of range: vocab_size is {cfg.vocab_size} (ids 0..{cfg.vocab_size - 1})")
-        if start + t > cfg.max_positions:
-            raise InputError(
-                f"sequence length {start + t} exceeds the model's max_positions={cfg.max_positions}"
-            )
-        if attention_mask is not None and tuple(attention_mask.shape) != (b, t):
-            raise InputError(f"attention_mask has shape {tuple(attention_mask.shape)}; expected (batch, seq_len) = {(b, t)}")
         if position_ids is not None:
             if tuple(position_ids.shape) not in ((b, t), (1, t)):
                 raise InputError(f"position_ids has shape {tuple(position_ids.shape)}; expected {(b, t)}")

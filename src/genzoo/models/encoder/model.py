@@ -13,6 +13,7 @@ from torch import nn
 
 from ...config import GENRES
 from ...errors import InputError
+from ...inputs import check_token_ids
 from ...nn import FFNS, NORMS, POSITIONS, Attention, Block, build_mask
 from ...nn.disentangled import DisentangledBias
 from ...nn.positions import LearnedPositions
@@ -97,15 +98,8 @@ class EncoderModel(nn.Module):
 
     def check_inputs(self, input_ids, attention_mask=None, token_type_ids=None) -> None:
         cfg = self.config
-        if not isinstance(input_ids, torch.Tensor) or input_ids.dim() != 2 or input_ids.dtype not in (torch.long, torch.int32):
-            raise InputError("input_ids must be an integer tensor of shape (batch, seq_len)")
+        check_token_ids(input_ids, cfg.vocab_size, cfg.max_positions, attention_mask)
         b, t = input_ids.shape
-        if t > cfg.max_positions:
-            raise InputError(f"sequence length {t} exceeds the model's max_positions={cfg.max_positions}")
-        lo, hi = int(input_ids.min()), int(input_ids.max())
-        if lo < 0 or hi >= cfg.vocab_size:
-            raise InputError(f"token id {hi if hi >= cfg.vocab_size else lo} is out of range: vocab_size is "
-                             f"{cfg.vocab_size} (ids 0..{cfg.vocab_size - 1})")
         for name, m in (("attention_mask", attention_mask), ("token_type_ids", token_type_ids)):
             if m is not None and tuple(m.shape) != (b, t):
                 raise InputError(f"{name} has shape {tuple(m.shape)}; expected (batch, seq_len) = {(b, t)}")

@@ -14,6 +14,7 @@ from torch import nn
 
 from ...config import GENRES
 from ...errors import InputError
+from ...inputs import check_token_ids
 from ...nn import FFNS, Attention, Block, CrossBlock, RMSNorm, StaticKVCache, T5RelativeBias, build_mask
 from .config import Seq2SeqConfig
 
@@ -124,17 +125,7 @@ class Seq2SeqLM(nn.Module):
         return names
 
     def check_inputs(self, input_ids, attention_mask=None, name: str = "input_ids") -> None:
-        cfg = self.config
-        if not isinstance(input_ids, torch.Tensor) or input_ids.dim() != 2 or input_ids.dtype not in (torch.long, torch.int32):
-            raise InputError(f"{name} must be an integer tensor of shape (batch, seq_len)")
-        if input_ids.shape[1] > cfg.max_positions:
-            raise InputError(f"{name} length {input_ids.shape[1]} exceeds max_positions={cfg.max_positions}")
-        lo, hi = int(input_ids.min()), int(input_ids.max())
-        if lo < 0 or hi >= cfg.vocab_size:
-            raise InputError(f"token id {hi if hi >= cfg.vocab_size else lo} in {name} is out of range: vocab_size "
-                             f"is {cfg.vocab_size} (ids 0..{cfg.vocab_size - 1})")
-        if attention_mask is not None and attention_mask.shape != input_ids.shape:
-            raise InputError(f"attention_mask has shape {tuple(attention_mask.shape)}; expected {tuple(input_ids.shape)}")
+        check_token_ids(input_ids, self.config.vocab_size, self.config.max_positions, attention_mask, name=name)
 
     def shift_right(self, labels: torch.Tensor) -> torch.Tensor:
         """Decoder inputs from labels: the start token, then the labels shifted right (-100 -> pad)."""
