@@ -165,7 +165,7 @@ class Attention(nn.Module):
             tk = k.shape[2]
         if self.relative is not None:  # content-dependent position terms join the scores as a bias
             extra = self.relative(q, k, self.q_proj, self.k_proj, rel)  # (B, H, Tq, Tk)
-            mask = AttnMask(mask=mask.dense(tq, tk, q.device), bias=extra if mask.bias is None else mask.bias + extra)
+            mask = mask.with_bias(extra, tq, tk, q.device)
         out = self.kernel(q, k, v, mask, self.softmax, self.scale, self.dropout if self.training else 0.0)
         return out.transpose(1, 2).reshape(b, tq, self.n_heads * self.head_dim)  # (B, Tq, H * Dh)
 

@@ -34,6 +34,11 @@ class AttnMask:
             return torch.ones(tq, tk, dtype=torch.bool, device=device).tril(tk - tq)[None, None]
         return None
 
+    def with_bias(self, bias: torch.Tensor, tq: int, tk: int, device) -> "AttnMask":
+        """This mask plus an additive score bias (ALiBi, T5, DeBERTa). The implicit causal mask is materialised
+        first: a float bias goes to SDPA as attn_mask, which cannot be combined with is_causal."""
+        return AttnMask(mask=self.dense(tq, tk, device), bias=bias if self.bias is None else self.bias + bias)
+
 
 def build_mask(
     tq: int,

@@ -150,9 +150,7 @@ class DecoderLM(nn.Module, GenerationMixin):
         if kind == "bias":  # ALiBi: slot distances are unchanged by left padding
             slots = torch.arange(tk, device=x.device)[None]
             bias = self.positions(slots[:, start:], slots)  # (1, H, T, Tk)
-            for m in masks.values():
-                m.mask = m.dense(t, tk, x.device)  # materialise before dropping the implicit causal flag
-                m.bias, m.is_causal = bias, False
+            masks = {w: m.with_bias(bias, t, tk, x.device) for w, m in masks.items()}
 
         for i, block in enumerate(self.blocks):
             x = block(x, masks[block.attn.window], rope=rope, cache=cache, layer=i, start=start)

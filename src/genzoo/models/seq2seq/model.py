@@ -56,7 +56,7 @@ class Encoder(nn.Module):
         valid = None if attention_mask is None or bool(attention_mask.all()) else attention_mask.bool()
         pos = torch.arange(t, device=input_ids.device)[None]
         mask = build_mask(t, t, 0, causal=False, key_valid=valid, device=input_ids.device)
-        mask.mask, mask.bias = mask.dense(t, t, input_ids.device), self.bias(pos, pos)  # (1, H, T, T)
+        mask = mask.with_bias(self.bias(pos, pos), t, t, input_ids.device)  # bias (1, H, T, T)
         x = self.drop(self.embed(input_ids))
         for block in self.blocks:
             x = block(x, mask)
@@ -85,10 +85,8 @@ class Decoder(nn.Module):
         b, t = ids.shape
         start = cache.length if cache is not None else 0
         tk, tm = start + t, memory_kv[0][0].shape[1]
-        mask = build_mask(t, tk, start, causal=True, device=ids.device)
-        mask.mask = mask.dense(t, tk, ids.device)
-        mask.bias, mask.is_causal = self.bias(torch.arange(start, tk, device=ids.device)[None],
-                                              torch.arange(tk, device=ids.device)[None]), False  # (1, H, T, Tk)
+        bias = self.bias(torch.arange(start, tk, device=ids.device)[None], torch.arange(tk, device=ids.device)[None])
+        mask = build_mask(t, tk, start, causal=True, device=ids.device).with_bias(bias, t, tk, ids.device)
         cross = build_mask(t, tm, 0, causal=False, key_valid=memory_valid, device=ids.device, self_attention=False)
         x = self.drop(self.embed(ids))
         for i, block in enumerate(self.blocks):
