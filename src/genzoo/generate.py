@@ -12,6 +12,7 @@ from __future__ import annotations
 import torch
 
 from .errors import InputError
+from .modes import evaluating
 
 
 def warp_logits(logits: torch.Tensor, temperature: float, top_k: int | None, top_p: float | None) -> torch.Tensor:
@@ -29,6 +30,21 @@ def warp_logits(logits: torch.Tensor, temperature: float, top_k: int | None, top
         remove[..., -1] = False  # keep at least the most likely token
         logits = logits.masked_fill(remove.scatter(-1, order, remove), float("-inf"))
     return logits
+
+
+def next_tokens(scores: torch.Tensor, finished: torch.Tensor, eos: torch.Tensor, pad: int, do_sample: bool,
+                temperature: float, top_k: int | None, top_p: float | None, generator) -> torch.Tensor:
+    """One decoding step: tokens (B,) from scores (B, V), greedy or sampled. Rows already finished get the pad
+    token; rows that emit an eos token are marked in `finished` (in place)."""
+    if do_sample:
+        probs = warp_logits(scores, temperature, top_k, top_p).softmax(dim=-1)
+        tok = torch.multinomial(probs, 1, generator=generator).squeeze(1)  # (B,)
+    else:
+        tok = scores.argmax(dim=-1)  # (B,)
+    if len(eos):
+        tok = torch.where(finished, torch.full_like(tok, pad), tok)
+        finished |= torch.isin(tok, eos)
+    return tok
 
 
 def check_sampling(temperature: float, top_k: int | None, top_p: float | None, max_new_tokens: int) -> None:
@@ -81,9 +97,7 @@ class GenerationMixin:
         position_ids = None
         if padded:  # positions count real tokens only: a padded row sees what it would see alone
             position_ids = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)  # (B, T)
-        was_training = self.training
-        self.eval()
-        try:
+        with evaluating(self):
             cache = self.make_cache(b, total, key_valid=attention_mask if padded else None)
             out = input_ids.new_empty(b, total)
             out[:, :t] = input_ids
@@ -91,21 +105,12 @@ class GenerationMixin:
             next_pos = position_ids[:, -1:] + 1 if padded else None  # (B, 1)
             finished = torch.zeros(b, dtype=torch.bool, device=device)
             for i in range(max_new_tokens):
-                scores = logits[:, -1].float()  # (B, V)
-                if do_sample:
-                    probs = warp_logits(scores, temperature, top_k, top_p).softmax(dim=-1)
-                    tok = torch.multinomial(probs, 1, generator=generator).squeeze(1)  # (B,)
-                else:
-                    tok = scores.argmax(dim=-1)  # (B,)
-                if len(eos):
-                    tok = torch.where(finished, torch.full_like(tok, pad), tok)
-                    finished |= torch.isin(tok, eos)
+                tok = next_tokens(logits[:, -1].float(), finished, eos, pad, do_sample, temperature, top_k, top_p,
+                                  generator)
                 out[:, t + i] = tok
                 if (len(eos) and bool(finished.all())) or i == max_new_tokens - 1:
                     return out[:, : t + i + 1]
                 logits = self(tok[:, None], position_ids=next_pos, cache=cache, logits_to_keep=1, check=False).logits
                 if padded:
                     next_pos = next_pos + 1
-        finally:
-            self.train(was_training)
         return out

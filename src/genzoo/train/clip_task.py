@@ -12,6 +12,7 @@ from ..data.digits import HELD_OUT_TEMPLATES, TRAIN_TEMPLATES, WORDS, all_train_
     load_digits_split
 from ..errors import ConfigError
 from ..models.clip.loss import clip_loss
+from ..modes import evaluating
 from ..tokenizers import Tokenizer, train_bpe
 from .distributed import Dist
 from .recipe import Recipe
@@ -77,17 +78,14 @@ class ImageTextContrastive(ExampleTask):
     def validate(self, model, amp):
         """Contrastive loss on the held-out images (captions from the training templates, fixed seed) and
         zero-shot accuracy with the held-out templates (prompt ensemble)."""
-        net = getattr(model, "module", model)
-        was = net.training
-        net.eval()
         g = torch.Generator().manual_seed(0)
         x, y = self.val_x.to(self.d.device), self.val_y
         ids, mask = tokenize(self.tokenizer, self.captions(y, g), self.recipe.data.block_size)
-        image = net.encode_image(x)
-        text = net.encode_text(ids.to(x.device), mask.to(x.device))
-        loss = clip_loss(image, text, net.scale(), distributed=False).item()
-        pred, _ = net.classify(x, WORDS, HELD_OUT_TEMPLATES, self.tokenize)
-        net.train(was)
+        with evaluating(model) as net:
+            image = net.encode_image(x)
+            text = net.encode_text(ids.to(x.device), mask.to(x.device))
+            loss = clip_loss(image, text, net.scale(), distributed=False).item()
+            pred, _ = net.classify(x, WORDS, HELD_OUT_TEMPLATES, self.tokenize)
         return {"val_loss": loss, "zero_shot_acc": (pred.cpu() == y).float().mean().item()}
 
     def tokenize(self, texts):

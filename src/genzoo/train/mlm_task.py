@@ -12,6 +12,7 @@ import torch
 
 from ..data import PackedBlocks
 from ..errors import ConfigError
+from ..modes import evaluating
 from .distributed import Dist
 from .recipe import Recipe
 from .tasks import TASKS, LanguageModelling, autocast, build_from_recipe
@@ -71,16 +72,13 @@ class MaskedLanguageModelling(LanguageModelling):
 
     @torch.no_grad()
     def validate(self, model, amp):
-        net = getattr(model, "module", model)
-        was = net.training
-        net.eval()
         data = PackedBlocks(self.val_tokens, self.recipe.data.block_size - 1,
                             batch_size=min(self.recipe.batch_size, (self.val_tokens.numel() - 1) // self.recipe.data.block_size),
                             shuffle=False)
         n = min(self.recipe.eval_batches, data.n_blocks // data.global_batch)
         total = 0.0
-        for i in range(n):
-            inputs, labels = self._masked(data.next_batch(), 12345 + i)
-            total += net(inputs.to(self.d.device), labels=labels.to(self.d.device)).loss.item()
-        net.train(was)
+        with evaluating(model) as net:
+            for i in range(n):
+                inputs, labels = self._masked(data.next_batch(), 12345 + i)
+                total += net(inputs.to(self.d.device), labels=labels.to(self.d.device)).loss.item()
         return {"val_mlm_loss": total / n}

@@ -12,6 +12,7 @@ from tokenizers import decoders, models, pre_tokenizers
 
 from ..data.transduction import ALPHABET, function_name_pairs, synthetic_pairs
 from ..errors import ConfigError
+from ..modes import evaluating
 from ..tokenizers import EOS, Tokenizer, train_bpe
 from .distributed import Dist
 from .recipe import Recipe
@@ -83,20 +84,17 @@ class SequenceToSequence(ExampleTask):
 
     @torch.no_grad()
     def validate(self, model, amp):
-        net = getattr(model, "module", model)
-        was = net.training
-        net.eval()
         pairs = self.val_pairs[: self.recipe.eval_batches * self.recipe.batch_size]
         total, correct, batches = 0.0, 0, 0
-        for i in range(0, len(pairs), self.recipe.batch_size):
-            chunk = pairs[i:i + self.recipe.batch_size]
-            src, mask, labels = (t.to(self.d.device) for t in self.encode(chunk))
-            total += net(src, attention_mask=mask, labels=labels).loss.item()
-            batches += 1
-            out = net.generate(src, attention_mask=mask, max_new_tokens=labels.shape[1] + 2)
-            for row, (_, target) in zip(out.tolist(), chunk):
-                ids = [t for t in row[1:] if t not in (self.tokenizer.pad_id,)]
-                ids = ids[: ids.index(self.tokenizer.eos_id)] if self.tokenizer.eos_id in ids else ids
-                correct += self.tokenizer.decode(ids).strip() == target
-        net.train(was)
+        with evaluating(model) as net:
+            for i in range(0, len(pairs), self.recipe.batch_size):
+                chunk = pairs[i:i + self.recipe.batch_size]
+                src, mask, labels = (t.to(self.d.device) for t in self.encode(chunk))
+                total += net(src, attention_mask=mask, labels=labels).loss.item()
+                batches += 1
+                out = net.generate(src, attention_mask=mask, max_new_tokens=labels.shape[1] + 2)
+                for row, (_, target) in zip(out.tolist(), chunk):
+                    ids = [t for t in row[1:] if t not in (self.tokenizer.pad_id,)]
+                    ids = ids[: ids.index(self.tokenizer.eos_id)] if self.tokenizer.eos_id in ids else ids
+                    correct += self.tokenizer.decode(ids).strip() == target
         return {"val_loss": total / max(batches, 1), "exact_match": correct / max(len(pairs), 1)}

@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from ..config import GENRES, PRESETS
 from ..data import PackedBlocks
 from ..errors import ConfigError
+from ..modes import evaluating
 from ..registry import Registry
 from .distributed import Dist
 from .recipe import Recipe
@@ -173,8 +174,6 @@ def lm_batch_loss(model, batch: torch.Tensor, amp) -> torch.Tensor:
 @torch.no_grad()
 def lm_validation(model, tokens: torch.Tensor, recipe: Recipe, d: Dist, amp) -> dict:
     """Mean next-token loss over the first eval_batches blocks of the validation stream, and perplexity."""
-    was = model.training
-    model.eval()
     blocks = (tokens.numel() - 1) // recipe.data.block_size
     batch = min(recipe.batch_size, blocks // d.world_size)  # a small validation split: smaller batches
     if batch < 1:
@@ -183,9 +182,9 @@ def lm_validation(model, tokens: torch.Tensor, recipe: Recipe, d: Dist, amp) -> 
                         world_size=d.world_size, shuffle=False)
     n = min(recipe.eval_batches, data.n_blocks // data.global_batch)
     total = torch.zeros((), device=d.device)
-    for _ in range(n):
-        total += lm_batch_loss(model, data.next_batch().to(d.device), amp)
-    model.train(was)
+    with evaluating(model) as net:
+        for _ in range(n):
+            total += lm_batch_loss(net, data.next_batch().to(d.device), amp)
     loss = d.mean(total / n).item()
     return {"val_loss": loss, "val_ppl": math.exp(min(loss, 50.0))}
 

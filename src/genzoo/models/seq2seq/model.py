@@ -14,7 +14,9 @@ from torch import nn
 
 from ...config import GENRES
 from ...errors import InputError
+from ...generate import check_sampling, next_tokens
 from ...inputs import check_token_ids
+from ...modes import evaluating
 from ...nn import FFNS, Attention, Block, CrossBlock, RMSNorm, StaticKVCache, T5RelativeBias, build_mask
 from .config import Seq2SeqConfig
 
@@ -161,37 +163,26 @@ class Seq2SeqLM(nn.Module):
                  eos_token_id: int | None = None, seed: int | None = None) -> torch.Tensor:
         """Decoder tokens (B, 1 + N), starting with the decoder start token, as transformers returns them. The
         encoder runs once, cross-attention keys/values are projected once, self-attention uses the KV cache."""
-        from ...generate import check_sampling, warp_logits
-
         check_sampling(temperature, top_k, top_p, max_new_tokens)
         self.check_inputs(input_ids, attention_mask)
         cfg = self.config
         eos = cfg.eos_token_id if eos_token_id is None else eos_token_id
-        was = self.training
-        self.eval()
-        b = input_ids.shape[0]
-        g = torch.Generator(device=input_ids.device).manual_seed(seed) if do_sample and seed is not None else None
-        memory = self.encoder(input_ids, attention_mask)
-        memory_kv = self.decoder.project_memory(memory)
-        valid = None if attention_mask is None or bool(attention_mask.all()) else attention_mask.bool()
-        cache = StaticKVCache(cfg.n_decoder_layers, b, cfg.n_heads, max_new_tokens + 1, cfg.head_dim,
-                              dtype=memory.dtype, device=memory.device)
-        out = torch.full((b, max_new_tokens + 1), cfg.pad_token_id, dtype=torch.long, device=input_ids.device)
-        out[:, 0] = cfg.decoder_start_token_id
-        finished = torch.zeros(b, dtype=torch.bool, device=input_ids.device)
-        try:
+        b, device = input_ids.shape[0], input_ids.device
+        g = torch.Generator(device=device).manual_seed(seed) if do_sample and seed is not None else None
+        with evaluating(self):
+            memory = self.encoder(input_ids, attention_mask)
+            memory_kv = self.decoder.project_memory(memory)
+            valid = None if attention_mask is None or bool(attention_mask.all()) else attention_mask.bool()
+            cache = StaticKVCache(cfg.n_decoder_layers, b, cfg.n_heads, max_new_tokens + 1, cfg.head_dim,
+                                  dtype=memory.dtype, device=memory.device)
+            out = torch.full((b, max_new_tokens + 1), cfg.pad_token_id, dtype=torch.long, device=device)
+            out[:, 0] = cfg.decoder_start_token_id
+            finished = torch.zeros(b, dtype=torch.bool, device=device)
+            eos_ids = torch.tensor([eos], device=device)
             for i in range(max_new_tokens):
                 scores = self.logits(self.decoder(out[:, i:i + 1], memory_kv, valid, cache))[:, -1].float()
-                if do_sample:
-                    tok = torch.multinomial(warp_logits(scores, temperature, top_k, top_p).softmax(-1), 1,
-                                            generator=g).squeeze(1)
-                else:
-                    tok = scores.argmax(dim=-1)
-                tok = torch.where(finished, torch.full_like(tok, cfg.pad_token_id), tok)
-                finished |= tok == eos
-                out[:, i + 1] = tok
+                out[:, i + 1] = next_tokens(scores, finished, eos_ids, cfg.pad_token_id, do_sample, temperature,
+                                            top_k, top_p, g)
                 if bool(finished.all()):
                     return out[:, : i + 2]
-        finally:
-            self.train(was)
         return out
