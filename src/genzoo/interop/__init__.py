@@ -60,19 +60,21 @@ def load(path: str | os.PathLike, *, dtype: torch.dtype | None = None, device: s
     """
     directory = resolve_checkpoint_dir(path)
     hf_config = read_config(directory)
-    config = format_for(hf_config, directory / "config.json").config_from_hf(hf_config)
+    fmt = format_for(hf_config, directory / "config.json")
+    config = fmt.config_from_hf(hf_config)
     model = GENRES.get(config.genre)(config)
-    load_weights_into(model, directory)
+    load_weights_into(model, directory, fmt)
     if dtype is not None:
         model.to(dtype)
     return model.to(device).eval()
 
 
-def load_weights_into(model, directory: Path) -> None:
-    """Read `directory`'s weights (in the model's checkpoint format) into `model`, strictly."""
+def load_weights_into(model, directory: Path, fmt: CheckpointFormat | None = None) -> None:
+    """Read `directory`'s weights into `model`, strictly. fmt: the directory's checkpoint format, when the
+    caller has already read its config.json."""
     config = model.config
-    hf_config = read_config(directory)
-    fmt = format_for(hf_config, directory / "config.json")
+    if fmt is None:
+        fmt = format_for(read_config(directory), directory / "config.json")
     state, unexpected = fmt.state_from_hf(read_weights(directory), config)
     expected = model.state_dict()
     for name in tied_parameters(model):
