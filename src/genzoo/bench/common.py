@@ -54,11 +54,12 @@ def matmul_peak_flops(n: int = 1024, seconds: float = 1.0, dtype=torch.float32, 
     return best
 
 
-def hf_twin(model):
-    """The same weights as a `transformers` model: saved by genzoo, loaded by AutoModelForCausalLM."""
+def hf_twin(model, auto_class: str = "AutoModelForCausalLM"):
+    """The same weights as a `transformers` model: saved by genzoo, loaded by `transformers.<auto_class>` with
+    its default attention (SDPA where the architecture has it, eager otherwise, as for DeBERTa)."""
     import genzoo
 
     tf = require_transformers()
     with tempfile.TemporaryDirectory() as d:
         genzoo.save(model, d)
-        return tf.AutoModelForCausalLM.from_pretrained(d, attn_implementation="sdpa").eval()
+        return getattr(tf, auto_class).from_pretrained(d).eval()

@@ -4,12 +4,10 @@ which genzoo skips by running unpadded), and 32 sequences of equal length."""
 
 from __future__ import annotations
 
-import tempfile
-
 import torch
 
 from . import BENCHMARKS
-from .common import compare, require_transformers
+from .common import compare, hf_twin
 
 PRESETS = {
     "bert": dict(d_model=256, n_layers=4, n_heads=4, d_ff=1024, vocab_size=8192),
@@ -24,17 +22,11 @@ PRESETS = {
 def run(batch: int = 32, max_len: int = 512, equal_len: int = 256, repeats: int = 3) -> dict:
     import genzoo
 
-    tf = require_transformers()
     results = {}
     for preset, overrides in PRESETS.items():
         torch.manual_seed(0)
         ours = genzoo.build(preset, **overrides).eval()
-        with tempfile.TemporaryDirectory() as d:
-            genzoo.save(ours, d)
-            try:  # transformers' fastest path where it has one (DeBERTa has no SDPA path there)
-                ref = tf.AutoModel.from_pretrained(d, attn_implementation="sdpa").eval()
-            except ValueError:
-                ref = tf.AutoModel.from_pretrained(d).eval()
+        ref = hf_twin(ours, "AutoModel")
         lengths = torch.linspace(16, max_len, batch).round().long()
         ids = torch.randint(5, ours.config.vocab_size, (batch, max_len))
         ragged = (torch.arange(max_len)[None] < lengths[:, None]).long()

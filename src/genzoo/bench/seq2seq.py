@@ -3,24 +3,19 @@ shaped v1.1 model), batch 8 of 64-token inputs, 64 new tokens. Beam search is no
 
 from __future__ import annotations
 
-import tempfile
-
 import torch
 
 from . import BENCHMARKS
-from .common import compare, require_transformers
+from .common import compare, hf_twin
 
 
 @BENCHMARKS.register("seq2seq")
 def run(batch: int = 8, src_len: int = 64, new: int = 64, repeats: int = 3) -> dict:
     import genzoo
 
-    tf = require_transformers()
     torch.manual_seed(0)
     ours = genzoo.build("t5-v1.1", n_layers=4, n_decoder_layers=4, vocab_size=8192).eval()
-    with tempfile.TemporaryDirectory() as d:
-        genzoo.save(ours, d)
-        ref = tf.T5ForConditionalGeneration.from_pretrained(d).eval()
+    ref = hf_twin(ours, "T5ForConditionalGeneration")
     ids = torch.randint(2, 8192, (batch, src_len))
     eos = -1  # no early stop: every row makes `new` tokens
     a = ours.generate(ids, max_new_tokens=new, eos_token_id=eos)
