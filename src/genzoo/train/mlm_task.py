@@ -15,7 +15,7 @@ from ..errors import ConfigError
 from ..modes import evaluating
 from .distributed import Dist
 from .recipe import Recipe
-from .tasks import TASKS, LanguageModelling, autocast, build_from_recipe
+from .tasks import TASKS, LanguageModelling, autocast, build_from_recipe, validation_blocks
 
 SPECIALS = ("[PAD]", "[MASK]", "[CLS]", "[SEP]")
 
@@ -72,10 +72,7 @@ class MaskedLanguageModelling(LanguageModelling):
 
     @torch.no_grad()
     def validate(self, model, amp):
-        data = PackedBlocks(self.val_tokens, self.recipe.data.block_size - 1,
-                            batch_size=min(self.recipe.batch_size, (self.val_tokens.numel() - 1) // self.recipe.data.block_size),
-                            shuffle=False)
-        n = min(self.recipe.eval_batches, data.n_blocks // data.global_batch)
+        data, n = validation_blocks(self.val_tokens, self.recipe.data.block_size - 1, self.recipe)
         total = 0.0
         with evaluating(model) as net:
             for i in range(n):

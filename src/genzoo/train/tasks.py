@@ -160,6 +160,18 @@ class LanguageModelling(Task):
         self.tokenizer.save(directory)
 
 
+def validation_blocks(tokens: torch.Tensor, block_size: int, recipe: Recipe, rank: int = 0,
+                      world_size: int = 1) -> tuple[PackedBlocks, int]:
+    """The validation stream as unshuffled blocks, and how many batches to score: at most eval_batches, with
+    smaller batches for a small validation split."""
+    blocks = (tokens.numel() - 1) // block_size
+    batch = min(recipe.batch_size, blocks // world_size)
+    if batch < 1:
+        raise ConfigError(f"the validation split ({tokens.numel()} tokens) is shorter than one block per rank")
+    data = PackedBlocks(tokens, block_size, batch_size=batch, rank=rank, world_size=world_size, shuffle=False)
+    return data, min(recipe.eval_batches, data.n_blocks // data.global_batch)
+
+
 def lm_batch_loss(model, batch: torch.Tensor, amp) -> torch.Tensor:
     """Next-token cross-entropy of a (B, T + 1) block batch (+ the router losses of a mixture of experts)."""
     x, y = batch[:, :-1], batch[:, 1:]  # (B, T), (B, T)
@@ -174,13 +186,7 @@ def lm_batch_loss(model, batch: torch.Tensor, amp) -> torch.Tensor:
 @torch.no_grad()
 def lm_validation(model, tokens: torch.Tensor, recipe: Recipe, d: Dist, amp) -> dict:
     """Mean next-token loss over the first eval_batches blocks of the validation stream, and perplexity."""
-    blocks = (tokens.numel() - 1) // recipe.data.block_size
-    batch = min(recipe.batch_size, blocks // d.world_size)  # a small validation split: smaller batches
-    if batch < 1:
-        raise ConfigError(f"the validation split ({tokens.numel()} tokens) is shorter than one block per rank")
-    data = PackedBlocks(tokens, recipe.data.block_size, batch_size=batch, rank=d.rank,
-                        world_size=d.world_size, shuffle=False)
-    n = min(recipe.eval_batches, data.n_blocks // data.global_batch)
+    data, n = validation_blocks(tokens, recipe.data.block_size, recipe, d.rank, d.world_size)
     total = torch.zeros((), device=d.device)
     with evaluating(model) as net:
         for _ in range(n):
