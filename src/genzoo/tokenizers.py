@@ -19,6 +19,19 @@ from .errors import CheckpointError
 EOS = "<|endoftext|>"
 
 
+def pad_rows(rows: list[list[int]], fill: int):
+    """Token-id lists -> ids (B, T) right-padded with `fill` to the longest row, and the mask (B, T) of real ids."""
+    import torch
+
+    n = max(map(len, rows))
+    ids = torch.full((len(rows), n), fill, dtype=torch.long)
+    mask = torch.zeros(len(rows), n, dtype=torch.long)
+    for i, r in enumerate(rows):
+        ids[i, : len(r)] = torch.tensor(r, dtype=torch.long)
+        mask[i, : len(r)] = 1
+    return ids, mask
+
+
 class Tokenizer:
     def __init__(self, tok: _HFTokenizer, eos_token: str | None = EOS, pad_token: str | None = None):
         self.tok = tok
@@ -43,19 +56,10 @@ class Tokenizer:
     def batch(self, texts: list[str], max_len: int | None = None):
         """Token ids (B, T) right-padded to the longest text with the pad token, and the attention mask (B, T).
         Texts longer than max_len are truncated by the tokenizer (special tokens kept)."""
-        import torch
-
         self.tok.no_padding()
         if max_len:
             self.tok.enable_truncation(max_len)
-        rows = [e.ids for e in self.tok.encode_batch(texts)]
-        n = max(map(len, rows))
-        ids = torch.full((len(rows), n), self.pad_id, dtype=torch.long)
-        mask = torch.zeros(len(rows), n, dtype=torch.long)
-        for i, r in enumerate(rows):
-            ids[i, : len(r)] = torch.tensor(r, dtype=torch.long)
-            mask[i, : len(r)] = 1
-        return ids, mask
+        return pad_rows([e.ids for e in self.tok.encode_batch(texts)], self.pad_id)
 
     def decode(self, ids) -> str:
         return self.tok.decode(list(ids), skip_special_tokens=False)

@@ -13,7 +13,7 @@ from ..data.digits import HELD_OUT_TEMPLATES, TRAIN_TEMPLATES, WORDS, all_train_
 from ..errors import ConfigError
 from ..models.clip.loss import clip_loss
 from ..modes import evaluating
-from ..tokenizers import Tokenizer, train_bpe
+from ..tokenizers import Tokenizer, pad_rows, train_bpe
 from .distributed import Dist
 from .recipe import Recipe
 from .tasks import TASKS, ExampleTask, autocast, build_from_recipe
@@ -28,14 +28,7 @@ def caption_tokenizer(run: Path, vocab_size: int, d: Dist) -> Tokenizer:
 
 def tokenize(tok: Tokenizer, texts: list[str], max_len: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Right-padded ids ending with the end-of-text token (B, T) and their attention mask (B, T)."""
-    rows = [ids[: max_len - 1] + [tok.eos_id] for ids in tok.encode_batch(texts)]
-    n = max(map(len, rows))
-    ids = torch.full((len(rows), n), tok.eos_id, dtype=torch.long)
-    mask = torch.zeros(len(rows), n, dtype=torch.long)
-    for i, r in enumerate(rows):
-        ids[i, : len(r)] = torch.tensor(r)
-        mask[i, : len(r)] = 1
-    return ids, mask
+    return pad_rows([ids[: max_len - 1] + [tok.eos_id] for ids in tok.encode_batch(texts)], tok.eos_id)
 
 
 @TASKS.register("clip")

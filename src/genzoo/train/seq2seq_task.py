@@ -13,7 +13,7 @@ from tokenizers import decoders, models, pre_tokenizers
 from ..data.transduction import ALPHABET, function_name_pairs, synthetic_pairs
 from ..errors import ConfigError
 from ..modes import evaluating
-from ..tokenizers import EOS, Tokenizer, train_bpe
+from ..tokenizers import EOS, Tokenizer, pad_rows, train_bpe
 from .distributed import Dist
 from .recipe import Recipe
 from .tasks import TASKS, ExampleTask, autocast, build_from_recipe
@@ -66,10 +66,7 @@ class SequenceToSequence(ExampleTask):
         src, mask = self.tokenizer.batch([a for a, _ in pairs], max_len=None)
         src, mask = src[:, :limit], mask[:, :limit]
         rows = [ids[: limit - 1] + [self.tokenizer.eos_id] for ids in self.tokenizer.encode_batch([b for _, b in pairs])]
-        n = max(map(len, rows))
-        labels = torch.full((len(rows), n), -100, dtype=torch.long)
-        for i, r in enumerate(rows):
-            labels[i, : len(r)] = torch.tensor(r)
+        labels, _ = pad_rows(rows, -100)  # no target at padding
         return src, mask, labels
 
     def next_batch(self):
