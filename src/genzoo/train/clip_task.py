@@ -14,16 +14,14 @@ from ..errors import ConfigError
 from ..models.clip.loss import clip_loss
 from ..modes import evaluating
 from ..tokenizers import Tokenizer, pad_rows, train_bpe
+from .data import run_tokenizer
 from .distributed import Dist
 from .recipe import Recipe
 from .tasks import TASKS, ExampleTask, autocast, build_from_recipe
 
 
 def caption_tokenizer(run: Path, vocab_size: int, d: Dist) -> Tokenizer:
-    if d.is_main and not (run / "tokenizer.json").exists():
-        train_bpe(all_train_captions() * 4, vocab_size, min_frequency=1).save(run)
-    d.barrier()
-    return Tokenizer.from_dir(run)
+    return run_tokenizer(run, d, lambda: train_bpe(all_train_captions() * 4, vocab_size, min_frequency=1))
 
 
 def tokenize(tok: Tokenizer, texts: list[str], max_len: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -26,6 +26,15 @@ def token_stream(tokenizer: Tokenizer, texts: list[str]) -> torch.Tensor:
     return torch.tensor(out, dtype=torch.long)
 
 
+def run_tokenizer(run: Path, d: Dist, train) -> Tokenizer:
+    """The run's tokenizer: trained once, by rank 0, with `train()` -> Tokenizer, saved as run/tokenizer.json,
+    and read from there by every rank (and by a resumed run)."""
+    if d.is_main and not (run / "tokenizer.json").exists():
+        train().save(run)
+    d.barrier()
+    return Tokenizer.from_dir(run)
+
+
 def prepare(cfg: DataConfig, run: Path, d: Dist, special_tokens: tuple[str, ...] = ()) -> tuple[Tokenizer, torch.Tensor, torch.Tensor]:
     if cfg.corpus != "stdlib":
         raise ConfigError(f"data.corpus={cfg.corpus!r} is not known; known: stdlib")
@@ -33,8 +42,5 @@ def prepare(cfg: DataConfig, run: Path, d: Dist, special_tokens: tuple[str, ...]
     train_texts = corpus.read("train")
     if d.is_main:
         (run / "data.json").write_text(json.dumps(corpus.manifest, indent=1) + "\n")
-        if not (run / "tokenizer.json").exists():
-            train_bpe(train_texts, cfg.vocab_size, special_tokens=special_tokens).save(run)
-    d.barrier()
-    tokenizer = Tokenizer.from_dir(run)
+    tokenizer = run_tokenizer(run, d, lambda: train_bpe(train_texts, cfg.vocab_size, special_tokens=special_tokens))
     return tokenizer, token_stream(tokenizer, train_texts), token_stream(tokenizer, corpus.read("val"))

@@ -14,6 +14,7 @@ from ..data.transduction import ALPHABET, function_name_pairs, synthetic_pairs
 from ..errors import ConfigError
 from ..modes import evaluating
 from ..tokenizers import EOS, Tokenizer, pad_rows, train_bpe
+from .data import run_tokenizer
 from .distributed import Dist
 from .recipe import Recipe
 from .tasks import TASKS, ExampleTask, autocast, build_from_recipe
@@ -44,11 +45,9 @@ class SequenceToSequence(ExampleTask):
 
             c = stdlib_corpus(max_bytes=recipe.data.max_bytes, val_percent=recipe.data.val_percent)
             self.train_pairs, self.val_pairs = function_name_pairs(c.read("train")), function_name_pairs(c.read("val"))
-            if d.is_main and not (run / "tokenizer.json").exists():
-                texts = [a for a, _ in self.train_pairs] + [b for _, b in self.train_pairs]
-                train_bpe(texts, recipe.data.vocab_size, special_tokens=("[PAD]",)).save(run)
-            d.barrier()
-            self.tokenizer = Tokenizer.from_dir(run)
+            texts = [a for a, _ in self.train_pairs] + [b for _, b in self.train_pairs]
+            self.tokenizer = run_tokenizer(run, d, lambda: train_bpe(texts, recipe.data.vocab_size,
+                                                                     special_tokens=("[PAD]",)))
         else:
             self.train_pairs = synthetic_pairs(corpus, 50_000, recipe.seed)
             self.val_pairs = synthetic_pairs(corpus, 512, recipe.seed + 1)
