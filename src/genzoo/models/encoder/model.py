@@ -123,9 +123,11 @@ class EncoderModel(nn.Module):
             x = x + self.token_types(types)
         x = self.drop(self.embed_norm(x))  # (B, T, D)
         packing = Packing.from_mask(attention_mask) if padded and self.config.unpad else None
-        valid = attention_mask.bool() if padded else None
-        masks = {w: build_mask(t, t, 0, causal=False, window=w, key_valid=valid, device=x.device)
-                 for w in {b.attn.window for b in self.blocks}}
+        masks = {}  # the packed path builds its own mask per length group (Packing.mask)
+        if packing is None:
+            valid = attention_mask.bool() if padded else None
+            masks = {w: build_mask(t, t, 0, causal=False, window=w, key_valid=valid, device=x.device)
+                     for w in {blk.attn.window for blk in self.blocks}}
         ropes = {}
         if self.positions.kind == "rotary":
             ropes[None] = self.positions(pos)  # 2 x (B, 1, T, Dh)
@@ -137,7 +139,7 @@ class EncoderModel(nn.Module):
             kw = {"rope": ropes.get(block.attn.window), "rel": rel}
             if packing is not None:
                 kw["packing"] = packing
-            x = block(x, masks[block.attn.window], **kw)
+            x = block(x, masks.get(block.attn.window), **kw)
         if self.final_norm is not None:
             x = self.final_norm(x)
         h = packing.pad(x) if packing is not None else x  # (B, T, D)
