@@ -14,13 +14,14 @@ import contextlib
 import math
 import os
 import shutil
+import sys
 import time
 from pathlib import Path
 
 import torch
 import yaml
 
-from ..errors import ConfigError, GenzooError
+from ..errors import GenzooError
 from ..interop import load_weights_into
 from ..interop import save as save_model
 from .checkpoint import (clean_partial, latest_checkpoint, load_trainer_state, rng_state, save_checkpoint,
@@ -218,7 +219,7 @@ def evaluate_run(path: str | os.PathLike, max_batches: int | None = None, batch_
     from ..tokenizers import Tokenizer
     from .data import token_stream
     from .recipe import recipe_from_dict
-    from .tasks import lm_validation
+    from .tasks import lm_validation, validation_blocks
 
     directory = resolve_checkpoint_dir(path)
     run = Path(path)
@@ -234,9 +235,6 @@ def evaluate_run(path: str | os.PathLike, max_batches: int | None = None, batch_
         recipe = Recipe(data={"block_size": min(128, model.config.max_positions)})
     corpus = stdlib_corpus(max_bytes=recipe.data.max_bytes, val_percent=recipe.data.val_percent)
     val = token_stream(tokenizer, corpus.read("val"))
-    n_blocks = (val.numel() - 1) // recipe.data.block_size
-    if n_blocks < 1:
-        raise ConfigError(f"the validation split ({val.numel()} tokens) is shorter than one block")
-    recipe.batch_size = min(batch_size, n_blocks)
-    recipe.eval_batches = max_batches or n_blocks // recipe.batch_size
+    recipe.batch_size, recipe.eval_batches = batch_size, max_batches or sys.maxsize  # default: the whole split
+    recipe.eval_batches = validation_blocks(val, recipe.data.block_size, recipe)[1]
     return {"dir": str(directory), "batches": recipe.eval_batches, **lm_validation(model, val, recipe, Dist(), None)}
