@@ -157,6 +157,7 @@ class LlamaFormat(CheckpointFormat):
     architecture = "LlamaForCausalLM"
     preset = "llama"
     has_window = False
+    has_experts = False
 
     def extra_config_from_hf(self, hf: dict) -> dict:
         return {}
@@ -185,8 +186,8 @@ class LlamaFormat(CheckpointFormat):
 
     def config_to_hf(self, c: DecoderConfig) -> dict:
         f = self.model_type
-        require(c, "n_experts", bool(c.n_experts) == (f == "mixtral"), f,
-                "experts only in mixtral" if f != "mixtral" else "a mixture of experts")
+        require(c, "n_experts", bool(c.n_experts) == self.has_experts, f,
+                "a mixture of experts" if self.has_experts else "no experts; use 'mixtral'")
         require(c, "norm", c.norm == "rmsnorm", f, "RMSNorm")
         require(c, "ffn", c.ffn in ("gated", "swiglu", "geglu"), f, "a gated MLP")
         require(c, "activation", c.activation in GZ_ACT, f, f"one of {sorted(GZ_ACT)}")
@@ -246,6 +247,7 @@ class MixtralFormat(LlamaFormat):
     architecture = "MixtralForCausalLM"
     preset = "mixtral"
     has_window = True
+    has_experts = True
 
     def extra_config_from_hf(self, hf: dict) -> dict:
         return {"n_experts": hf["num_local_experts"], "experts_top_k": hf.get("num_experts_per_tok", 2),
