@@ -59,5 +59,8 @@ class GatedMLP(nn.Module):
 FFNS: Registry = Registry("ffn")
 FFNS.register("mlp", MLP)
 FFNS.register("gated", GatedMLP)
-FFNS.register("swiglu", lambda dim, hidden, activation="silu", bias=False: GatedMLP(dim, hidden, "silu", bias))
-FFNS.register("geglu", lambda dim, hidden, activation="gelu", bias=False: GatedMLP(dim, hidden, "gelu", bias))
+# gated FFNs named after their activation (SwiGLU, GeGLU): the name fixes the activation
+GATED_ACTIVATIONS = {"swiglu": "silu", "geglu": "gelu"}
+GATED = ("gated", *GATED_ACTIVATIONS)  # every gated FFN name
+for _name, _act in GATED_ACTIVATIONS.items():
+    FFNS.register(_name, lambda dim, hidden, activation=_act, bias=False, _act=_act: GatedMLP(dim, hidden, _act, bias))

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from ...config import PRESETS, Preset, check, check_positive
 from ...nn import FFNS, NORMS, POSITIONS, SOFTMAX
 from ...nn.attention import BACKENDS
-from ...nn.ffn import ACTIVATIONS
+from ...nn.ffn import ACTIVATIONS, GATED, GATED_ACTIVATIONS
 
 
 @dataclass
@@ -84,14 +84,14 @@ class DecoderConfig:
             self.sliding_window,
             "None or a positive integer",
         )
-        for ffn, act in (("swiglu", "silu"), ("geglu", "gelu")):
+        for ffn, act in GATED_ACTIVATIONS.items():
             check(self.ffn != ffn or self.activation == act, "activation", self.activation,
                   f"ffn={ffn!r} implies activation={act!r} (use ffn='gated' for another activation)")
         check(isinstance(self.n_experts, int) and self.n_experts >= 0, "n_experts", self.n_experts, ">= 0")
         if self.n_experts:
             check(isinstance(self.experts_top_k, int) and 0 < self.experts_top_k <= self.n_experts,
                   "experts_top_k", self.experts_top_k, f"in 1..n_experts={self.n_experts}")
-            check(self.ffn in ("gated", "swiglu", "geglu"), "ffn", self.ffn, "experts are gated FFNs")
+            check(self.ffn in GATED, "ffn", self.ffn, "experts are gated FFNs")
         check(0.0 <= self.dropout < 1.0, "dropout", self.dropout, "must be in [0, 1)")
         check(self.position != "rope" or self.head_dim % 2 == 0, "head_dim", self.head_dim, "must be even for rope")
 

@@ -16,6 +16,7 @@ import torch
 from ...config import PRESETS
 from ...errors import CheckpointError
 from ...interop.formats import FORMATS, CheckpointFormat, KeyMap, merge_fused, require, split_fused
+from ...nn.ffn import GATED
 from .config import DecoderConfig
 
 # checkpoint activation name <-> genzoo activation name
@@ -189,7 +190,7 @@ class LlamaFormat(CheckpointFormat):
         require(c, "n_experts", bool(c.n_experts) == self.has_experts, f,
                 "a mixture of experts" if self.has_experts else "no experts; use 'mixtral'")
         require(c, "norm", c.norm == "rmsnorm", f, "RMSNorm")
-        require(c, "ffn", c.ffn in ("gated", "swiglu", "geglu"), f, "a gated MLP")
+        require(c, "ffn", c.ffn in GATED, f, "a gated MLP")
         require(c, "activation", c.activation in GZ_ACT, f, f"one of {sorted(GZ_ACT)}")
         require(c, "position", c.position == "rope", f, "rotary positions")
         require(c, "attn_out_bias", c.attn_out_bias == c.attn_bias, f, "the same bias on all projections")

@@ -17,6 +17,7 @@ from ...errors import InputError
 from ...generate import GenerationMixin
 from ...inputs import check_token_ids
 from ...nn import FFNS, NORMS, POSITIONS, SOFTMAX, Attention, Block, StaticKVCache, build_mask
+from ...nn.ffn import GATED_ACTIVATIONS
 from ...nn.moe import SparseMoE, StackedExperts, TopKRouter, load_balancing_loss, router_z_loss
 from ...outputs import CausalLMOutput
 from .config import DecoderConfig
@@ -41,7 +42,7 @@ def make_block(cfg: DecoderConfig) -> Block:
         backend=cfg.attn_backend,
     )
     if cfg.n_experts:  # Mixtral: every FFN is a sparse mixture of gated experts
-        act = {"swiglu": "silu", "geglu": "gelu"}.get(cfg.ffn, cfg.activation)
+        act = GATED_ACTIVATIONS.get(cfg.ffn, cfg.activation)
         ffn = SparseMoE(TopKRouter(d, cfg.n_experts, cfg.experts_top_k, cfg.router_jitter),
                         StackedExperts(cfg.n_experts, d, cfg.d_ff, act))
     else:
