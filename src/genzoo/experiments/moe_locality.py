@@ -31,11 +31,10 @@ def route(model, tokenizer, texts: list[str], block: int, max_tokens: int):
                 model(part[None])
             for layer, b in enumerate(model.blocks):
                 chosen[layer].append(b.ffn.chosen)
-            kinds.append(kind[i:i + block])
-            # a pair never crosses a block boundary: mark the boundary with an invalid kind
-            kinds[-1] = torch.cat([kinds[-1][:-1], torch.tensor([-1])]) if i + block < len(ids) else kinds[-1]
+            k = kind[i:i + block].clone()
+            k[-1] = -1  # no pair crosses a block (or file) boundary: its last token pairs with nothing
+            kinds.append(k)
             seen += len(part)
-        kinds[-1] = torch.cat([kinds[-1][:-1], torch.tensor([-1])])  # nor a file boundary
         if seen >= max_tokens:
             break
     return [torch.cat(c) for c in chosen], torch.cat(kinds)
