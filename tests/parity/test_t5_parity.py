@@ -59,6 +59,36 @@ def test_greedy_tokens_identical(pair):
     assert torch.equal(ours.generate(ids, attention_mask=mask, max_new_tokens=20, eos_token_id=eos), want)
 
 
+@pytest.mark.parametrize("kw", [dict(num_beams=4), dict(num_beams=3, length_penalty=0.5),
+                                dict(num_beams=4, length_penalty=2.0, early_stopping=True)])
+def test_beam_search_tokens_identical(pair, kw):
+    ref, ours, _ = pair
+    ids, mask, _ = batch()
+    want = ref.generate(ids, attention_mask=mask, max_new_tokens=20, do_sample=False, **kw)
+    assert torch.equal(ours.generate(ids, attention_mask=mask, max_new_tokens=20, **kw), want)
+    # eos tokens the model emits early: hypotheses finish at different lengths and the shorter are filled
+    greedy = ours.generate(ids, attention_mask=mask, max_new_tokens=20)
+    stopped_early = False
+    for eos in {int(greedy[0, 3]), int(greedy[1, 2]), int(greedy[2, 5])}:
+        want = ref.generate(ids, attention_mask=mask, max_new_tokens=20, do_sample=False, eos_token_id=eos, **kw)
+        got = ours.generate(ids, attention_mask=mask, max_new_tokens=20, eos_token_id=eos, **kw)
+        assert torch.equal(got, want), (eos, got, want)
+        stopped_early |= got.shape[1] < 21
+    if ours.config.ffn == "mlp":  # with these weights the ReLU model's beams end at eos; the check must see it
+        assert stopped_early
+
+
+def test_beam_search_one_beam_is_greedy_and_bad_options_are_refused(pair):
+    _, ours, _ = pair
+    ids, mask, _ = batch()
+    assert torch.equal(ours.generate(ids, attention_mask=mask, max_new_tokens=8, num_beams=1),
+                       ours.generate(ids, attention_mask=mask, max_new_tokens=8))
+    with pytest.raises(genzoo.InputError, match="num_beams"):
+        ours.generate(ids, num_beams=0)
+    with pytest.raises(genzoo.InputError, match="beam sampling"):
+        ours.generate(ids, num_beams=2, do_sample=True)
+
+
 def test_round_trips(pair, tmp_path):
     ref, ours, _ = pair
     genzoo.save(ours, tmp_path / "out")

@@ -43,3 +43,11 @@ class StaticKVCache:
         self.k[layer][:, :, start:end] = k
         self.v[layer][:, :, start:end] = v
         return self.k[layer][:, :, :end], self.v[layer][:, :, :end]  # 2 x (B, Hkv, end, Dh)
+
+    def reorder(self, index: torch.Tensor) -> None:
+        """Beam search: row r of every layer becomes a copy of row index[r] (B,), up to the written length."""
+        n = self.length
+        for buf in (*self.k, *self.v):
+            buf[:, :, :n] = buf[index, :, :n]
+        if self.key_valid is not None:
+            self.key_valid = self.key_valid[index]

@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ...config import GENRES
+from ...beam import beam_search, check_beams
 from ...errors import InputError
 from ...generate import check_sampling, next_tokens
 from ...inputs import check_token_ids
@@ -160,10 +161,14 @@ class Seq2SeqLM(nn.Module):
     @torch.no_grad()
     def generate(self, input_ids, attention_mask=None, max_new_tokens: int = 20, do_sample: bool = False,
                  temperature: float = 1.0, top_k: int | None = None, top_p: float | None = None,
-                 eos_token_id: int | None = None, seed: int | None = None) -> torch.Tensor:
+                 eos_token_id: int | None = None, seed: int | None = None, num_beams: int = 1,
+                 length_penalty: float = 1.0, early_stopping: bool = False) -> torch.Tensor:
         """Decoder tokens (B, 1 + N), starting with the decoder start token, as transformers returns them. The
-        encoder runs once, cross-attention keys/values are projected once, self-attention uses the KV cache."""
+        encoder runs once, cross-attention keys/values are projected once, self-attention uses the KV cache.
+        num_beams > 1: beam search (`genzoo.beam`), the best hypothesis per input; length_penalty divides a
+        finished hypothesis' log-probability by its length ** length_penalty."""
         check_sampling(temperature, top_k, top_p, max_new_tokens)
+        check_beams(num_beams, length_penalty, early_stopping, do_sample)
         self.check_inputs(input_ids, attention_mask)
         cfg = self.config
         eos = cfg.eos_token_id if eos_token_id is None else eos_token_id
@@ -173,6 +178,9 @@ class Seq2SeqLM(nn.Module):
             memory = self.encoder(input_ids, attention_mask)
             memory_kv = self.decoder.project_memory(memory)
             valid = None if attention_mask is None or bool(attention_mask.all()) else attention_mask.bool()
+            if num_beams > 1:
+                return self._beam_search(memory_kv, valid, b, num_beams, max_new_tokens, eos, length_penalty,
+                                         early_stopping)
             cache = StaticKVCache(cfg.n_decoder_layers, b, cfg.n_heads, max_new_tokens + 1, cfg.head_dim,
                                   dtype=memory.dtype, device=memory.device)
             out = torch.full((b, max_new_tokens + 1), cfg.pad_token_id, dtype=torch.long, device=device)
@@ -186,3 +194,18 @@ class Seq2SeqLM(nn.Module):
                 if bool(finished.all()):
                     return out[:, : i + 2]
         return out
+
+    def _beam_search(self, memory_kv, valid, b, k, max_new_tokens, eos, length_penalty, early_stopping):
+        """Every input's cross-attention keys/values repeated for its K beams, once; one decoder step per token."""
+        cfg = self.config
+        memory_kv = [(mk.repeat_interleave(k, 0), mv.repeat_interleave(k, 0)) for mk, mv in memory_kv]  # (B*K, ..)
+        valid = None if valid is None else valid.repeat_interleave(k, 0)  # (B*K, Tm)
+        cache = StaticKVCache(cfg.n_decoder_layers, b * k, cfg.n_heads, max_new_tokens + 1, cfg.head_dim,
+                              dtype=memory_kv[0][0].dtype, device=memory_kv[0][0].device)
+        step = lambda tok: self.logits(self.decoder(tok[:, None], memory_kv, valid, cache))[:, -1]  # noqa: E731
+        prompt = torch.full((b, 1), cfg.decoder_start_token_id, dtype=torch.long, device=memory_kv[0][0].device)
+        eos_ids = torch.tensor([eos], device=prompt.device)
+        # transformers pads short hypotheses with the pad id, or with eos when the pad id is 0 (a falsy tensor)
+        fill = cfg.pad_token_id or eos
+        return beam_search(step, cache.reorder, prompt, k, max_new_tokens, eos_ids, fill, length_penalty,
+                           early_stopping)
