@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import inspect
 import os
 import sys
 
@@ -67,10 +68,18 @@ def cmd_generate(args) -> int:
         raise ArgumentError("genzoo generate: --prompt encodes to no tokens")
     prompt = torch.tensor([ids] * args.num_samples)
     sample = args.temperature > 0
+    beams = {}
+    if args.num_beams > 1:
+        if "num_beams" not in inspect.signature(model.generate).parameters:
+            raise ArgumentError(f"genzoo generate: --num-beams: {type(model).__name__} has no beam search "
+                                "(seq2seq models do)")
+        if sample:
+            raise ArgumentError("genzoo generate: --num-beams needs greedy scoring: add --temperature 0")
+        beams = dict(num_beams=args.num_beams, length_penalty=args.length_penalty)
     out = model.generate(
         prompt, max_new_tokens=min(args.max_new_tokens, model.config.max_positions - len(ids)),
         do_sample=sample, temperature=args.temperature if sample else 1.0, top_k=args.top_k, top_p=args.top_p,
-        eos_token_id=tok.eos_id, seed=args.seed,
+        eos_token_id=tok.eos_id, seed=args.seed, **beams,
     )
     for i, row in enumerate(out.tolist()):
         if args.num_samples > 1:
@@ -153,6 +162,9 @@ def build_parser() -> Parser:
     s.add_argument("--top-p", type=float, default=None)
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--num-samples", type=int, default=1)
+    s.add_argument("--num-beams", type=int, default=1, help="beam search with this many beams (seq2seq models)")
+    s.add_argument("--length-penalty", type=float, default=1.0,
+                   help="beam search: a finished hypothesis scores sum(log p) / length ** this")
     s.set_defaults(fn=cmd_generate)
 
     s = sub.add_parser("embed", help="sentence embeddings from an encoder (run or Hugging Face directory)")

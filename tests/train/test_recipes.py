@@ -112,6 +112,17 @@ def test_t5_recipe_learns_and_loads_in_transformers(tmp_path):
     ref = tf.T5ForConditionalGeneration.from_pretrained(tmp_path / "run").eval()
     ids = torch.tensor([[5, 9, 12, 1]])
     assert torch.equal(ours.generate(ids, max_new_tokens=6), ref.generate(ids, max_new_tokens=6, do_sample=False))
+    # beam search from the command line prints what the Python call returns
+    from genzoo.tokenizers import Tokenizer
+    from tests.train.common import genzoo as cli
+
+    tok = Tokenizer.from_dir(tmp_path / "run")
+    want = ours.generate(torch.tensor([tok.encode("dcba")]), max_new_tokens=8, num_beams=3, eos_token_id=tok.eos_id)
+    r = cli("generate", str(tmp_path / "run"), "--prompt", "dcba", "--max-new-tokens", "8", "--num-beams", "3",
+            "--temperature", "0")
+    assert r.stdout.strip() == tok.decode(want[0].tolist()).strip()
+    r = cli("generate", str(tmp_path / "run"), "--prompt", "dcba", "--num-beams", "3", check=False)
+    assert r.returncode != 0 and "add --temperature 0" in r.stderr
 
 
 def test_sorting_reaches_95_percent_exact_match_in_the_default_run(tmp_path):
