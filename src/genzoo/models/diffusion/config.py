@@ -1,0 +1,73 @@
+"""DiffusionConfig: a class-conditional image denoiser (a UNet or a DiT-style transformer) and the noise schedule it
+is trained with. Presets `ddpm-digits` (UNet, 8x8 greyscale, 10 classes), `dit-digits`, and tiny variants."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ...config import PRESETS, Preset, check, check_positive
+from .schedulers import SchedulerConfig
+
+
+@dataclass
+class DiffusionConfig:
+    denoiser: str = "unet"  # DENOISERS: "unet" or "dit"
+    image_size: int = 8
+    channels: int = 1
+    n_classes: int = 10  # class conditioning; 0 = unconditional. Index n_classes is the null class (guidance)
+    cond_drop_prob: float = 0.1  # training: the label is replaced by the null class with this probability
+    # UNet
+    base_channels: int = 32
+    channel_mults: tuple = (1, 2)
+    n_res_blocks: int = 1
+    groups: int = 8
+    # DiT
+    d_model: int = 64
+    n_layers: int = 4
+    n_heads: int = 4
+    d_ff: int = 256
+    patch_size: int = 2
+    # shared
+    dropout: float = 0.0
+    # noise schedule (the scheduler's config; see schedulers.SchedulerConfig)
+    num_train_timesteps: int = 1000
+    beta_schedule: str = "cosine"
+    beta_start: float = 0.0001
+    beta_end: float = 0.02
+    prediction_type: str = "epsilon"
+    clip_sample: bool = True
+    checkpoint_format: str = "genzoo"
+    genre: str = field(default="diffusion", repr=False)
+
+    def __post_init__(self):
+        from .denoisers import DENOISERS
+
+        self.channel_mults = tuple(self.channel_mults)
+        DENOISERS.get(self.denoiser)
+        check_positive(self, "image_size", "channels", "base_channels", "n_res_blocks", "groups", "d_model",
+                       "n_layers", "n_heads", "d_ff", "patch_size")
+        check(isinstance(self.n_classes, int) and self.n_classes >= 0, "n_classes", self.n_classes, "an integer >= 0")
+        check(0 <= self.cond_drop_prob < 1, "cond_drop_prob", self.cond_drop_prob, "in [0, 1)")
+        check(all(isinstance(m, int) and m > 0 for m in self.channel_mults), "channel_mults", self.channel_mults,
+              "positive integers")
+        check(self.image_size % 2 ** (len(self.channel_mults) - 1) == 0, "image_size", self.image_size,
+              f"must halve {len(self.channel_mults) - 1} times (channel_mults={self.channel_mults})")
+        check(all(self.base_channels * m % self.groups == 0 for m in self.channel_mults), "groups", self.groups,
+              "must divide base_channels * every channel_mult")
+        check(self.d_model % self.n_heads == 0, "d_model", self.d_model, f"must be divisible by n_heads={self.n_heads}")
+        check(self.image_size % self.patch_size == 0, "image_size", self.image_size,
+              f"must be a multiple of patch_size={self.patch_size}")
+        SchedulerConfig(**self.scheduler_config())  # validates the schedule fields
+
+    def scheduler_config(self) -> dict:
+        """The constructor arguments of this model's DDPM / DDIM scheduler."""
+        return dict(num_train_timesteps=self.num_train_timesteps, beta_schedule=self.beta_schedule,
+                    beta_start=self.beta_start, beta_end=self.beta_end, prediction_type=self.prediction_type,
+                    clip_sample=self.clip_sample)
+
+
+PRESETS.register("ddpm-digits", Preset(DiffusionConfig))
+PRESETS.register("ddpm-tiny", Preset(DiffusionConfig, base_channels=16, groups=4, num_train_timesteps=100))
+PRESETS.register("dit-digits", Preset(DiffusionConfig, denoiser="dit"))
+PRESETS.register("dit-tiny", Preset(DiffusionConfig, denoiser="dit", d_model=32, n_layers=2, d_ff=64,
+                                    num_train_timesteps=100))

@@ -1,0 +1,149 @@
+"""The two denoisers eps_theta(x_t, t, c): a small UNet (Ho et al., 2020, appendix B; Ronneberger et al., 2015) and
+a DiT-style transformer (Peebles & Xie, 2023) with in-context conditioning (their sec. 3.2: the timestep and
+class embeddings are two extra tokens in the sequence), built from the shared attention, MLP and block parts.
+
+Both take x_t (B, C, H, W), integer timesteps t (B,) and a conditioning vector (B, E) from `Conditioning`, and
+return a tensor shaped like x_t (the eps or v prediction).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ...nn import MLP, Attention, Block, build_mask
+from ...nn.positions import LearnedPositions, SinusoidalPositions
+from ...registry import Registry
+from .config import DiffusionConfig
+
+DENOISERS: Registry = Registry("denoiser")
+
+
+class Conditioning(nn.Module):
+    """Timestep (sinusoidal, Vaswani et al. 2017 sec. 3.5, then an MLP) plus class embedding -> (B, E). Class index
+    n_classes is the learned null class that classifier-free guidance (Ho & Salimans, 2022) contrasts with."""
+
+    def __init__(self, num_timesteps: int, dim: int, n_classes: int):
+        super().__init__()
+        self.time = SinusoidalPositions(num_timesteps, dim)
+        self.mlp = nn.Sequential(nn.Linear(dim, dim), nn.SiLU(), nn.Linear(dim, dim))
+        self.classes = nn.Embedding(n_classes + 1, dim) if n_classes else None
+
+    def forward(self, t: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:  # (B,), (B,) -> (B, E)
+        e = self.mlp(self.time(t))
+        return e if self.classes is None or labels is None else e + self.classes(labels)
+
+
+class ResBlock(nn.Module):
+    """GroupNorm, SiLU, 3x3 conv; add the projected conditioning; GroupNorm, SiLU, dropout, 3x3 conv; residual."""
+
+    def __init__(self, c_in: int, c_out: int, emb: int, groups: int, dropout: float):
+        super().__init__()
+        self.norm1, self.conv1 = nn.GroupNorm(groups, c_in), nn.Conv2d(c_in, c_out, 3, padding=1)
+        self.emb = nn.Linear(emb, c_out)
+        self.norm2, self.conv2 = nn.GroupNorm(groups, c_out), nn.Conv2d(c_out, c_out, 3, padding=1)
+        self.drop = nn.Dropout(dropout)
+        self.skip = nn.Conv2d(c_in, c_out, 1) if c_in != c_out else nn.Identity()
+
+    def forward(self, x, e):  # (B, Cin, H, W), (B, E) -> (B, Cout, H, W)
+        h = self.conv1(F.silu(self.norm1(x))) + self.emb(F.silu(e))[:, :, None, None]
+        return self.skip(x) + self.conv2(self.drop(F.silu(self.norm2(h))))
+
+
+class SpatialAttention(nn.Module):
+    """Self-attention over the H*W positions of a feature map (the shared Attention part), residual."""
+
+    def __init__(self, c: int, groups: int, heads: int = 4):
+        super().__init__()
+        self.norm = nn.GroupNorm(groups, c)
+        self.attn = Attention(nn.Linear(c, c), nn.Linear(c, c), nn.Linear(c, c), nn.Linear(c, c), n_heads=heads,
+                              n_kv_heads=heads, head_dim=c // heads, causal=False)
+
+    def forward(self, x):  # (B, C, H, W)
+        b, c, h, w = x.shape
+        tokens = self.norm(x).flatten(2).transpose(1, 2)  # (B, H*W, C)
+        out = self.attn(tokens, build_mask(h * w, h * w, 0, causal=False, device=x.device))
+        return x + out.transpose(1, 2).reshape(b, c, h, w)
+
+
+@DENOISERS.register("unet")
+class UNet(nn.Module):
+    """Levels of ResBlocks at halving resolutions with skip connections, attention at the lowest resolution."""
+
+    def __init__(self, cfg: DiffusionConfig):
+        super().__init__()
+        ch, g, emb = cfg.base_channels, cfg.groups, 4 * cfg.base_channels
+        self.cond = Conditioning(cfg.num_train_timesteps, emb, cfg.n_classes)
+        self.inp = nn.Conv2d(cfg.channels, ch, 3, padding=1)
+        widths = [ch * m for m in cfg.channel_mults]
+        self.down, skips, c = nn.ModuleList(), [ch], ch
+        for i, w in enumerate(widths):
+            for _ in range(cfg.n_res_blocks):
+                self.down.append(ResBlock(c, w, emb, g, cfg.dropout))
+                c = w
+                skips.append(c)
+            if i < len(widths) - 1:
+                self.down.append(nn.Conv2d(c, c, 3, stride=2, padding=1))
+                skips.append(c)
+        self.mid = nn.ModuleList([ResBlock(c, c, emb, g, cfg.dropout), SpatialAttention(c, g),
+                                  ResBlock(c, c, emb, g, cfg.dropout)])
+        self.up = nn.ModuleList()
+        for i, w in reversed(list(enumerate(widths))):
+            for _ in range(cfg.n_res_blocks + 1):
+                self.up.append(ResBlock(c + skips.pop(), w, emb, g, cfg.dropout))
+                c = w
+            if i > 0:
+                self.up.append(nn.Upsample(scale_factor=2, mode="nearest"))
+        self.out = nn.Sequential(nn.GroupNorm(g, c), nn.SiLU(), nn.Conv2d(c, cfg.channels, 3, padding=1))
+        nn.init.zeros_(self.out[-1].weight)  # start as the zero prediction
+        nn.init.zeros_(self.out[-1].bias)
+
+    def forward(self, x, t, labels):  # (B, C, H, W), (B,), (B,) | None -> (B, C, H, W)
+        e = self.cond(t, labels)
+        h = self.inp(x)
+        hs = [h]
+        for m in self.down:
+            h = m(h, e) if isinstance(m, ResBlock) else m(h)
+            hs.append(h)
+        for m in self.mid:
+            h = m(h, e) if isinstance(m, ResBlock) else m(h)
+        for m in self.up:
+            h = m(torch.cat([h, hs.pop()], dim=1), e) if isinstance(m, ResBlock) else m(h)
+        return self.out(h)
+
+
+@DENOISERS.register("dit")
+class DiT(nn.Module):
+    """Patchify (a strided conv), add learned positions, prepend the conditioning as tokens, pre-norm
+    transformer blocks, LayerNorm, a linear layer back to patches, unpatchify."""
+
+    def __init__(self, cfg: DiffusionConfig):
+        super().__init__()
+        d, p = cfg.d_model, cfg.patch_size
+        self.p, self.c, self.side = p, cfg.channels, cfg.image_size // p
+        self.cond = Conditioning(cfg.num_train_timesteps, d, cfg.n_classes)
+        self.patch = nn.Conv2d(cfg.channels, d, p, stride=p)
+        self.positions = LearnedPositions(self.side**2, d)
+        self.blocks = nn.ModuleList(
+            Block(Attention(nn.Linear(d, d), nn.Linear(d, d), nn.Linear(d, d), nn.Linear(d, d), n_heads=cfg.n_heads,
+                            n_kv_heads=cfg.n_heads, head_dim=d // cfg.n_heads, causal=False, dropout=cfg.dropout),
+                  MLP(d, cfg.d_ff, "gelu_tanh"), nn.LayerNorm(d), nn.LayerNorm(d), norm_position="pre",
+                  dropout=cfg.dropout)
+            for _ in range(cfg.n_layers))
+        self.norm = nn.LayerNorm(d)
+        self.head = nn.Linear(d, p * p * cfg.channels)
+        nn.init.zeros_(self.head.weight)
+        nn.init.zeros_(self.head.bias)
+
+    def forward(self, x, t, labels):  # (B, C, H, W), (B,), (B,) | None -> (B, C, H, W)
+        b, n = x.shape[0], self.side**2
+        tokens = self.patch(x).flatten(2).transpose(1, 2)  # (B, N, D)
+        tokens = tokens + self.positions(torch.arange(n, device=x.device)[None])
+        h = torch.cat([self.cond(t, labels)[:, None], tokens], dim=1)  # (B, 1 + N, D)
+        mask = build_mask(n + 1, n + 1, 0, causal=False, device=x.device)
+        for block in self.blocks:
+            h = block(h, mask)
+        out = self.head(self.norm(h[:, 1:]))  # (B, N, p*p*C)
+        out = out.view(b, self.side, self.side, self.c, self.p, self.p)  # (B, h, w, C, p, p)
+        return out.permute(0, 3, 1, 4, 2, 5).reshape(b, self.c, self.side * self.p, self.side * self.p)
