@@ -89,8 +89,7 @@ def frechet(a: np.ndarray, b: np.ndarray) -> float:
     mu1, mu2 = a.mean(0), b.mean(0)
     eps = 1e-6 * np.eye(a.shape[1])  # features that never fire make a covariance singular
     s1, s2 = np.cov(a, rowvar=False) + eps, np.cov(b, rowvar=False) + eps
-    covmean, _ = linalg.sqrtm(s1 @ s2, disp=False)
-    covmean = covmean.real
+    covmean = np.real(linalg.sqrtm(s1 @ s2))
     return float(((mu1 - mu2) ** 2).sum() + np.trace(s1 + s2 - 2 * covmean))
 
 
