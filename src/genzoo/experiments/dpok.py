@@ -53,8 +53,8 @@ def fd_at_reward(curve: list[dict], level: float) -> float:
 
 
 @EXPERIMENTS.register("dpok")
-def run(out: str, steps: int | None = None, sets: tuple[str, ...] = (), base_steps: int = 60, iterations: int = 40,
-        beta: float = 0.003, lr: float = 3e-4, eval_every: int = 5, n_per_class: int = 50) -> dict:
+def run(out: str, steps: int | None = None, sets: tuple[str, ...] = (), base_steps: int = 60, iterations: int = 60,
+        beta: float = 0.003, lr: float = 3e-4, eval_every: int = 5, n_per_class: int = 50, batch: int = 64) -> dict:
     import genzoo
     from ..figures import image_grid
     from ..models.diffusion.judges import class_probability
@@ -73,11 +73,11 @@ def run(out: str, steps: int | None = None, sets: tuple[str, ...] = (), base_ste
     chain = RLConfig().steps
     before = score(base, n_per_class, chain)
     image_grid(before.pop("images"), out / "samples_before.png", ncol=10, title="base model (under-trained)")
-    results = {"base_steps": base_steps, "reward_queries": iterations * RLConfig().batch, "before": before,
+    results = {"base_steps": base_steps, "reward_queries": iterations * batch, "before": before,
                "arms": {}}
     for arm, title in ARMS.items():
         model = copy.deepcopy(base)
-        cfg = RLConfig(iterations=iterations, lr=lr, beta=beta if arm == "dpok" else 0.0)
+        cfg = RLConfig(iterations=iterations, batch=batch, lr=lr, beta=beta if arm == "dpok" else 0.0)
         curve = [{"reward_queries": 0, **{k: v for k, v in before.items()}}]
 
         def checkpoint(i, stats, model=model, curve=curve, cfg=cfg):
