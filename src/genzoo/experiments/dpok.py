@@ -19,7 +19,6 @@ import copy
 import json
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from . import EXPERIMENTS
