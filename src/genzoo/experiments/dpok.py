@@ -77,7 +77,7 @@ def run(out: str, steps: int | None = None, sets: tuple[str, ...] = (), base_ste
     for arm, title in ARMS.items():
         model = copy.deepcopy(base)
         cfg = RLConfig(iterations=iterations, batch=batch, lr=lr, beta=beta if arm == "dpok" else 0.0)
-        curve = [{"reward_queries": 0, **{k: v for k, v in before.items()}}]
+        curve = [{"reward_queries": 0, **before}]
 
         def checkpoint(i, stats, model=model, curve=curve, cfg=cfg):
             if i % eval_every == 0 or i == cfg.iterations:

@@ -85,6 +85,16 @@ class Scheduler:
         n = self.config.num_train_timesteps
         return t - (n // self.num_inference_steps if self.num_inference_steps else 1)
 
+    final_alpha_to_one = True  # alpha_bar "before" timestep 0 (DDIM lets the config choose alpha_bar_0)
+
+    def alphas(self, t: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """(alpha_bar_t, alpha_bar of the previous inference timestep)."""
+        prev = self.previous_timestep(t)
+        a_t = self.alphas_cumprod[t]
+        a_prev = self.alphas_cumprod[prev] if prev >= 0 else (
+            torch.tensor(1.0) if self.final_alpha_to_one else self.alphas_cumprod[0])
+        return a_t, a_prev
+
     def alpha_bar(self, t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
         """alpha_bar at timesteps t (B,) shaped to broadcast over `like` (B, ...)."""
         a = self.alphas_cumprod.to(like.device)[t.to(like.device)].to(like.dtype)
@@ -129,17 +139,13 @@ class DDPMScheduler(Scheduler):
     beta~_t = (1 - alpha_bar_{t-1}) / (1 - alpha_bar_t) beta_t ("fixed_small")."""
 
     def variance(self, t: int) -> torch.Tensor:
-        prev = self.previous_timestep(t)
-        a_t = self.alphas_cumprod[t]
-        a_prev = self.alphas_cumprod[prev] if prev >= 0 else torch.tensor(1.0)
+        a_t, a_prev = self.alphas(t)
         return torch.clamp((1 - a_prev) / (1 - a_t) * (1 - a_t / a_prev), min=1e-20)
 
     def step(self, model_output: torch.Tensor, timestep: int, sample: torch.Tensor,
              generator: torch.Generator | None = None) -> StepOutput:
         t = int(timestep)
-        prev = self.previous_timestep(t)
-        a_t = self.alphas_cumprod[t]
-        a_prev = self.alphas_cumprod[prev] if prev >= 0 else torch.tensor(1.0)
+        a_t, a_prev = self.alphas(t)
         beta_prod_t, beta_prod_prev = 1 - a_t, 1 - a_prev
         alpha_t = a_t / a_prev
         x0, _ = self.split(model_output, sample, a_t)
@@ -156,12 +162,9 @@ class DDIMScheduler(Scheduler):
     sigma_t = eta sqrt((1 - a_prev) / (1 - a_t)) sqrt(1 - a_t / a_prev) (eq. 16); eta=0 is deterministic, eta=1
     has DDPM's variance. With eta > 0 each step is a Gaussian policy N(mean, sigma_t^2 I): `log_prob` scores it."""
 
-    def alphas(self, t: int):
-        prev = self.previous_timestep(t)
-        a_t = self.alphas_cumprod[t]
-        a_prev = self.alphas_cumprod[prev] if prev >= 0 else (
-            torch.tensor(1.0) if self.config.set_alpha_to_one else self.alphas_cumprod[0])
-        return a_t, a_prev
+    @property
+    def final_alpha_to_one(self) -> bool:
+        return self.config.set_alpha_to_one
 
     def std(self, t: int, eta: float) -> torch.Tensor:
         a_t, a_prev = self.alphas(t)

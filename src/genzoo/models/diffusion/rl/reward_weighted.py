@@ -5,6 +5,7 @@ same reward queries and the same number of gradient steps as the DPOK run it is 
 
 from __future__ import annotations
 
+import copy
 from typing import Callable
 
 import torch
@@ -19,16 +20,15 @@ def reward_weighted_finetune(model, reward: Callable[[torch.Tensor, torch.Tensor
     device = next(model.parameters()).device
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     g = torch.Generator().manual_seed(cfg.seed)
-    base = {k: v.detach().clone() for k, v in model.state_dict().items()}
     pool_x, pool_y, pool_r = [], [], []
-    pretrained = type(model)(model.config).to(device)
-    pretrained.load_state_dict(base)
-    pretrained.eval().requires_grad_(False)
-    updates_per_iter = cfg.epochs * -(-cfg.steps * cfg.batch // cfg.minibatch)
+    pretrained = copy.deepcopy(model).eval().requires_grad_(False)
     history = []
     for it in range(cfg.iterations):
         labels = torch.randint(cfg.n_classes, (cfg.batch,), generator=g).to(device)
-        images = rollout(pretrained, labels, cfg.steps, g).images
+        ro = rollout(pretrained, labels, cfg.steps, g)
+        images = ro.images
+        # DPOK's gradient steps per rollout: its transitions (the stochastic steps) in minibatches, per epoch
+        updates_per_iter = cfg.epochs * -(-sum(s > 0 for s in ro.stds) * cfg.batch // cfg.minibatch)
         r = reward(images, labels).float()
         pool_x.append(images)
         pool_y.append(labels)
