@@ -7,8 +7,11 @@ Jiang et al., "Mixtral of Experts", 2024).
   the layout `transformers` writes. Dispatch is dropless: the N*k (token, expert) pairs are sorted by
   expert and each expert's contiguous slice is multiplied by a grouped matmul (no Python loop over
   experts; a padded batched matmul where grouped matmul is unavailable).
-- `load_balancing_loss`: the Switch auxiliary loss (eq. 4-6), E * sum_e f_e * P_e, computed exactly as
-  `transformers`' Mixtral computes it (over all layers' router logits, top-k counts, padding excluded).
+- `load_balancing_loss`: the Switch auxiliary loss (eq. 4-6), E * sum_e f_e * P_e. scope="all-layers" computes
+  it exactly as `transformers`' Mixtral does: the counts and probabilities of all layers pooled into one f and
+  one P, so it balances the experts' total load over the layers, and one layer may starve an expert that
+  another over-uses. scope="per-layer" is the paper's: the loss of each MoE layer, averaged over the layers,
+  which balances every layer.
 - `router_z_loss`: ST-MoE's z-loss (Zoph et al., 2022, eq. 5), mean(logsumexp(logits)^2).
 """
 
@@ -18,6 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..errors import ConfigError
 from .ffn import ACTIVATIONS
 
 
@@ -109,22 +113,34 @@ class SparseMoE(nn.Module):
         return self.experts(h, chosen, weights).view(b, t, d)
 
 
+LOSS_SCOPES = ("all-layers", "per-layer")
+
+
 def load_balancing_loss(router_logits: list[torch.Tensor], n_experts: int, top_k: int,
-                        attention_mask: torch.Tensor | None = None) -> torch.Tensor:
-    """Switch-Transformer auxiliary loss over all layers: E * sum_e f_e * P_e, where f_e is the fraction
-    of top-k assignments to expert e and P_e the mean router probability of e (padding excluded)."""
-    counts = torch.zeros(n_experts, device=router_logits[0].device)
-    prob_sum = torch.zeros(n_experts, device=router_logits[0].device)
-    rows = torch.zeros((), device=router_logits[0].device)
+                        attention_mask: torch.Tensor | None = None, scope: str = "all-layers") -> torch.Tensor:
+    """Switch-Transformer auxiliary loss E * sum_e f_e * P_e, where f_e is the fraction of top-k assignments
+    to expert e and P_e the mean router probability of e (padding excluded). router_logits: L x (N, E).
+    scope: "all-layers" pools the L layers into one f and P (`transformers`' Mixtral); "per-layer" takes the
+    loss of each layer and averages them (Fedus et al., eq. 4, applied at every MoE layer). Both are k for a
+    uniform router."""
+    if scope not in LOSS_SCOPES:
+        raise ConfigError(f"load-balancing scope {scope!r} is unknown: one of {LOSS_SCOPES}")
     mask = None if attention_mask is None else attention_mask.reshape(-1).float()
+    parts = []  # per layer: (assignment counts (E,), probability sums (E,), real rows ())
     for logits in router_logits:
         probs = torch.softmax(logits.float(), dim=-1)  # (N, E)
         chosen = torch.topk(probs, top_k, dim=-1).indices  # (N, k)
-        w = torch.ones(chosen.shape[0], device=probs.device) if mask is None else mask
-        counts = counts.scatter_add(0, chosen.reshape(-1), w.repeat_interleave(top_k))
-        prob_sum = prob_sum + (probs * w[:, None]).sum(dim=0)
-        rows = rows + w.sum()
-    return n_experts * torch.sum((counts / rows) * (prob_sum / rows))
+        w = torch.ones(chosen.shape[0], device=probs.device) if mask is None else mask  # (N,)
+        counts = torch.zeros(n_experts, device=probs.device).scatter_add(0, chosen.reshape(-1),
+                                                                         w.repeat_interleave(top_k))
+        parts.append((counts, (probs * w[:, None]).sum(dim=0), w.sum()))
+
+    def switch(counts, prob_sum, rows):
+        return n_experts * torch.sum((counts / rows) * (prob_sum / rows))
+
+    if scope == "per-layer":
+        return torch.stack([switch(*p) for p in parts]).mean()
+    return switch(*(torch.stack(x).sum(0) for x in zip(*parts)))
 
 
 def router_z_loss(router_logits: list[torch.Tensor]) -> torch.Tensor:

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from ...config import PRESETS, Preset, check, check_positive
 from ...nn import FFNS, NORMS, POSITIONS, SOFTMAX
 from ...nn.attention import BACKENDS
+from ...nn.moe import LOSS_SCOPES
 from ...nn.ffn import ACTIVATIONS, GATED, GATED_ACTIVATIONS
 
 
@@ -37,6 +38,7 @@ class DecoderConfig:
     n_experts: int = 0  # > 0: every FFN is a sparse mixture of this many gated experts (nn.moe)
     experts_top_k: int = 2  # experts per token
     router_aux_loss_coef: float = 0.001  # load-balancing loss weight in `loss` (0: off)
+    router_aux_loss_scope: str = "all-layers"  # nn.moe.LOSS_SCOPES: pooled over layers (transformers) or per layer
     router_z_loss_coef: float = 0.0  # router z-loss weight in `loss` (0: off)
     router_jitter: float = 0.0  # multiplicative input noise for the router while training
     tie_embeddings: bool = True
@@ -92,6 +94,8 @@ class DecoderConfig:
             check(isinstance(self.experts_top_k, int) and 0 < self.experts_top_k <= self.n_experts,
                   "experts_top_k", self.experts_top_k, f"in 1..n_experts={self.n_experts}")
             check(self.ffn in GATED, "ffn", self.ffn, "experts are gated FFNs")
+            check(self.router_aux_loss_scope in LOSS_SCOPES, "router_aux_loss_scope", self.router_aux_loss_scope,
+                  f"one of {LOSS_SCOPES}")
         check(0.0 <= self.dropout < 1.0, "dropout", self.dropout, "must be in [0, 1)")
         check(self.position != "rope" or self.head_dim % 2 == 0, "head_dim", self.head_dim, "must be even for rope")
 

@@ -171,11 +171,12 @@ class DecoderLM(nn.Module, GenerationMixin):
         return out
 
     def _add_router_losses(self, out: CausalLMOutput, attention_mask) -> None:
-        """Mixtral: the load-balancing loss over all layers (as `transformers` computes it) and the
-        optional z-loss, added to `loss` with their coefficients."""
+        """Mixtral: the load-balancing loss (pooled over the layers as `transformers` computes it, or per
+        layer: `router_aux_loss_scope`) and the optional z-loss, added to `loss` with their coefficients."""
         cfg = self.config
         out.router_logits = tuple(b.ffn.router_logits for b in self.blocks)  # L x (B T, E)
-        out.aux_loss = load_balancing_loss(list(out.router_logits), cfg.n_experts, cfg.experts_top_k, attention_mask)
+        out.aux_loss = load_balancing_loss(list(out.router_logits), cfg.n_experts, cfg.experts_top_k, attention_mask,
+                                           cfg.router_aux_loss_scope)
         out.router_loss = cfg.router_aux_loss_coef * out.aux_loss
         if cfg.router_z_loss_coef:
             out.router_loss = out.router_loss + cfg.router_z_loss_coef * router_z_loss(list(out.router_logits))
