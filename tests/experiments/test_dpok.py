@@ -1,4 +1,4 @@
-"""The dpok experiment runs its three arms on the same budget and writes its report, grids and results; the
+"""The dpok experiment runs its four arms on the same budget and writes its report, grids and results; the
 matched-reward Fréchet comparison interpolates along each arm's curve."""
 
 import json
@@ -11,14 +11,15 @@ def test_experiment_writes_outputs(tmp_path):
     r = EXPERIMENTS.get("dpok")(out=str(tmp_path), base_steps=10, iterations=2, eval_every=1, n_per_class=4, batch=16,
                                 sets=("model.base_channels=16", "model.groups=4"))
     for f in ("report.md", "results.json", "curves.png", "samples_before.png", "samples_dpok.png",
-              "samples_dpok-beta0.png", "samples_reward-weighted.png"):
+              "samples_dpok-beta0.png", "samples_dpok-value.png", "samples_reward-weighted.png"):
         assert (tmp_path / f).exists(), f
     saved = json.loads((tmp_path / "results.json").read_text())
-    assert set(saved["arms"]) == {"dpok", "dpok-beta0", "reward-weighted"}
+    assert set(saved["arms"]) == {"dpok", "dpok-beta0", "dpok-value", "reward-weighted"}
     for arm in saved["arms"].values():  # the same reward-query budget for every arm
         assert [p["reward_queries"] for p in arm["curve"]] == [0, 16, 32]
         assert 0 <= arm["final"]["reward"] <= 1 and arm["final"]["frechet"] > 0
     assert saved["arms"]["dpok"]["beta"] > 0 == saved["arms"]["dpok-beta0"]["beta"]
+    assert saved["arms"]["dpok-value"]["normalise"] == "value" != saved["arms"]["dpok"]["normalise"]
     assert len(r["targets"]) == 4 and "Targets" in (tmp_path / "report.md").read_text()
 
 

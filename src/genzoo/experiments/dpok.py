@@ -3,8 +3,9 @@ supervised fine-tuning (Lee et al. 2023), and does the KL term keep fidelity whi
 
 1. Train `ddpm-digits` for a few steps only: a deliberately under-trained base model.
 2. The reward is the frozen `reward` judge's probability of the digit asked for (the prompt is the class).
-3. Three arms from the same base with the same budget of reward queries and gradient steps: DPOK (beta > 0),
-   DPOK (beta = 0), reward-weighted fine-tuning.
+3. Four arms from the same base with the same budget of reward queries and gradient steps: DPOK (beta > 0),
+   DPOK (beta = 0), both with DDPO's per-prompt reward normalisation, DPOK (beta > 0) with the learned value
+   baseline instead, and reward-weighted fine-tuning.
 4. Every few iterations and at the end, each arm is scored on a fixed set of samples (the same noise): mean reward,
    Fréchet distance to the held-out digits, and the probability given by the `held-out` judge, which no arm
    optimises (a guard against reward hacking). The Fréchet distance of the two DPOK arms is compared at the
@@ -23,7 +24,13 @@ import torch
 
 from . import EXPERIMENTS
 
-ARMS = {"dpok": "DPOK (beta > 0)", "dpok-beta0": "DPOK (beta = 0)", "reward-weighted": "reward-weighted fine-tuning"}
+# arm -> (title, RLConfig fields besides the shared ones; beta=None takes the experiment's beta)
+ARMS = {
+    "dpok": ("DPOK (beta > 0)", {"beta": None, "normalise": "prompt"}),
+    "dpok-beta0": ("DPOK (beta = 0)", {"beta": 0.0, "normalise": "prompt"}),
+    "dpok-value": ("DPOK (beta > 0, value baseline)", {"beta": None, "normalise": "value"}),
+    "reward-weighted": ("reward-weighted fine-tuning", {"beta": 0.0}),
+}
 
 
 def score(model, n_per_class: int, steps: int) -> dict:
@@ -74,9 +81,10 @@ def run(out: str, steps: int | None = None, sets: tuple[str, ...] = (), base_ste
     image_grid(before.pop("images"), out / "samples_before.png", ncol=10, title="base model (under-trained)")
     results = {"base_steps": base_steps, "reward_queries": iterations * batch, "before": before,
                "arms": {}}
-    for arm, title in ARMS.items():
+    for arm, (title, fields) in ARMS.items():
         model = copy.deepcopy(base)
-        cfg = RLConfig(iterations=iterations, batch=batch, lr=lr, beta=beta if arm == "dpok" else 0.0)
+        fields = {**fields, "beta": beta if fields["beta"] is None else fields["beta"]}
+        cfg = RLConfig(iterations=iterations, batch=batch, lr=lr, **fields)
         curve = [{"reward_queries": 0, **before}]
 
         def checkpoint(i, stats, model=model, curve=curve, cfg=cfg):
@@ -89,7 +97,7 @@ def run(out: str, steps: int | None = None, sets: tuple[str, ...] = (), base_ste
         history = fit(model, class_probability, cfg, callback=checkpoint)
         final = score(model, n_per_class, chain)
         image_grid(final.pop("images"), out / f"samples_{arm}.png", ncol=10, title=title)
-        results["arms"][arm] = {"title": title, "beta": cfg.beta, "final": final, "curve": curve,
+        results["arms"][arm] = {"title": title, "beta": cfg.beta, "normalise": cfg.normalise, "final": final, "curve": curve,
                                 "train_reward": [h["reward"] for h in history]}
     r = results["arms"]
     matched = min(max(p["reward"] for p in r["dpok"]["curve"]), max(p["reward"] for p in r["dpok-beta0"]["curve"]))
@@ -137,7 +145,9 @@ def report(r: dict) -> str:
     b = r["before"]
     lines = ["# DPOK vs reward-weighted fine-tuning on class-conditional digits", "",
              f"Base: `ddpm-digits` after {r['base_steps']} training steps. Each arm spends {r['reward_queries']} "
-             "reward queries. Samples: DDIM eta=1, 10 steps, no guidance, the same noise for every model.", "",
+             "reward queries. Samples: DDIM eta=1, 10 steps, no guidance, the same noise for every model. "
+             "DPOK's advantage is the reward normalised per prompt (DDPO), or the reward minus a learned value "
+             "(`value baseline`).", "",
              "| model | reward | held-out judge | Fréchet distance |", "|---|---|---|---|",
              f"| base | {b['reward']:.3f} | {b['held_out']:.3f} | {b['frechet']:.1f} |"]
     for arm in r["arms"].values():

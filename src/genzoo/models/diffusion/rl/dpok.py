@@ -139,7 +139,9 @@ def dpok(model, reward: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], cf
     device = next(model.parameters()).device
     pretrained = copy.deepcopy(model).eval().requires_grad_(False)
     c = model.config
-    value = ValueNet(c.channels * c.image_size**2, c.num_train_timesteps, cfg.n_classes).to(device)
+    with torch.random.fork_rng(devices=[]):  # the value net's init from cfg.seed, not from the global RNG state
+        torch.manual_seed(cfg.seed)
+        value = ValueNet(c.channels * c.image_size**2, c.num_train_timesteps, cfg.n_classes).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     vopt = torch.optim.Adam(value.parameters(), lr=cfg.value_lr)
     sched = policy_scheduler(model, cfg.steps)
