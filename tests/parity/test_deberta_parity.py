@@ -11,7 +11,6 @@ from tests.hf_models import VOCAB, tiny_deberta
 
 from .encoder_checks import assert_round_trips, assert_unpadded_equals_padded
 
-transformers = pytest.importorskip("transformers")
 
 VARIANTS = {
     "model-shared": dict(masked_lm=False),

@@ -9,7 +9,7 @@ import genzoo
 
 from tests.hf_models import VOCAB, tiny_hf
 
-transformers = pytest.importorskip("transformers", reason="parity tests need transformers (test extra)")
+import transformers
 
 ARCHS = ["gpt2", "llama", "mistral"]
 ATOL = 1e-5

@@ -7,7 +7,7 @@ import torch
 
 from genzoo.models.diffusion.schedulers import DDIMScheduler, DDPMScheduler, gaussian_log_prob
 
-diffusers = pytest.importorskip("diffusers")
+import diffusers
 
 CONFIGS = [dict(beta_schedule="linear", prediction_type="epsilon"),
            dict(beta_schedule="squaredcos_cap_v2", prediction_type="v_prediction"),

@@ -10,7 +10,6 @@ from tests.hf_models import VOCAB, tiny_modernbert
 
 from .encoder_checks import assert_round_trips, assert_unpadded_equals_padded
 
-transformers = pytest.importorskip("transformers")
 
 
 def padded_batch():
