@@ -1,10 +1,12 @@
 """genzoo.nn: the shared parts every model is composed of. No model or family names live here."""
 
+from .activations import ACTIVATIONS
 from .attention import ATTENTION_BACKENDS, Attention
 from .blocks import Block, CrossBlock
 from .cache import StaticKVCache
 from .disentangled import DisentangledBias, RelativeEmbeddings
-from .ffn import ACTIVATIONS, FFNS, GatedMLP, MLP
+from .ffn import FFNS, GatedMLP, MLP
+from .linear import Linear, set_onednn
 from .masks import AttnMask, build_mask
 from .moe import SparseMoE, StackedExperts, TopKRouter, load_balancing_loss, router_z_loss
 from .norms import NORMS, RMSNorm
@@ -14,7 +16,7 @@ from .softmax import SOFTMAX, softmax1
 
 __all__ = [
     "ACTIVATIONS", "ALiBi", "ATTENTION_BACKENDS", "Attention", "AttnMask", "Block", "CrossBlock", "DisentangledBias", "FFNS",
-    "GatedMLP", "LearnedPositions", "MLP", "NORMS", "POSITIONS", "Packing", "RMSNorm", "RelativeEmbeddings",
+    "GatedMLP", "LearnedPositions", "Linear", "MLP", "NORMS", "POSITIONS", "Packing", "RMSNorm", "RelativeEmbeddings",
     "RotaryPositions", "SOFTMAX", "SinusoidalPositions", "SparseMoE", "StackedExperts", "StaticKVCache", "T5RelativeBias", "TopKRouter",
-    "build_mask", "load_balancing_loss", "router_z_loss", "softmax1",
+    "build_mask", "load_balancing_loss", "router_z_loss", "set_onednn", "softmax1",
 ]

@@ -16,6 +16,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .linear import Linear
+
 
 def log_bucket_position(rel: torch.Tensor, bucket_size: int, max_position: int) -> torch.Tensor:
     """DeBERTa-v2's bucketing: distances within bucket_size // 2 stay exact, farther ones are log-spaced."""
@@ -67,8 +69,8 @@ class DisentangledBias(nn.Module):
         super().__init__()
         self.n_heads, self.head_dim, self.terms, self.share = n_heads, head_dim, terms, share_att_key
         if not share_att_key:
-            self.pos_key_proj = nn.Linear(dim, n_heads * head_dim) if "c2p" in terms else None
-            self.pos_query_proj = nn.Linear(dim, n_heads * head_dim) if "p2c" in terms else None
+            self.pos_key_proj = Linear(dim, n_heads * head_dim) if "c2p" in terms else None
+            self.pos_query_proj = Linear(dim, n_heads * head_dim) if "p2c" in terms else None
 
     @property
     def scale_factor(self) -> int:

@@ -11,17 +11,11 @@
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ..registry import Registry
-
-ACTIVATIONS: Registry = Registry("activation")
-ACTIVATIONS.register("gelu", F.gelu)
-ACTIVATIONS.register("gelu_tanh", lambda x: F.gelu(x, approximate="tanh"))
-ACTIVATIONS.register("relu", F.relu)
-ACTIVATIONS.register("silu", F.silu)
-ACTIVATIONS.register("quick_gelu", lambda x: x * torch.sigmoid(1.702 * x))
+from .activations import ACTIVATIONS
+from .linear import Linear
 
 class MLP(nn.Module):
     """Two-layer FFN: (B, T, D) -> (B, T, F) -> (B, T, D)."""
@@ -30,11 +24,11 @@ class MLP(nn.Module):
         super().__init__()
         self.activation = activation
         self.act = ACTIVATIONS.get(activation)
-        self.up = nn.Linear(dim, hidden, bias=bias)
-        self.down = nn.Linear(hidden, dim, bias=bias)
+        self.up = Linear(dim, hidden, bias=bias)
+        self.down = Linear(hidden, dim, bias=bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.down(self.act(self.up(x)))
+        return self.down(self.up(x, activation=self.activation))  # the activation fused where it can be
 
     def extra_repr(self) -> str:
         return f"activation={self.activation}"
@@ -46,12 +40,12 @@ class GatedMLP(nn.Module):
         super().__init__()
         self.activation = activation
         self.act = ACTIVATIONS.get(activation)
-        self.gate = nn.Linear(dim, hidden, bias=bias)
-        self.up = nn.Linear(dim, hidden, bias=bias)
-        self.down = nn.Linear(hidden, dim, bias=bias)
+        self.gate = Linear(dim, hidden, bias=bias)
+        self.up = Linear(dim, hidden, bias=bias)
+        self.down = Linear(hidden, dim, bias=bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.down(self.act(self.gate(x)) * self.up(x))
+        return self.down(self.up(x, multiply=self.gate(x, activation=self.activation)))
 
     def extra_repr(self) -> str:
         return f"activation={self.activation}"

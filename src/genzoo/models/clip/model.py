@@ -22,11 +22,12 @@ from ...nn import MLP, Attention, Block, build_mask
 from ...nn.positions import LearnedPositions
 from .config import CLIPConfig
 from .loss import clip_loss
+from ...nn.linear import Linear
 
 
 def make_blocks(d: int, heads: int, d_ff: int, n: int, cfg: CLIPConfig, causal: bool) -> nn.ModuleList:
     def block():
-        attn = Attention(nn.Linear(d, d), nn.Linear(d, d), nn.Linear(d, d), nn.Linear(d, d), n_heads=heads,
+        attn = Attention(Linear(d, d), Linear(d, d), Linear(d, d), Linear(d, d), n_heads=heads,
                          n_kv_heads=heads, head_dim=d // heads, causal=causal, dropout=cfg.dropout,
                          backend=cfg.attn_backend)
         return Block(attn, MLP(d, d_ff, cfg.activation), nn.LayerNorm(d, eps=cfg.norm_eps),
@@ -103,8 +104,8 @@ class CLIP(nn.Module):
         self.config = cfg = config
         self.text = TextTower(cfg)
         self.vision = VisionTower(cfg)
-        self.text_projection = nn.Linear(cfg.text_d_model, cfg.projection_dim, bias=False)
-        self.visual_projection = nn.Linear(cfg.vision_d_model, cfg.projection_dim, bias=False)
+        self.text_projection = Linear(cfg.text_d_model, cfg.projection_dim, bias=False)
+        self.visual_projection = Linear(cfg.vision_d_model, cfg.projection_dim, bias=False)
         self.logit_scale = nn.Parameter(torch.tensor(cfg.logit_scale_init))
         self.reset_parameters()
 

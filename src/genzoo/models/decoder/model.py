@@ -21,16 +21,17 @@ from ...nn.ffn import GATED_ACTIVATIONS
 from ...nn.moe import SparseMoE, StackedExperts, TopKRouter, load_balancing_loss, router_z_loss
 from ...outputs import CausalLMOutput
 from .config import DecoderConfig
+from ...nn.linear import Linear
 
 
 def make_block(cfg: DecoderConfig) -> Block:
     """One pre-norm block: the parts are built here and handed to `Attention` and `Block`."""
     d, h, hkv, dh = cfg.d_model, cfg.n_heads, cfg.n_kv_heads, cfg.head_dim
     attn = Attention(
-        nn.Linear(d, h * dh, bias=cfg.attn_bias),
-        nn.Linear(d, hkv * dh, bias=cfg.attn_bias),
-        nn.Linear(d, hkv * dh, bias=cfg.attn_bias),
-        nn.Linear(h * dh, d, bias=cfg.attn_out_bias),
+        Linear(d, h * dh, bias=cfg.attn_bias),
+        Linear(d, hkv * dh, bias=cfg.attn_bias),
+        Linear(d, hkv * dh, bias=cfg.attn_bias),
+        Linear(h * dh, d, bias=cfg.attn_out_bias),
         n_heads=h,
         n_kv_heads=hkv,
         head_dim=dh,
@@ -67,7 +68,7 @@ class DecoderLM(nn.Module, GenerationMixin):
         self.drop = nn.Dropout(cfg.dropout)
         self.blocks = nn.ModuleList(make_block(cfg) for _ in range(cfg.n_layers))
         self.norm = NORMS.get(cfg.norm)(cfg.d_model, cfg.norm_eps, cfg.norm_bias)
-        self.lm_head = nn.Linear(cfg.d_model, cfg.vocab_size, bias=False)
+        self.lm_head = Linear(cfg.d_model, cfg.vocab_size, bias=False)
         if cfg.tie_embeddings:
             self.lm_head.weight = self.embed.weight
         self.windows = sorted({b.attn.window for b in self.blocks}, key=lambda w: -1 if w is None else w)

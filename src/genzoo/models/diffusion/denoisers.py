@@ -16,6 +16,7 @@ from ...nn import MLP, Attention, Block, build_mask
 from ...nn.positions import LearnedPositions, SinusoidalPositions
 from ...registry import Registry
 from .config import DiffusionConfig
+from ...nn.linear import Linear
 
 DENOISERS: Registry = Registry("denoiser")
 
@@ -27,7 +28,7 @@ class Conditioning(nn.Module):
     def __init__(self, num_timesteps: int, dim: int, n_classes: int):
         super().__init__()
         self.time = SinusoidalPositions(num_timesteps, dim)
-        self.mlp = nn.Sequential(nn.Linear(dim, dim), nn.SiLU(), nn.Linear(dim, dim))
+        self.mlp = nn.Sequential(Linear(dim, dim), nn.SiLU(), Linear(dim, dim))
         self.classes = nn.Embedding(n_classes + 1, dim) if n_classes else None
 
     def forward(self, t: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:  # (B,), (B,) -> (B, E)
@@ -41,7 +42,7 @@ class ResBlock(nn.Module):
     def __init__(self, c_in: int, c_out: int, emb: int, groups: int, dropout: float):
         super().__init__()
         self.norm1, self.conv1 = nn.GroupNorm(groups, c_in), nn.Conv2d(c_in, c_out, 3, padding=1)
-        self.emb = nn.Linear(emb, c_out)
+        self.emb = Linear(emb, c_out)
         self.norm2, self.conv2 = nn.GroupNorm(groups, c_out), nn.Conv2d(c_out, c_out, 3, padding=1)
         self.drop = nn.Dropout(dropout)
         self.skip = nn.Conv2d(c_in, c_out, 1) if c_in != c_out else nn.Identity()
@@ -57,7 +58,7 @@ class SpatialAttention(nn.Module):
     def __init__(self, c: int, groups: int, heads: int = 4):
         super().__init__()
         self.norm = nn.GroupNorm(groups, c)
-        self.attn = Attention(nn.Linear(c, c), nn.Linear(c, c), nn.Linear(c, c), nn.Linear(c, c), n_heads=heads,
+        self.attn = Attention(Linear(c, c), Linear(c, c), Linear(c, c), Linear(c, c), n_heads=heads,
                               n_kv_heads=heads, head_dim=c // heads, causal=False)
 
     def forward(self, x):  # (B, C, H, W)
@@ -126,13 +127,13 @@ class DiT(nn.Module):
         self.patch = nn.Conv2d(cfg.channels, d, p, stride=p)
         self.positions = LearnedPositions(self.side**2, d)
         self.blocks = nn.ModuleList(
-            Block(Attention(nn.Linear(d, d), nn.Linear(d, d), nn.Linear(d, d), nn.Linear(d, d), n_heads=cfg.n_heads,
+            Block(Attention(Linear(d, d), Linear(d, d), Linear(d, d), Linear(d, d), n_heads=cfg.n_heads,
                             n_kv_heads=cfg.n_heads, head_dim=d // cfg.n_heads, causal=False, dropout=cfg.dropout),
                   MLP(d, cfg.d_ff, "gelu_tanh"), nn.LayerNorm(d), nn.LayerNorm(d), norm_position="pre",
                   dropout=cfg.dropout)
             for _ in range(cfg.n_layers))
         self.norm = nn.LayerNorm(d)
-        self.head = nn.Linear(d, p * p * cfg.channels)
+        self.head = Linear(d, p * p * cfg.channels)
         nn.init.zeros_(self.head.weight)
         nn.init.zeros_(self.head.bias)
 

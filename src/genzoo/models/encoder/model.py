@@ -20,6 +20,7 @@ from ...nn.positions import LearnedPositions
 from ...nn.ffn import ACTIVATIONS
 from ...nn.packing import Packing
 from .config import EncoderConfig
+from ...nn.linear import Linear
 
 
 @dataclass
@@ -35,10 +36,10 @@ class MLMHead(nn.Module):
 
     def __init__(self, cfg: EncoderConfig, embedding: nn.Embedding):
         super().__init__()
-        self.dense = nn.Linear(cfg.d_model, cfg.d_model, bias=cfg.head_bias)
+        self.dense = Linear(cfg.d_model, cfg.d_model, bias=cfg.head_bias)
         self.act = ACTIVATIONS.get(cfg.activation)
         self.norm = NORMS.get(cfg.norm)(cfg.d_model, cfg.norm_eps, cfg.norm_bias)
-        self.decoder = nn.Linear(cfg.d_model, cfg.vocab_size)
+        self.decoder = Linear(cfg.d_model, cfg.vocab_size)
         self.decoder.weight = embedding.weight  # tied to the token embedding; the bias is its own
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:  # (..., D) -> (..., V)
@@ -51,8 +52,8 @@ def make_block(cfg: EncoderConfig, layer: int) -> Block:
     if cfg.position == "disentangled":
         terms = tuple(t for t in cfg.pos_att_type.split("|") if t)
         relative = DisentangledBias(d, h, d // h, terms, cfg.share_att_key)
-    attn = Attention(nn.Linear(d, d, bias=bias), nn.Linear(d, d, bias=bias), nn.Linear(d, d, bias=bias),
-                     nn.Linear(d, d, bias=bias), n_heads=h, n_kv_heads=h, head_dim=d // h,
+    attn = Attention(Linear(d, d, bias=bias), Linear(d, d, bias=bias), Linear(d, d, bias=bias),
+                     Linear(d, d, bias=bias), n_heads=h, n_kv_heads=h, head_dim=d // h,
                      rotary=cfg.position == "rope", window=None if cfg.is_global(layer) else cfg.local_window,
                      causal=False, dropout=cfg.dropout, backend=cfg.attn_backend, relative=relative)
     norm = NORMS.get(cfg.norm)
@@ -84,7 +85,7 @@ class EncoderModel(nn.Module):
         self.drop = nn.Dropout(cfg.dropout)
         self.blocks = nn.ModuleList(make_block(cfg, i) for i in range(cfg.n_layers))
         self.final_norm = NORMS.get(cfg.norm)(cfg.d_model, cfg.norm_eps, cfg.norm_bias) if cfg.final_norm else None
-        self.pooler = nn.Linear(cfg.d_model, cfg.d_model) if cfg.pooler else None
+        self.pooler = Linear(cfg.d_model, cfg.d_model) if cfg.pooler else None
         self.mlm = MLMHead(cfg, self.embed) if cfg.mlm_head else None
         for name, p in self.named_parameters():
             if p.dim() > 1:

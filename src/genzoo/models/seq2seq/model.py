@@ -20,6 +20,7 @@ from ...inputs import check_token_ids
 from ...modes import evaluating
 from ...nn import FFNS, Attention, Block, CrossBlock, RMSNorm, StaticKVCache, T5RelativeBias, build_mask
 from .config import Seq2SeqConfig
+from ...nn.linear import Linear
 
 
 @dataclass
@@ -32,8 +33,8 @@ class Seq2SeqOutput:
 
 def attention(cfg: Seq2SeqConfig, causal: bool) -> Attention:
     d, inner = cfg.d_model, cfg.n_heads * cfg.head_dim
-    return Attention(nn.Linear(d, inner, bias=False), nn.Linear(d, inner, bias=False),
-                     nn.Linear(d, inner, bias=False), nn.Linear(inner, d, bias=False), n_heads=cfg.n_heads,
+    return Attention(Linear(d, inner, bias=False), Linear(d, inner, bias=False),
+                     Linear(d, inner, bias=False), Linear(inner, d, bias=False), n_heads=cfg.n_heads,
                      n_kv_heads=cfg.n_heads, head_dim=cfg.head_dim, causal=causal, scale=1.0,
                      dropout=cfg.dropout, backend=cfg.attn_backend)
 
@@ -111,7 +112,7 @@ class Seq2SeqLM(nn.Module):
         self.decoder = None if cfg.encoder_only else Decoder(cfg, self.shared)
         self.lm_head = None
         if not cfg.encoder_only:
-            self.lm_head = nn.Linear(cfg.d_model, cfg.vocab_size, bias=False)
+            self.lm_head = Linear(cfg.d_model, cfg.vocab_size, bias=False)
             if cfg.tie_embeddings:
                 self.lm_head.weight = self.shared.weight
         for name, p in self.named_parameters():

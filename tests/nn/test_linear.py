@@ -1,0 +1,85 @@
+"""`nn.Linear`'s fused oneDNN inference path equals the plain F.linear path (fp32 rounding), is taken exactly when
+autograd is off on CPU fp32, and leaves training to F.linear with its gradients."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import genzoo
+from genzoo.nn import ACTIVATIONS, Linear, set_onednn
+from genzoo.nn import linear as linear_module
+from genzoo.nn.linear import ONEDNN_ACTIVATIONS, onednn_ok
+
+
+@pytest.fixture
+def layer():
+    torch.manual_seed(0)
+    return Linear(48, 80)
+
+
+@pytest.mark.parametrize("activation", [None, *ONEDNN_ACTIVATIONS, "quick_gelu"])
+def test_fused_activation_equals_the_formula(layer, activation):
+    x = torch.randn(2, 5, 48)
+    want = F.linear(x, layer.weight, layer.bias)
+    want = want if activation is None else ACTIVATIONS.get(activation)(want)
+    with torch.no_grad():
+        assert onednn_ok(x, layer.weight)
+        got = layer(x, activation=activation)
+    torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
+
+
+def test_fused_gate_product_equals_the_formula(layer):
+    x, gate = torch.randn(3, 48), torch.randn(3, 80)
+    with torch.no_grad():
+        got = layer(x, multiply=gate)
+        both = layer(x, activation="silu", multiply=gate)  # not fusable together: the plain path, same order
+    torch.testing.assert_close(got, F.linear(x, layer.weight, layer.bias) * gate, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(both, F.silu(F.linear(x, layer.weight, layer.bias)) * gate, atol=1e-5, rtol=1e-5)
+
+
+def test_training_takes_the_autograd_path(layer):
+    x = torch.randn(4, 48, requires_grad=True)
+    assert not onednn_ok(x, layer.weight)
+    layer(x, activation="gelu").sum().backward()
+    want_x = x.detach().clone().requires_grad_(True)
+    w = layer.weight.detach().clone().requires_grad_(True)
+    F.gelu(F.linear(want_x, w, layer.bias.detach())).sum().backward()
+    torch.testing.assert_close(x.grad, want_x.grad)
+    torch.testing.assert_close(layer.weight.grad, w.grad)
+    with torch.no_grad():
+        assert not onednn_ok(x.double(), layer.weight)  # fp64 is not fused
+
+
+class _Counting:
+    """Wraps the oneDNN op and counts its calls."""
+
+    def __init__(self, op):
+        self.op, self.calls = op, 0
+
+    def __call__(self, *args):
+        self.calls += 1
+        return self.op(*args)
+
+    def binary(self, *args):
+        self.calls += 1
+        return self.op.binary(*args)
+
+
+@pytest.mark.parametrize("preset", ["gpt2-tiny", "llama-tiny", "bert-tiny"])
+def test_models_agree_on_both_paths(preset, monkeypatch):
+    counting = _Counting(linear_module._OP)
+    monkeypatch.setattr(linear_module, "_OP", counting)
+    torch.manual_seed(0)
+    model = genzoo.build(preset).eval()
+    ids = torch.randint(3, model.config.vocab_size, (2, 24))
+    with torch.no_grad():
+        fast = model(ids)
+        previous = set_onednn(False)
+        try:
+            plain = model(ids)
+        finally:
+            set_onednn(previous)
+    key = "logits" if getattr(fast, "logits", None) is not None else "last_hidden_state"
+    torch.testing.assert_close(getattr(fast, key), getattr(plain, key), atol=1e-5, rtol=1e-5)
+    layers = sum(isinstance(m, Linear) for m in model.modules())
+    assert counting.calls >= layers - 2  # every projection of the fast forward (a tied head may be the embedding)
