@@ -1,5 +1,5 @@
 """`nn.Linear`'s fused oneDNN inference path equals the plain F.linear path (fp32 rounding), is taken exactly when
-autograd is off on CPU fp32, and leaves training to F.linear with its gradients."""
+autograd is off on CPU fp32, and trains with F.linear's gradients."""
 
 import pytest
 import torch
@@ -37,15 +37,22 @@ def test_fused_gate_product_equals_the_formula(layer):
     torch.testing.assert_close(both, F.silu(F.linear(x, layer.weight, layer.bias)) * gate, atol=1e-5, rtol=1e-5)
 
 
-def test_training_takes_the_autograd_path(layer):
-    x = torch.randn(4, 48, requires_grad=True)
-    assert not onednn_ok(x, layer.weight)
-    layer(x, activation="gelu").sum().backward()
+def test_training_forward_and_gradients_equal_f_linear(layer):
+    """With autograd on, the product runs forward through oneDNN (OneDNNLinear) and its backward gives F.linear's
+    gradients for the input, the weight and the bias."""
+    x = torch.randn(2, 4, 48, requires_grad=True)
+    assert not onednn_ok(x, layer.weight) and onednn_ok(x, layer.weight, training=True)
+    g = torch.randn(2, 4, 80)
+    y = layer(x, activation="gelu")
+    assert y.grad_fn is not None
+    (y * g).sum().backward()
     want_x = x.detach().clone().requires_grad_(True)
-    w = layer.weight.detach().clone().requires_grad_(True)
-    F.gelu(F.linear(want_x, w, layer.bias.detach())).sum().backward()
-    torch.testing.assert_close(x.grad, want_x.grad)
-    torch.testing.assert_close(layer.weight.grad, w.grad)
+    w, b = (p.detach().clone().requires_grad_(True) for p in (layer.weight, layer.bias))
+    want = F.gelu(F.linear(want_x, w, b))
+    (want * g).sum().backward()
+    torch.testing.assert_close(y, want, atol=1e-5, rtol=1e-5)
+    for got, ref in ((x.grad, want_x.grad), (layer.weight.grad, w.grad), (layer.bias.grad, b.grad)):
+        torch.testing.assert_close(got, ref, atol=1e-5, rtol=1e-5)
     with torch.no_grad():
         assert not onednn_ok(x.double(), layer.weight)  # fp64 is not fused
 

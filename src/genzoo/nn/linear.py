@@ -10,8 +10,9 @@ runs through oneDNN's linear primitive with its post-ops (`torch.ops.mkldnn._lin
 - oneDNN's small-batch matrix-vector kernel, which on the 2-core machines we measured is faster than the
   BLAS call behind `F.linear` (decoding at batch 1 is mostly such products).
 
-Training (autograd on), other devices and dtypes, torch builds without the op, and GENZOO_ONEDNN=0 take the
-plain `F.linear` path. Both paths compute the same function; they differ by float rounding (summation order),
+With autograd on (training), the plain product also runs forward through oneDNN (`OneDNNLinear`, whose backward
+is the two matrix products autograd uses for F.linear); the activation then follows as its own op. Other devices
+and dtypes, torch builds without the op, and GENZOO_ONEDNN=0 take the plain `F.linear` path. Both paths compute the same function; they differ by float rounding (summation order),
 about 1e-6 relative. The state dict is `nn.Linear`'s, so checkpoints are unaffected.
 """
 
@@ -39,11 +40,33 @@ def set_onednn(enabled: bool) -> bool:
     return previous
 
 
-def onednn_ok(x: torch.Tensor, weight: torch.Tensor) -> bool:
-    """Whether `Linear` takes the oneDNN path for this input: CPU, fp32, no autograd graph to record."""
+def onednn_ok(x: torch.Tensor, weight: torch.Tensor, training: bool = False) -> bool:
+    """Whether `Linear` takes the oneDNN path for this input: CPU, fp32, and (unless `training`) no autograd
+    graph to record."""
     return (_enabled and _OP is not None and x.device.type == "cpu" and x.dtype == torch.float32
             and weight.dtype == torch.float32
-            and not (torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad)))
+            and (training or not (torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad))))
+
+
+class OneDNNLinear(torch.autograd.Function):
+    """x W^T + b with the oneDNN forward; backward dx = g W (oneDNN), dW = g^T x, db = sum g, the products
+    autograd takes for F.linear."""
+
+    @staticmethod
+    def forward(ctx, x, weight, bias):  # (..., in), (out, in), (out,) or None -> (..., out)
+        ctx.save_for_backward(x, weight)
+        ctx.has_bias = bias is not None
+        return _OP(x, weight, bias, "none", [], "")
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, weight = ctx.saved_tensors
+        g2 = grad.reshape(-1, grad.shape[-1])  # (N, out)
+        # dx through oneDNN as well (the transposed weight is a view); dW stays with BLAS, faster for it here
+        gx = _OP(grad, weight.t(), None, "none", [], "") if ctx.needs_input_grad[0] else None  # (..., in)
+        gw = (g2.t() @ x.reshape(-1, x.shape[-1])) if ctx.needs_input_grad[1] else None  # (out, in)
+        gb = g2.sum(0) if ctx.has_bias and ctx.needs_input_grad[2] else None  # (out,)
+        return gx, gw, gb
 
 
 class Linear(nn.Linear):
@@ -52,14 +75,19 @@ class Linear(nn.Linear):
 
     def forward(self, x: torch.Tensor, activation: str | None = None,
                 multiply: torch.Tensor | None = None) -> torch.Tensor:
-        if onednn_ok(x, self.weight):
-            if multiply is None and (activation is None or activation in ONEDNN_ACTIVATIONS):
-                post, algorithm = ONEDNN_ACTIVATIONS[activation] if activation else ("none", "")
-                return _OP(x, self.weight, self.bias, post, [], algorithm)
-            if activation is None and multiply.dtype == x.dtype \
-                    and multiply.shape == (*x.shape[:-1], self.out_features):
-                return _OP.binary(x, multiply.contiguous(), self.weight, self.bias, "mul")
-        y = F.linear(x, self.weight, self.bias)
+        inference = onednn_ok(x, self.weight)
+        if inference and multiply is None and (activation is None or activation in ONEDNN_ACTIVATIONS):
+            post, algorithm = ONEDNN_ACTIVATIONS[activation] if activation else ("none", "")
+            return _OP(x, self.weight, self.bias, post, [], algorithm)
+        if inference and activation is None and multiply.dtype == x.dtype \
+                and multiply.shape == (*x.shape[:-1], self.out_features):
+            return _OP.binary(x, multiply.contiguous(), self.weight, self.bias, "mul")
+        if inference:
+            y = _OP(x, self.weight, self.bias, "none", [], "")
+        elif onednn_ok(x, self.weight, training=True):
+            y = OneDNNLinear.apply(x, self.weight, self.bias)
+        else:
+            y = F.linear(x, self.weight, self.bias)
         if activation is not None:
             y = ACTIVATIONS.get(activation)(y)
         return y if multiply is None else y * multiply
