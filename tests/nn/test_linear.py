@@ -8,18 +8,18 @@ import torch.nn.functional as F
 import genzoo
 from genzoo.nn import ACTIVATIONS, Linear, set_onednn
 from genzoo.nn import linear as linear_module
-from genzoo.nn.linear import ONEDNN_ACTIVATIONS, onednn_ok
+from genzoo.nn.linear import MIN_WEIGHT, ONEDNN_ACTIVATIONS, onednn_ok
 
 
 @pytest.fixture
 def layer():
     torch.manual_seed(0)
-    return Linear(48, 80)
+    return Linear(256, 1024)  # a weight large enough for the oneDNN path (MIN_WEIGHT)
 
 
 @pytest.mark.parametrize("activation", [None, *ONEDNN_ACTIVATIONS, "quick_gelu"])
 def test_fused_activation_equals_the_formula(layer, activation):
-    x = torch.randn(2, 5, 48)
+    x = torch.randn(2, 5, 256)
     want = F.linear(x, layer.weight, layer.bias)
     want = want if activation is None else ACTIVATIONS.get(activation)(want)
     with torch.no_grad():
@@ -29,7 +29,7 @@ def test_fused_activation_equals_the_formula(layer, activation):
 
 
 def test_fused_gate_product_equals_the_formula(layer):
-    x, gate = torch.randn(3, 48), torch.randn(3, 80)
+    x, gate = torch.randn(3, 256), torch.randn(3, 1024)
     with torch.no_grad():
         got = layer(x, multiply=gate)
         both = layer(x, activation="silu", multiply=gate)  # not fusable together: the plain path, same order
@@ -40,9 +40,9 @@ def test_fused_gate_product_equals_the_formula(layer):
 def test_training_forward_and_gradients_equal_f_linear(layer):
     """With autograd on, the product runs forward through oneDNN (OneDNNLinear) and its backward gives F.linear's
     gradients for the input, the weight and the bias."""
-    x = torch.randn(2, 4, 48, requires_grad=True)
+    x = torch.randn(2, 4, 256, requires_grad=True)
     assert not onednn_ok(x, layer.weight) and onednn_ok(x, layer.weight, training=True)
-    g = torch.randn(2, 4, 80)
+    g = torch.randn(2, 4, 1024)
     y = layer(x, activation="gelu")
     assert y.grad_fn is not None
     (y * g).sum().backward()
@@ -55,6 +55,8 @@ def test_training_forward_and_gradients_equal_f_linear(layer):
         torch.testing.assert_close(got, ref, atol=1e-5, rtol=1e-5)
     with torch.no_grad():
         assert not onednn_ok(x.double(), layer.weight)  # fp64 is not fused
+        assert not onednn_ok(x, Linear(64, 64).weight)  # too small to pay for the call
+        assert onednn_ok(torch.randn(1024, 64), Linear(64, 256).weight)  # small weight, enough rows
 
 
 class _Counting:
@@ -77,7 +79,7 @@ def test_models_agree_on_both_paths(preset, monkeypatch):
     counting = _Counting(linear_module._OP)
     monkeypatch.setattr(linear_module, "_OP", counting)
     torch.manual_seed(0)
-    model = genzoo.build(preset).eval()
+    model = genzoo.build(preset, d_model=256, n_heads=4, d_ff=1024).eval()  # FFN weights reach MIN_WEIGHT
     ids = torch.randint(3, model.config.vocab_size, (2, 24))
     with torch.no_grad():
         fast = model(ids)
@@ -88,5 +90,5 @@ def test_models_agree_on_both_paths(preset, monkeypatch):
             set_onednn(previous)
     key = "logits" if getattr(fast, "logits", None) is not None else "last_hidden_state"
     torch.testing.assert_close(getattr(fast, key), getattr(plain, key), atol=1e-5, rtol=1e-5)
-    layers = sum(isinstance(m, Linear) for m in model.modules())
-    assert counting.calls >= layers - 2  # every projection of the fast forward (a tied head may be the embedding)
+    large = sum(isinstance(m, Linear) and m.weight.numel() >= MIN_WEIGHT for m in model.modules())
+    assert counting.calls >= large > 0  # every large projection of the forward took the fused path
