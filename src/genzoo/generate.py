@@ -61,8 +61,15 @@ def check_sampling(temperature: float, top_k: int | None, top_p: float | None, m
 class GenerationMixin:
     """Adds `generate` to a causal LM that has `check_inputs`, `make_cache` and a cache-aware forward."""
 
-    @torch.no_grad()
-    def generate(
+    def generate(self, *args, **kwargs) -> torch.Tensor:
+        """See `_generate`. Decoding runs under `torch.inference_mode` (no autograd bookkeeping: no version
+        counters or view tracking per op, which at batch 1 is a visible share of a step); the returned ids are
+        cloned out of it, so they are ordinary tensors a training step may use."""
+        with torch.inference_mode():
+            out = self._generate(*args, **kwargs)
+        return out.clone()
+
+    def _generate(
         self,
         input_ids: torch.Tensor,
         attention_mask: torch.Tensor | None = None,
