@@ -92,3 +92,20 @@ def test_models_agree_on_both_paths(preset, monkeypatch):
     torch.testing.assert_close(getattr(fast, key), getattr(plain, key), atol=1e-5, rtol=1e-5)
     large = sum(isinstance(m, Linear) and m.weight.numel() >= MIN_WEIGHT for m in model.modules())
     assert counting.calls >= large > 0  # every large projection of the forward took the fused path
+
+
+def test_torch_compile_sees_the_plain_linear(layer):
+    """Traced by torch.compile, `Linear` hands the compiler a plain linear (inductor picks its own CPU kernels;
+    it cannot lower the oneDNN op with dynamic shapes)."""
+    graphs = []
+
+    def backend(gm, example_inputs):
+        graphs.append(str(gm.graph))
+        return gm.forward
+
+    torch._dynamo.reset()
+    compiled = torch.compile(layer, backend=backend)
+    x = torch.randn(4, 256)
+    with torch.no_grad():
+        torch.testing.assert_close(compiled(x, activation="gelu"), layer(x, activation="gelu"), atol=1e-5, rtol=1e-5)
+    assert graphs and all("mkldnn" not in g for g in graphs) and any("linear" in g for g in graphs)
