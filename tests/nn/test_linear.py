@@ -57,6 +57,9 @@ def test_training_forward_and_gradients_equal_f_linear(layer):
         assert not onednn_ok(x.double(), layer.weight)  # fp64 is not fused
         assert not onednn_ok(x, Linear(64, 64).weight)  # too small to pay for the call
         assert onednn_ok(torch.randn(1024, 64), Linear(64, 256).weight)  # small weight, enough rows
+        with torch.autocast("cpu", dtype=torch.bfloat16):  # autocast decides the dtype: F.linear's path
+            assert not onednn_ok(x.detach(), layer.weight)
+            assert layer(x.detach()).dtype == torch.bfloat16
 
 
 class _Counting:

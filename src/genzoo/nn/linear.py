@@ -47,10 +47,10 @@ MIN_WEIGHT, MIN_WORK = 2**18, 2**24
 
 def onednn_ok(x: torch.Tensor, weight: torch.Tensor, training: bool = False) -> bool:
     """Whether `Linear` takes the oneDNN path for this input: CPU, fp32, large enough (MIN_WEIGHT, MIN_WORK),
-    not being traced by torch.compile (which picks its own kernels), and (unless `training`) no autograd graph
-    to record."""
+    not under CPU autocast (which F.linear obeys), not being traced by torch.compile (which picks its own
+    kernels), and (unless `training`) no autograd graph to record."""
     return (_enabled and _OP is not None and not torch.compiler.is_compiling()  # compiled: inductor's own path
-            and x.device.type == "cpu" and x.dtype == torch.float32
+            and x.device.type == "cpu" and x.dtype == torch.float32 and not torch.is_autocast_enabled("cpu")
             and weight.dtype == torch.float32
             and (weight.numel() >= MIN_WEIGHT or x.numel() * weight.shape[0] >= MIN_WORK)
             and (training or not (torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad))))
