@@ -10,10 +10,12 @@ runs through oneDNN's linear primitive with its post-ops (`torch.ops.mkldnn._lin
 - oneDNN's small-batch matrix-vector kernel, which on the 2-core machines we measured is faster than the
   BLAS call behind `F.linear` (decoding at batch 1 is mostly such products).
 
-With autograd on (training), the plain product also runs forward through oneDNN (`OneDNNLinear`, whose backward
-is the two matrix products autograd uses for F.linear); the activation then follows as its own op. Other devices
-and dtypes, torch builds without the op, and GENZOO_ONEDNN=0 take the plain `F.linear` path. Both paths compute the same function; they differ by float rounding (summation order),
-about 1e-6 relative. The state dict is `nn.Linear`'s, so checkpoints are unaffected.
+With autograd on (training), the plain product also runs forward through oneDNN (`OneDNNLinear`: its backward
+takes oneDNN for the input gradient and BLAS for the weight gradient); the activation then follows as its own
+op. Layers too small to pay for oneDNN's call overhead (`MIN_WEIGHT`, `MIN_WORK`), other devices and dtypes,
+CPU autocast, tracing by torch.compile, torch builds without the op, and GENZOO_ONEDNN=0 take `F.linear`.
+Both paths compute the same function; they differ by float rounding (summation order), about 1e-6 relative.
+The state dict is `nn.Linear`'s, so checkpoints are unaffected.
 """
 
 from __future__ import annotations
