@@ -8,16 +8,14 @@ from pathlib import Path
 
 import torch
 
-from ..data.digits import HELD_OUT_TEMPLATES, TRAIN_TEMPLATES, WORDS, all_train_captions, class_forms, \
-    load_digits_split
-from ..errors import ConfigError
+from ..data.digits import HELD_OUT_TEMPLATES, TRAIN_TEMPLATES, WORDS, all_train_captions, class_forms
 from ..models.clip.loss import clip_loss
 from ..modes import evaluating
 from ..tokenizers import Tokenizer, pad_rows, train_bpe
 from .data import run_tokenizer
 from .distributed import Dist
 from .recipe import Recipe
-from .tasks import TASKS, ExampleTask, autocast, build_from_recipe
+from .tasks import TASKS, DigitsTask, autocast, build_from_recipe
 
 
 def caption_tokenizer(run: Path, vocab_size: int, d: Dist) -> Tokenizer:
@@ -30,15 +28,10 @@ def tokenize(tok: Tokenizer, texts: list[str], max_len: int) -> tuple[torch.Tens
 
 
 @TASKS.register("clip")
-class ImageTextContrastive(ExampleTask):
-    units = "img"
-
+class ImageTextContrastive(DigitsTask):
     def __init__(self, recipe: Recipe, run: Path, d: Dist):
         super().__init__(recipe, run, d)
-        if recipe.data.corpus != "digits":
-            raise ConfigError(f"task 'clip' trains on data.corpus='digits', got {recipe.data.corpus!r}")
         self.tokenizer = caption_tokenizer(run, recipe.data.vocab_size, d)
-        self.train_x, self.train_y, self.val_x, self.val_y = load_digits_split(recipe.data.val_percent)
 
     def build_model(self):
         eos = self.tokenizer.eos_id

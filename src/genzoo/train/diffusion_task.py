@@ -6,32 +6,19 @@ to `samples.png` in the run directory."""
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import torch
 
-from ..data.digits import load_digits_split
-from ..errors import ConfigError
 from ..figures import image_grid
 from ..modes import evaluating
-from .distributed import Dist
-from .recipe import Recipe
-from .tasks import TASKS, ExampleTask, autocast, build_from_recipe
+from .tasks import TASKS, DigitsTask, autocast, build_from_recipe
 
 SAMPLE_STEPS = 20
 GUIDANCE = 2.0
 
 
 @TASKS.register("diffusion")
-class ImageDiffusion(ExampleTask):
-    units = "img"
-
-    def __init__(self, recipe: Recipe, run: Path, d: Dist):
-        super().__init__(recipe, run, d)
-        if recipe.data.corpus != "digits":
-            raise ConfigError(f"task 'diffusion' trains on data.corpus='digits', got {recipe.data.corpus!r}")
-        self.train_x, self.train_y, self.val_x, self.val_y = load_digits_split(recipe.data.val_percent)
-
+class ImageDiffusion(DigitsTask):
     def build_model(self):
         return build_from_recipe(self.recipe, image_size=8, channels=1, n_classes=10)
 

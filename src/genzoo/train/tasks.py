@@ -14,6 +14,7 @@ import torch.nn.functional as F
 
 from ..config import GENRES, PRESETS
 from ..data import PackedBlocks
+from ..data.digits import load_digits_split
 from ..errors import ConfigError
 from ..modes import evaluating
 from ..registry import Registry
@@ -91,6 +92,19 @@ class ExampleTask(Task):
 
     def save_files(self, directory):
         self.tokenizer.save(directory)
+
+
+class DigitsTask(ExampleTask):
+    """An ExampleTask on scikit-learn's 8x8 digits (data.corpus must be "digits"): train_x, train_y, val_x,
+    val_y, images (N, 1, 8, 8) in [-1, 1] and their labels, the same fraction of each class held out."""
+
+    units = "img"
+
+    def __init__(self, recipe: Recipe, run: Path, d: Dist):
+        super().__init__(recipe, run, d)
+        if recipe.data.corpus != "digits":
+            raise ConfigError(f"task {recipe.task!r} trains on data.corpus='digits', got {recipe.data.corpus!r}")
+        self.train_x, self.train_y, self.val_x, self.val_y = load_digits_split(recipe.data.val_percent)
 
 
 def autocast(device: torch.device, amp: torch.dtype | None):
