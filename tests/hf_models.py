@@ -123,3 +123,14 @@ def tiny_t5(proj: str = "relu", encoder_only: bool = False, **kw):
             if p.dim() > 1:
                 p.normal_(std=0.1 if proj != "relu" else 0.2)
     return model.eval()
+
+
+def save_for_transformers(model, hf_class, directory):
+    """genzoo.save `model` to `directory` and load it with `hf_class.from_pretrained`, asserting no missing,
+    unexpected or mis-shaped keys; -> the transformers model in eval mode."""
+    import genzoo
+
+    genzoo.save(model, directory)
+    back, info = hf_class.from_pretrained(directory, output_loading_info=True)
+    assert not info["missing_keys"] and not info["unexpected_keys"] and not info.get("mismatched_keys"), info
+    return back.eval()
