@@ -18,11 +18,10 @@ from torch import nn
 from ...config import GENRES
 from ...errors import InputError
 from ...inputs import check_token_ids
-from ...nn import MLP, Attention, Block, build_mask
+from ...nn import MLP, Attention, Block, Linear, build_mask
 from ...nn.positions import LearnedPositions
 from .config import CLIPConfig
 from .loss import clip_loss
-from ...nn.linear import Linear
 
 
 def make_blocks(d: int, heads: int, d_ff: int, n: int, cfg: CLIPConfig, causal: bool) -> nn.ModuleList:

@@ -16,12 +16,11 @@ from ...config import GENRES
 from ...errors import InputError
 from ...generate import GenerationMixin
 from ...inputs import check_token_ids
-from ...nn import FFNS, NORMS, POSITIONS, SOFTMAX, Attention, Block, StaticKVCache, build_mask
+from ...nn import FFNS, NORMS, POSITIONS, SOFTMAX, Attention, Block, Linear, StaticKVCache, build_mask
 from ...nn.ffn import GATED_ACTIVATIONS
 from ...nn.moe import SparseMoE, StackedExperts, TopKRouter, load_balancing_loss, router_z_loss
 from ...outputs import CausalLMOutput
 from .config import DecoderConfig
-from ...nn.linear import Linear
 
 
 def make_block(cfg: DecoderConfig) -> Block:

@@ -12,11 +12,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ...nn import MLP, Attention, Block, build_mask
+from ...nn import MLP, Attention, Block, Linear, build_mask
 from ...nn.positions import LearnedPositions, SinusoidalPositions
 from ...registry import Registry
 from .config import DiffusionConfig
-from ...nn.linear import Linear
 
 DENOISERS: Registry = Registry("denoiser")
 

@@ -14,13 +14,12 @@ from torch import nn
 from ...config import GENRES
 from ...errors import InputError
 from ...inputs import check_token_ids
-from ...nn import FFNS, NORMS, POSITIONS, Attention, Block, build_mask
+from ...nn import FFNS, NORMS, POSITIONS, Attention, Block, Linear, build_mask
 from ...nn.disentangled import DisentangledBias
 from ...nn.positions import LearnedPositions
 from ...nn.ffn import ACTIVATIONS
 from ...nn.packing import Packing
 from .config import EncoderConfig
-from ...nn.linear import Linear
 
 
 @dataclass

@@ -18,9 +18,8 @@ from ...errors import InputError
 from ...generate import check_sampling, next_tokens
 from ...inputs import check_token_ids
 from ...modes import evaluating
-from ...nn import FFNS, Attention, Block, CrossBlock, RMSNorm, StaticKVCache, T5RelativeBias, build_mask
+from ...nn import FFNS, Attention, Block, CrossBlock, Linear, RMSNorm, StaticKVCache, T5RelativeBias, build_mask
 from .config import Seq2SeqConfig
-from ...nn.linear import Linear
 
 
 @dataclass
