@@ -17,29 +17,31 @@ from ..registry import Registry
 from .activations import ACTIVATIONS
 from .linear import Linear
 
+
 class MLP(nn.Module):
     """Two-layer FFN: (B, T, D) -> (B, T, F) -> (B, T, D)."""
 
     def __init__(self, dim: int, hidden: int, activation: str = "gelu", bias: bool = True):
         super().__init__()
-        self.activation = activation
-        self.act = ACTIVATIONS.get(activation)
+        ACTIVATIONS.get(activation)  # an unknown name fails here, when the model is built
+        self.activation = activation  # applied by `Linear`, fused with the product where it can be
         self.up = Linear(dim, hidden, bias=bias)
         self.down = Linear(hidden, dim, bias=bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.down(self.up(x, activation=self.activation))  # the activation fused where it can be
+        return self.down(self.up(x, activation=self.activation))
 
     def extra_repr(self) -> str:
         return f"activation={self.activation}"
+
 
 class GatedMLP(nn.Module):
     """Gated FFN (GLU family): (B, T, D) -> 2 x (B, T, F) -> (B, T, D)."""
 
     def __init__(self, dim: int, hidden: int, activation: str = "silu", bias: bool = False):
         super().__init__()
-        self.activation = activation
-        self.act = ACTIVATIONS.get(activation)
+        ACTIVATIONS.get(activation)  # an unknown name fails here, when the model is built
+        self.activation = activation  # applied by `Linear`, fused with the product where it can be
         self.gate = Linear(dim, hidden, bias=bias)
         self.up = Linear(dim, hidden, bias=bias)
         self.down = Linear(hidden, dim, bias=bias)
@@ -49,6 +51,7 @@ class GatedMLP(nn.Module):
 
     def extra_repr(self) -> str:
         return f"activation={self.activation}"
+
 
 FFNS: Registry = Registry("ffn")
 FFNS.register("mlp", MLP)
