@@ -9,6 +9,8 @@ once every row has produced eos.
 
 from __future__ import annotations
 
+import functools
+
 import torch
 
 from .errors import InputError
@@ -58,18 +60,25 @@ def check_sampling(temperature: float, top_k: int | None, top_p: float | None, m
         raise InputError(f"top_p must be in (0, 1], got {top_p!r}")
 
 
+def inference(fn):
+    """Run `fn` under `torch.inference_mode` (no autograd bookkeeping: no version counters or view tracking per
+    op, a visible share of a decoding step at batch 1) and clone the tensor it returns out of it, so callers get
+    an ordinary tensor that a training step may use."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        with torch.inference_mode():
+            out = fn(*args, **kwargs)
+        return out.clone()
+
+    return wrapper
+
+
 class GenerationMixin:
     """Adds `generate` to a causal LM that has `check_inputs`, `make_cache` and a cache-aware forward."""
 
-    def generate(self, *args, **kwargs) -> torch.Tensor:
-        """See `_generate`. Decoding runs under `torch.inference_mode` (no autograd bookkeeping: no version
-        counters or view tracking per op, which at batch 1 is a visible share of a step); the returned ids are
-        cloned out of it, so they are ordinary tensors a training step may use."""
-        with torch.inference_mode():
-            out = self._generate(*args, **kwargs)
-        return out.clone()
-
-    def _generate(
+    @inference
+    def generate(
         self,
         input_ids: torch.Tensor,
         attention_mask: torch.Tensor | None = None,
