@@ -65,7 +65,6 @@ class OneDNNLinear(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, weight, bias):  # (..., in), (out, in), (out,) or None -> (..., out)
         ctx.save_for_backward(x, weight)
-        ctx.has_bias = bias is not None
         return _OP(x, weight, bias, "none", [], "")
 
     @staticmethod
@@ -75,7 +74,7 @@ class OneDNNLinear(torch.autograd.Function):
         # dx through oneDNN as well (the transposed weight is a view); dW stays with BLAS, faster for it here
         gx = _OP(grad, weight.t(), None, "none", [], "") if ctx.needs_input_grad[0] else None  # (..., in)
         gw = (g2.t() @ x.reshape(-1, x.shape[-1])) if ctx.needs_input_grad[1] else None  # (out, in)
-        gb = g2.sum(0) if ctx.has_bias and ctx.needs_input_grad[2] else None  # (out,)
+        gb = g2.sum(0) if ctx.needs_input_grad[2] else None  # (out,); False for a bias of None
         return gx, gw, gb
 
 
