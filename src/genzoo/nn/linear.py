@@ -51,11 +51,18 @@ def onednn_ok(x: torch.Tensor, weight: torch.Tensor, training: bool = False) -> 
     """Whether `Linear` takes the oneDNN path for this input: CPU, fp32, large enough (MIN_WEIGHT, MIN_WORK),
     not under CPU autocast (which F.linear obeys), not being traced by torch.compile (which picks its own
     kernels), and (unless `training`) no autograd graph to record."""
+    return _kernel_ok(x, weight) and (training or not _records_grad(x, weight))
+
+
+def _kernel_ok(x: torch.Tensor, weight: torch.Tensor) -> bool:
     return (_enabled and _OP is not None and not torch.compiler.is_compiling()  # compiled: inductor's own path
             and x.device.type == "cpu" and x.dtype == torch.float32 and not torch.is_autocast_enabled("cpu")
             and weight.dtype == torch.float32
-            and (weight.numel() >= MIN_WEIGHT or x.numel() * weight.shape[0] >= MIN_WORK)
-            and (training or not (torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad))))
+            and (weight.numel() >= MIN_WEIGHT or x.numel() * weight.shape[0] >= MIN_WORK))
+
+
+def _records_grad(x: torch.Tensor, weight: torch.Tensor) -> bool:
+    return torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad)
 
 
 class OneDNNLinear(torch.autograd.Function):
@@ -84,7 +91,8 @@ class Linear(nn.Linear):
 
     def forward(self, x: torch.Tensor, activation: str | None = None,
                 multiply: torch.Tensor | None = None) -> torch.Tensor:
-        inference = onednn_ok(x, self.weight)
+        kernel = _kernel_ok(x, self.weight)  # evaluated once per call: this is every linear layer's hot path
+        inference = kernel and not _records_grad(x, self.weight)
         if inference and multiply is None and (activation is None or activation in ONEDNN_ACTIVATIONS):
             post, algorithm = ONEDNN_ACTIVATIONS[activation] if activation else ("none", "")
             return _OP(x, self.weight, self.bias, post, [], algorithm)
@@ -93,7 +101,7 @@ class Linear(nn.Linear):
             return _OP.binary(x, multiply.contiguous(), self.weight, self.bias, "mul")
         if inference:
             y = _OP(x, self.weight, self.bias, "none", [], "")
-        elif onednn_ok(x, self.weight, training=True):
+        elif kernel:
             y = OneDNNLinear.apply(x, self.weight, self.bias)
         else:
             y = F.linear(x, self.weight, self.bias)
