@@ -86,17 +86,18 @@ def run(out: str, steps: int | None = None, sets: tuple[str, ...] = (), base_ste
         fields = {**fields, "beta": beta if fields["beta"] is None else fields["beta"]}
         cfg = RLConfig(iterations=iterations, batch=batch, lr=lr, **fields)
         curve = [{"reward_queries": 0, **before}]
+        shown = {}  # the samples of the latest evaluation, for the grid
 
-        def checkpoint(i, stats, model=model, curve=curve, cfg=cfg):
+        def checkpoint(i, stats, model=model, curve=curve, cfg=cfg, shown=shown):
             if i % eval_every == 0 or i == cfg.iterations:
                 s = score(model, n_per_class, chain)
-                s.pop("images")
+                shown["images"] = s.pop("images")
                 curve.append({"reward_queries": stats["reward_queries"], **s})
 
         fit = reward_weighted_finetune if arm == "reward-weighted" else dpok
         history = fit(model, class_probability, cfg, callback=checkpoint)
-        final = score(model, n_per_class, chain)
-        image_grid(final.pop("images"), out / f"samples_{arm}.png", ncol=10, title=title)
+        final = {k: v for k, v in curve[-1].items() if k != "reward_queries"}  # scored after the last iteration
+        image_grid(shown["images"], out / f"samples_{arm}.png", ncol=10, title=title)
         results["arms"][arm] = {"title": title, "beta": cfg.beta, "normalise": cfg.normalise, "final": final, "curve": curve,
                                 "train_reward": [h["reward"] for h in history]}
     r = results["arms"]
