@@ -184,8 +184,8 @@ def build_parser() -> Parser:
     s.set_defaults(fn=cmd_bench)
 
     s = sub.add_parser("experiment", help="run a paper's experiment; writes report.md, figures, results.json")
-    s.add_argument("name")
-    s.add_argument("--out")
+    s.add_argument("name", help="an experiment name (see `genzoo list`)")
+    s.add_argument("--out", help="output directory (default runs/experiments/NAME)")
     s.set_defaults(fn=cmd_experiment)
     return p
 
