@@ -66,8 +66,8 @@ def test_one_expert_equals_the_dense_ffn():
     dense = GatedMLP(16, 32, "silu", bias=False)
     moe = SparseMoE(TopKRouter(16, 1, 1), StackedExperts(1, 16, 32, "silu"))
     with torch.no_grad():
-        moe.experts.gate_up.copy_(torch.cat([dense.gate.weight, dense.up.weight])[None])
-        moe.experts.down.copy_(dense.down.weight[None])
+        moe.experts.gate_up.copy_(torch.cat([dense.gate.weight, dense.up.weight]).t()[None])  # (1, D, 2F)
+        moe.experts.down.copy_(dense.down.weight.t()[None])  # (1, F, D)
     x = torch.randn(2, 7, 16)
     torch.testing.assert_close(moe(x), dense(x), atol=1e-6, rtol=0)
 

@@ -3,8 +3,10 @@ Jiang et al., "Mixtral of Experts", 2024).
 
 - `TopKRouter`: softmax over all E experts, keep the top k, renormalise. This equals Mixtral's
   softmax over the top-k logits (eq. 1-2: G(x) = Softmax(TopK(x W_g))).
-- `StackedExperts`: E gated FFNs stored as two stacked tensors, gate_up (E, 2F, D) and down (E, D, F),
-  the layout `transformers` writes. Dispatch is dropless: the N*k (token, expert) pairs are sorted by
+- `StackedExperts`: E gated FFNs stored as two stacked tensors in (experts, in, out) order, gate_up (E, D, 2F)
+  and down (E, F, D), so each expert's product is x @ W with no transposed operand (torchtitan's layout;
+  `transformers` holds the transposes, (E, 2F, D) and (E, D, F), and interop transposes on load and save).
+  Dispatch is dropless: the N*k (token, expert) pairs are sorted by
   expert and each expert's contiguous slice is multiplied by a grouped matmul (no Python loop over
   experts; a padded batched matmul where grouped matmul is unavailable).
 - `load_balancing_loss`: the Switch auxiliary loss (eq. 4-6), E * sum_e f_e * P_e. scope="all-layers" computes
@@ -44,8 +46,12 @@ class TopKRouter(nn.Module):
 
 
 def _grouped_mm_ok(x: torch.Tensor, w: torch.Tensor) -> bool:
-    """torch._grouped_mm runs on CPU, and on CUDA in bf16 from Hopper (sm90) on."""
+    """torch._grouped_mm runs on CPU, and on CUDA in bf16 from Hopper (sm90) on, for operands whose strides are
+    multiples of 16 bytes (in fp32: dimensions divisible by 4)."""
     if not hasattr(torch, "_grouped_mm"):
+        return False
+    if any(s != 1 and s * t.element_size() % 16 for t in (x, w) for s in t.stride()[-2:]) \
+            or w.shape[-1] * w.element_size() % 16:  # the output's row stride
         return False
     if x.device.type == "cpu":
         return True
@@ -55,7 +61,10 @@ def _grouped_mm_ok(x: torch.Tensor, w: torch.Tensor) -> bool:
 def grouped_matmul(x: torch.Tensor, w: torch.Tensor, counts: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
     """Rows of x (M, K) sorted by group, group g of size counts[g] times w[g] (K, N) -> (M, N)."""
     if _grouped_mm_ok(x, w):
-        return torch._grouped_mm(x, w, offs=offsets)
+        out = torch._grouped_mm(x, w, offs=offsets)
+        if out.requires_grad:  # its backward rejects an expanded (stride-0) gradient, as out.sum() sends
+            out.register_hook(torch.Tensor.contiguous)
+        return out
     # fallback: pad every group to the largest one and use one batched matmul
     e, cap = w.shape[0], int(counts.max())
     start = offsets - counts  # (E,)
@@ -71,8 +80,10 @@ class StackedExperts(nn.Module):
         super().__init__()
         self.n_experts, self.hidden, self.activation = n_experts, hidden, activation
         self.act = ACTIVATIONS.get(activation)
-        self.gate_up = nn.Parameter(torch.empty(n_experts, 2 * hidden, dim).normal_(std=0.02))  # (E, 2F, D)
-        self.down = nn.Parameter(torch.empty(n_experts, dim, hidden).normal_(std=0.02))  # (E, D, F)
+        # (in, out) per expert: at one token per step (decoding) x @ W is a matrix-vector product that reads W
+        # front to back on both threads, about 1.5x the bandwidth of the (out, in) transposed view on CPU (MKL)
+        self.gate_up = nn.Parameter(torch.empty(n_experts, dim, 2 * hidden).normal_(std=0.02))  # (E, D, 2F)
+        self.down = nn.Parameter(torch.empty(n_experts, hidden, dim).normal_(std=0.02))  # (E, F, D)
 
     def forward(self, x: torch.Tensor, experts: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
         """x (N, D), experts/weights (N, k) -> sum_j weights[:, j] * expert_{experts[:, j]}(x), (N, D)."""
@@ -83,9 +94,9 @@ class StackedExperts(nn.Module):
         counts = torch.bincount(flat, minlength=self.n_experts)  # (E,)
         offsets = counts.cumsum(0).to(torch.int32)
         xs = x[token]  # (N k, D)
-        h = grouped_matmul(xs, self.gate_up.transpose(1, 2), counts, offsets)  # (N k, 2F)
+        h = grouped_matmul(xs, self.gate_up, counts, offsets)  # (N k, 2F)
         gate, up = h.chunk(2, dim=-1)
-        h = grouped_matmul(self.act(gate) * up, self.down.transpose(1, 2), counts, offsets)  # (N k, D)
+        h = grouped_matmul(self.act(gate) * up, self.down, counts, offsets)  # (N k, D)
         h = h * weights.reshape(-1)[order, None].to(h.dtype)
         return torch.zeros_like(x).index_add_(0, token, h)  # (N, D)
 

@@ -272,7 +272,8 @@ class MixtralFormat(LlamaFormat):
                 layer, what = int(s.group(1)), s.group(2)
                 name = {"experts.gate_up_proj": "experts.gate_up", "experts.down_proj": "experts.down",
                         "gate.weight": "router.weight"}[what]
-                state[f"blocks.{layer}.ffn.{name}"] = v
+                # transformers' (E, out, in) -> genzoo's (E, in, out)
+                state[f"blocks.{layer}.ffn.{name}"] = v if what == "gate.weight" else v.transpose(1, 2).contiguous()
             elif k.endswith("block_sparse_moe.gate.weight"):
                 state[MIXTRAL_KEYS.to_genzoo(k)] = v
             else:
@@ -285,8 +286,9 @@ class MixtralFormat(LlamaFormat):
                 w3 = [per_expert[(layer, e, "w3")] for e in range(n)]
             except KeyError as err:
                 raise CheckpointError(f"layer {layer}: expert tensor missing: {err}") from None
-            state[f"blocks.{layer}.ffn.experts.gate_up"] = torch.stack([torch.cat([a, c]) for a, c in zip(w1, w3)])
-            state[f"blocks.{layer}.ffn.experts.down"] = torch.stack(w2)
+            # w1, w3 (F, D) and w2 (D, F) are (out, in): genzoo stacks them as (E, in, out)
+            state[f"blocks.{layer}.ffn.experts.gate_up"] = torch.stack([torch.cat([a, c]).t() for a, c in zip(w1, w3)])
+            state[f"blocks.{layer}.ffn.experts.down"] = torch.stack([w.t() for w in w2])
         extra = sorted(f"model.layers.{i}.block_sparse_moe.experts.{e}" for i, e, _ in per_expert if e >= config.n_experts)
         base, unexpected = super().state_from_hf(rest, config)
         return {**base, **state}, unexpected + extra
@@ -299,11 +301,11 @@ class MixtralFormat(LlamaFormat):
             p = f"model.layers.{layer}.block_sparse_moe"
             if k.endswith("router.weight"):
                 out[f"{p}.gate.weight"] = v
-            elif k.endswith("experts.gate_up"):
+            elif k.endswith("experts.gate_up"):  # (E, D, 2F) -> per expert w1, w3 (F, D)
                 for e in range(v.shape[0]):
-                    w1, w3 = v[e].chunk(2, dim=0)
+                    w1, w3 = v[e].t().contiguous().chunk(2, dim=0)
                     out[f"{p}.experts.{e}.w1.weight"], out[f"{p}.experts.{e}.w3.weight"] = w1, w3
-            elif k.endswith("experts.down"):
+            elif k.endswith("experts.down"):  # (E, F, D) -> per expert w2 (D, F)
                 for e in range(v.shape[0]):
-                    out[f"{p}.experts.{e}.w2.weight"] = v[e]
+                    out[f"{p}.experts.{e}.w2.weight"] = v[e].t().contiguous()
         return out
