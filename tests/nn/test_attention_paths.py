@@ -8,7 +8,7 @@ from torch import nn
 
 import genzoo
 from genzoo.nn import Attention, build_mask, softmax1
-from genzoo.nn.positions import ALiBi, SinusoidalPositions, alibi_slopes
+from genzoo.nn.positions import ALiBi, RotaryPositions, SinusoidalPositions, alibi_slopes
 from genzoo.nn.softmax import SOFTMAX
 
 
@@ -112,6 +112,27 @@ def test_alibi_bias_and_slopes():
     pos = torch.arange(4)[None]
     bias = ALiBi(2)(pos, pos)  # (1, H, T, T)
     assert bias[0, 0, 3, 0] == -3 * alibi_slopes(2)[0] and bias[0, 1, 2, 2] == 0
+
+
+def test_rope_rotates_each_half_pair_by_position_times_frequency():
+    """rotate-half RoPE: (x_i, x_{i+Dh/2}) turns by angle p * theta^(-2i/Dh); scores depend on distance only."""
+    rope, dh, theta = RotaryPositions(32, 8, theta=500.0), 8, 500.0
+    x = torch.randn(1, 2, 1, dh)
+    p = 5
+    cos, signed_sin = rope(torch.tensor([[p]]))
+    y = RotaryPositions.apply(x, cos, signed_sin)
+    for i in range(dh // 2):
+        a = p * theta ** (-2 * i / dh)
+        x1, x2 = x[..., i], x[..., i + dh // 2]
+        torch.testing.assert_close(y[..., i], x1 * math.cos(a) - x2 * math.sin(a))
+        torch.testing.assert_close(y[..., i + dh // 2], x2 * math.cos(a) + x1 * math.sin(a))
+    q, k = torch.randn(1, 1, 1, dh), torch.randn(1, 1, 1, dh)
+
+    def score(pq, pk):
+        def at(x, pos):
+            return RotaryPositions.apply(x, *rope(torch.tensor([[pos]])))
+        return (at(q, pq) * at(k, pk)).sum()
+    torch.testing.assert_close(score(7, 3), score(20, 16))
 
 
 def test_sinusoidal_table_values():

@@ -132,8 +132,9 @@ class Attention(nn.Module):
     ) -> torch.Tensor:
         """x (B, Tq, D); kv_input (B, Tk, D) for cross-attention (default: x). Returns (B, Tq, D).
 
-        rope: (cos, sin) for the query/key positions when the part is rotary; cache/layer/start: write
-        this step's keys and values into the static cache at [start, start + Tq) and attend over it.
+        rope: (cos, signed_sin) from `RotaryPositions` for the query/key positions when the part is rotary;
+        cache/layer/start: write this step's keys and values into the static cache at [start, start + Tq) and
+        attend over it.
         packing: x is (N, D), the real tokens of a padded batch; projections run on those N rows only and
         the result is (N, D) too. memory_kv: cross-attention keys/values already projected (`project_memory`),
         so an encoder output is projected once per sequence, not once per decoding step.
@@ -158,8 +159,8 @@ class Attention(nn.Module):
         k = k.view(b, tk, self.n_kv_heads, self.head_dim).transpose(1, 2)  # (B, Hkv, Tk, Dh)
         v = v.view(b, tk, self.n_kv_heads, self.head_dim).transpose(1, 2)  # (B, Hkv, Tk, Dh)
         if self.rotary:
-            cos, sin = rope
-            q, k = RotaryPositions.apply(q, cos, sin), RotaryPositions.apply(k, cos, sin)
+            cos, signed_sin = rope
+            q, k = RotaryPositions.apply(q, cos, signed_sin), RotaryPositions.apply(k, cos, signed_sin)
         if cache is not None:
             k, v = cache.update(layer, k, v, start)  # 2 x (B, Hkv, start + Tq, Dh)
             tk = k.shape[2]
