@@ -92,12 +92,12 @@ class StackedExperts(nn.Module):
         order = torch.argsort(flat, stable=True)  # (token, choice) pairs sorted by expert
         token = order // k  # (N k,) the token of each sorted pair
         counts = torch.bincount(flat, minlength=self.n_experts)  # (E,)
-        offsets = counts.cumsum(0).to(torch.int32)
-        xs = x[token]  # (N k, D)
+        offsets = counts.cumsum(0, dtype=torch.int32)  # (E,) the end of each expert's rows
+        xs = x.index_select(0, token)  # (N k, D)
         h = grouped_matmul(xs, self.gate_up, counts, offsets)  # (N k, 2F)
         gate, up = h.chunk(2, dim=-1)
         h = grouped_matmul(self.act(gate) * up, self.down, counts, offsets)  # (N k, D)
-        h = h * weights.reshape(-1)[order, None].to(h.dtype)
+        h = h * weights.reshape(-1, 1).index_select(0, order).to(h.dtype)  # (N k, D) * (N k, 1)
         return torch.zeros_like(x).index_add_(0, token, h)  # (N, D)
 
     def extra_repr(self) -> str:
