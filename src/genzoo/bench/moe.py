@@ -55,7 +55,7 @@ def run(batch: int = 8, seq_len: int = 256, new_tokens: int = 64, repeats: int =
         "genzoo": lambda: ours.generate(prompt, max_new_tokens=new_tokens),
         "transformers": lambda: ref.generate(prompt, max_new_tokens=new_tokens, do_sample=False, eos_token_id=None,
                                              pad_token_id=0),
-    }, repeats=repeats)
+    }, repeats=3 * repeats)  # a decoding run takes a fraction of a second: more repeats for a steadier median
     results["decode_b1"] = _line("decode b=1", new_tokens, t, f"identical tokens: {same}")
     results["decode_b1"]["identical"] = same
     return results
