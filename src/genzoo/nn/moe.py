@@ -50,6 +50,8 @@ def _grouped_mm_ok(x: torch.Tensor, w: torch.Tensor) -> bool:
     multiples of 16 bytes (in fp32: dimensions divisible by 4)."""
     if not hasattr(torch, "_grouped_mm"):
         return False
+    if torch.compiler.is_compiling() and x.dtype != torch.bfloat16:  # its tracing (meta) kernel takes bf16 only
+        return False
     if any(s != 1 and s * t.element_size() % 16 for t in (x, w) for s in t.stride()[-2:]) \
             or w.shape[-1] * w.element_size() % 16:  # the output's row stride
         return False
