@@ -4,8 +4,8 @@ Jiang et al., "Mixtral of Experts", 2024).
 - `TopKRouter`: softmax over all E experts, keep the top k, renormalise. This equals Mixtral's
   softmax over the top-k logits (eq. 1-2: G(x) = Softmax(TopK(x W_g))).
 - `StackedExperts`: E gated FFNs stored as two stacked tensors in (experts, in, out) order, gate_up (E, D, 2F)
-  and down (E, F, D), so each expert's product is x @ W with no transposed operand (torchtitan's layout;
-  `transformers` holds the transposes, (E, 2F, D) and (E, D, F), and interop transposes on load and save).
+  and down (E, F, D), so each expert's product is x @ W with no transposed operand (`transformers` holds the
+  transposes, (E, 2F, D) and (E, D, F); interop transposes on load and save).
   Dispatch is dropless: the N*k (token, expert) pairs are sorted by
   expert and each expert's contiguous slice is multiplied by a grouped matmul (no Python loop over
   experts; a padded batched matmul where grouped matmul is unavailable).
