@@ -30,6 +30,13 @@ def image_grid(images: torch.Tensor, out: Path, ncol: int, title: str = "", row_
     if title:
         fig.suptitle(title, fontsize=9)
     fig.tight_layout()
+    save_figure(fig, out)
+
+
+def save_figure(fig, out: Path) -> None:
+    """Write a matplotlib figure to a PNG atomically (a temporary file renamed into place) and close it."""
+    import matplotlib.pyplot as plt
+
     out = Path(out)
     tmp = out.with_suffix(".tmp.png")
     fig.savefig(tmp)

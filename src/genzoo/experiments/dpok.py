@@ -22,6 +22,7 @@ from pathlib import Path
 
 import torch
 
+from ..figures import save_figure
 from . import EXPERIMENTS
 
 # arm -> (title, RLConfig fields besides the shared ones; beta=None takes the experiment's beta)
@@ -138,8 +139,7 @@ def plot_curves(results: dict, path: Path) -> None:
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def report(r: dict) -> str:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from ..figures import save_figure
+
 
 class MetricsLog:
     def __init__(self, path: Path, resume_step: int = 0):
@@ -42,7 +44,4 @@ def plot_losses(records: list[dict], out: Path, title: str) -> None:
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    tmp = out.with_suffix(".tmp.png")
-    fig.savefig(tmp)
-    plt.close(fig)
-    tmp.replace(out)
+    save_figure(fig, out)
