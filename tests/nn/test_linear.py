@@ -8,7 +8,7 @@ import torch.nn.functional as F
 import genzoo
 from genzoo.nn import ACTIVATIONS, Linear, set_onednn
 from genzoo.nn import linear as linear_module
-from genzoo.nn.linear import MIN_WEIGHT, ONEDNN_ACTIVATIONS, onednn_ok
+from genzoo.nn.linear import MIN_WEIGHT, ONEDNN_ACTIVATIONS, gemv, gemv_ok, onednn_ok
 
 
 @pytest.fixture
@@ -112,3 +112,52 @@ def test_torch_compile_sees_the_plain_linear(layer):
     with torch.no_grad():
         torch.testing.assert_close(compiled(x, activation="gelu"), layer(x, activation="gelu"), atol=1e-5, rtol=1e-5)
     assert graphs and all("mkldnn" not in g for g in graphs) and any("linear" in g for g in graphs)
+
+
+@pytest.mark.parametrize("shape", [(1, 256), (1, 1, 256), (256,)])
+@pytest.mark.parametrize("out", [1024, 1026])  # 4 row blocks, 2 row blocks
+def test_one_row_takes_the_blocked_gemv_and_equals_f_linear(shape, out):
+    """A single row (decoding at batch 1) is computed by `gemv` (torch.bmm over row blocks of the weight), with the
+    bias, the activation and the gate product applied after it; it equals F.linear's formula."""
+    torch.manual_seed(0)
+    layer = Linear(256, out)
+    x, gate = torch.randn(shape), torch.randn(*shape[:-1], out)
+    with torch.no_grad():
+        assert gemv_ok(x, layer.weight) and not gemv_ok(torch.randn(2, 256), layer.weight)
+        torch.testing.assert_close(gemv(x, layer.weight), F.linear(x, layer.weight), atol=1e-5, rtol=1e-5)
+        got = layer(x, activation="gelu", multiply=gate)
+    want = F.gelu(F.linear(x, layer.weight, layer.bias)) * gate
+    assert got.shape == want.shape
+    torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
+
+
+def test_gemv_is_only_taken_where_it_pays():
+    layer = Linear(256, 1024)
+    x = torch.randn(1, 256)
+    assert not gemv_ok(x, layer.weight)  # autograd records a graph for the weight: the plain path
+    with torch.no_grad():
+        assert gemv_ok(x, layer.weight)
+        assert not gemv_ok(x, layer.weight.t().contiguous().t())  # a transposed (non-contiguous) weight
+        assert not gemv_ok(torch.randn(1, 64), Linear(64, 64).weight)  # below MIN_GEMV_WEIGHT: F.linear is cheaper
+        assert not gemv_ok(x, Linear(256, 1023).weight)  # rows that do not split into equal blocks
+        assert not gemv_ok(x.double(), layer.weight.double())
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            assert not gemv_ok(x, layer.weight)
+
+
+def test_decoding_at_batch_one_runs_on_gemv_and_keeps_its_tokens(monkeypatch):
+    calls = []
+    monkeypatch.setattr(linear_module, "gemv", lambda x, w: calls.append(w.shape) or gemv(x, w))
+    torch.manual_seed(0)
+    model = genzoo.build("llama-tiny", d_model=256, n_heads=4, n_kv_heads=2, d_ff=1024).eval()
+    ids = torch.randint(0, model.config.vocab_size, (1, 12))
+    fast = model.generate(ids, max_new_tokens=16)
+    n_linear = sum(isinstance(m, Linear) for m in model.modules())
+    # every projection of the 15 single-token steps, and the prefill's LM head (its last position only)
+    assert len(calls) == 15 * n_linear + 1
+    previous = set_onednn(False)
+    try:
+        plain = model.generate(ids, max_new_tokens=16)
+    finally:
+        set_onednn(previous)
+    assert torch.equal(fast, plain)

@@ -10,6 +10,10 @@ runs through oneDNN's linear primitive with its post-ops (`torch.ops.mkldnn._lin
 - oneDNN's small-batch matrix-vector kernel, which on the 2-core machines we measured is faster than the
   BLAS call behind `F.linear` (decoding at batch 1 is mostly such products).
 
+A single input row (decoding at batch 1) takes a third kernel instead, `gemv`: the product as a batched
+matrix-matrix product over the weight cut into row blocks, which streams a weight that is not in cache at about
+twice the rate of the single-row kernels (see `gemv`).
+
 With autograd on (training), the plain product also runs forward through oneDNN (`OneDNNLinear`: its backward
 takes oneDNN for the input gradient and BLAS for the weight gradient); the activation then follows as its own
 op. Layers too small to pay for oneDNN's call overhead (`MIN_WEIGHT`, `MIN_WORK`), other devices and dtypes,
@@ -36,7 +40,7 @@ _enabled = os.environ.get("GENZOO_ONEDNN", "1") != "0" and torch.backends.mkldnn
 
 
 def set_onednn(enabled: bool) -> bool:
-    """Turn the fused CPU inference path on or off (for comparisons); returns the previous setting."""
+    """Turn the CPU inference kernels (oneDNN, `gemv`) on or off (for comparisons); returns the previous setting."""
     global _enabled
     previous, _enabled = _enabled, bool(enabled)
     return previous
@@ -65,6 +69,33 @@ def _records_grad(x: torch.Tensor, weight: torch.Tensor) -> bool:
     return torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad)
 
 
+# Matrix-vector products, measured on the 2-core development machine with weights that are not in cache (a model
+# larger than the last-level cache, read once per decoded token): oneDNN's and MKL's single-row kernels read a weight
+# at 8-17 GB/s and a plain sum over it runs at 25-35 GB/s. `torch.bmm` over the weight cut into 4 row blocks, the row
+# broadcast to each, reads it at 24-31 GB/s (MKL's batched kernel, both threads). It pays from 128 x 128 (cold);
+# below MIN_GEMV_WEIGHT F.linear's call is cheaper on a weight that stays in cache.
+MIN_GEMV_WEIGHT = 2**15
+GEMV_BLOCKS = (4, 2)
+
+
+def gemv_ok(x: torch.Tensor, weight: torch.Tensor) -> bool:
+    """Whether `Linear` computes x W^T as `gemv`: one row on CPU in fp32, autograd off, a contiguous weight of at
+    least MIN_GEMV_WEIGHT elements whose rows split into equal blocks."""
+    return (_enabled and x.numel() == weight.shape[-1] and x.device.type == "cpu" and x.dtype == torch.float32
+            and weight.dtype == torch.float32 and weight.numel() >= MIN_GEMV_WEIGHT and weight.shape[0] % 2 == 0
+            and weight.is_contiguous() and not torch.compiler.is_compiling() and not torch.is_autocast_enabled("cpu")
+            and not _records_grad(x, weight))
+
+
+def gemv(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """x (..., in) holding one row, weight (out, in) -> x W^T (..., out): `torch.bmm` of the weight as c row blocks
+    (c, out/c, in) with the row as a column broadcast to every block (stride 0: nothing is copied), (in, 1)."""
+    out, d = weight.shape
+    c = next(c for c in GEMV_BLOCKS if out % c == 0)
+    column = x.reshape(1, d).t().expand(c, d, 1)  # (c, in, 1), strides (0, 1, in): the kernel's fast layout
+    return torch.bmm(weight.view(c, out // c, d), column).view(*x.shape[:-1], out)  # (c, out/c, 1) -> (..., out)
+
+
 class OneDNNLinear(torch.autograd.Function):
     """x W^T + b with the oneDNN forward; backward dx = g W (oneDNN), dW = g^T x, db = sum g, the products
     autograd takes for F.linear."""
@@ -91,6 +122,13 @@ class Linear(nn.Linear):
 
     def forward(self, x: torch.Tensor, activation: str | None = None,
                 multiply: torch.Tensor | None = None) -> torch.Tensor:
+        if gemv_ok(x, self.weight):  # one row (decoding at batch 1)
+            y = gemv(x, self.weight)
+            if self.bias is not None:
+                y = y + self.bias
+            if activation is not None:
+                y = ACTIVATIONS.get(activation)(y)
+            return y if multiply is None else y * multiply
         kernel = _kernel_ok(x, self.weight)  # evaluated once per call: this is every linear layer's hot path
         inference = kernel and not _records_grad(x, self.weight)
         if inference and multiply is None and (activation is None or activation in ONEDNN_ACTIVATIONS):
