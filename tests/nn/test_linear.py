@@ -125,6 +125,9 @@ def test_one_row_takes_the_blocked_gemv_and_equals_f_linear(shape, out):
     with torch.no_grad():
         assert gemv_ok(x, layer.weight) and not gemv_ok(torch.randn(2, 256), layer.weight)
         torch.testing.assert_close(gemv(x, layer.weight), F.linear(x, layer.weight), atol=1e-5, rtol=1e-5)
+        rows = torch.randn(3, 256)  # a row at a storage offset, and a non-contiguous one
+        for row in (rows[2:], rows.t().contiguous().t()[1:2]):
+            torch.testing.assert_close(gemv(row, layer.weight), F.linear(row, layer.weight), atol=1e-5, rtol=1e-5)
         got = layer(x, activation="gelu", multiply=gate)
     want = F.gelu(F.linear(x, layer.weight, layer.bias)) * gate
     assert got.shape == want.shape

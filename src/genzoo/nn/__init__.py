@@ -2,7 +2,7 @@
 
 from .activations import ACTIVATIONS
 from .attention import ATTENTION_BACKENDS, Attention
-from .blocks import Block, CrossBlock
+from .blocks import Block, CrossBlock, make_dropout
 from .cache import StaticKVCache
 from .disentangled import DisentangledBias, RelativeEmbeddings
 from .ffn import FFNS, GatedMLP, MLP
@@ -18,5 +18,5 @@ __all__ = [
     "ACTIVATIONS", "ALiBi", "ATTENTION_BACKENDS", "Attention", "AttnMask", "Block", "CrossBlock", "DisentangledBias", "FFNS",
     "GatedMLP", "LearnedPositions", "Linear", "MLP", "NORMS", "POSITIONS", "Packing", "RMSNorm", "RelativeEmbeddings",
     "RotaryPositions", "SOFTMAX", "SinusoidalPositions", "SparseMoE", "StackedExperts", "StaticKVCache", "T5RelativeBias", "TopKRouter",
-    "build_mask", "load_balancing_loss", "router_z_loss", "set_onednn", "softmax1",
+    "build_mask", "load_balancing_loss", "make_dropout", "router_z_loss", "set_onednn", "softmax1",
 ]

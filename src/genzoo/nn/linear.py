@@ -92,7 +92,8 @@ def gemv(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
     (c, out/c, in) with the row as a column broadcast to every block (stride 0: nothing is copied), (in, 1)."""
     out, d = weight.shape
     c = next(c for c in GEMV_BLOCKS if out % c == 0)
-    column = x.reshape(1, d).t().expand(c, d, 1)  # (c, in, 1), strides (0, 1, in): the kernel's fast layout
+    # (c, in, 1) with strides (0, 1, in): the kernel's fast layout, one view op (three as reshape, t, expand)
+    column = x.as_strided((c, d, 1), (0, 1, d)) if x.is_contiguous() else x.reshape(1, d).t().expand(c, d, 1)
     return torch.bmm(weight.view(c, out // c, d), column).view(*x.shape[:-1], out)  # (c, out/c, 1) -> (..., out)
 
 

@@ -113,7 +113,9 @@ class RotaryPositions(nn.Module):
     def apply(x: torch.Tensor, cos: torch.Tensor, signed_sin: torch.Tensor) -> torch.Tensor:
         """Rotate x (B, H, T, Dh) by the angles in cos/signed_sin (B, 1, T, Dh):
         x * cos + rotate_half(x) * sin = x * cos + roll(x, Dh/2) * signed_sin."""
-        return x * cos.to(x.dtype) + x.roll(x.shape[-1] // 2, dims=-1) * signed_sin.to(x.dtype)
+        if cos.dtype != x.dtype:  # tested here, not left to .to(): a no-op cast is still an op call
+            cos, signed_sin = cos.to(x.dtype), signed_sin.to(x.dtype)
+        return x * cos + x.roll(x.shape[-1] // 2, dims=-1) * signed_sin
 
 
 def alibi_slopes(n_heads: int) -> torch.Tensor:

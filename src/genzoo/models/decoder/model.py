@@ -16,7 +16,7 @@ from ...config import GENRES
 from ...errors import InputError
 from ...generate import GenerationMixin
 from ...inputs import check_token_ids
-from ...nn import FFNS, NORMS, POSITIONS, SOFTMAX, Attention, Block, Linear, StaticKVCache, build_mask
+from ...nn import FFNS, NORMS, POSITIONS, SOFTMAX, Attention, Block, Linear, StaticKVCache, build_mask, make_dropout
 from ...nn.ffn import GATED_ACTIVATIONS
 from ...nn.moe import SparseMoE, StackedExperts, TopKRouter, load_balancing_loss, router_z_loss
 from ...outputs import CausalLMOutput
@@ -64,7 +64,7 @@ class DecoderLM(nn.Module, GenerationMixin):
             max_positions=cfg.max_positions, dim=cfg.d_model, head_dim=cfg.head_dim, n_heads=cfg.n_heads,
             theta=cfg.rope_theta, scaling=cfg.rope_scaling,
         )
-        self.drop = nn.Dropout(cfg.dropout)
+        self.drop = make_dropout(cfg.dropout)
         self.blocks = nn.ModuleList(make_block(cfg) for _ in range(cfg.n_layers))
         self.norm = NORMS.get(cfg.norm)(cfg.d_model, cfg.norm_eps, cfg.norm_bias)
         self.lm_head = Linear(cfg.d_model, cfg.vocab_size, bias=False)

@@ -14,7 +14,7 @@ from torch import nn
 from ...config import GENRES
 from ...errors import InputError
 from ...inputs import check_token_ids
-from ...nn import FFNS, NORMS, POSITIONS, Attention, Block, Linear, build_mask
+from ...nn import FFNS, NORMS, POSITIONS, Attention, Block, Linear, build_mask, make_dropout
 from ...nn.disentangled import DisentangledBias
 from ...nn.positions import LearnedPositions
 from ...nn.ffn import ACTIVATIONS
@@ -81,7 +81,7 @@ class EncoderModel(nn.Module):
             if cfg.position == "rope" and cfg.local_window and cfg.local_rope_theta else None
         self.token_types = nn.Embedding(cfg.type_vocab_size, cfg.d_model) if cfg.type_vocab_size else None
         self.embed_norm = NORMS.get(cfg.norm)(cfg.d_model, cfg.norm_eps, cfg.norm_bias)
-        self.drop = nn.Dropout(cfg.dropout)
+        self.drop = make_dropout(cfg.dropout)
         self.blocks = nn.ModuleList(make_block(cfg, i) for i in range(cfg.n_layers))
         self.final_norm = NORMS.get(cfg.norm)(cfg.d_model, cfg.norm_eps, cfg.norm_bias) if cfg.final_norm else None
         self.pooler = Linear(cfg.d_model, cfg.d_model) if cfg.pooler else None

@@ -18,7 +18,8 @@ from ...errors import InputError
 from ...generate import check_sampling, next_tokens
 from ...inputs import check_token_ids
 from ...modes import evaluating
-from ...nn import FFNS, Attention, Block, CrossBlock, Linear, RMSNorm, StaticKVCache, T5RelativeBias, build_mask
+from ...nn import (FFNS, Attention, Block, CrossBlock, Linear, RMSNorm, StaticKVCache, T5RelativeBias, build_mask,
+                  make_dropout)
 from .config import Seq2SeqConfig
 
 
@@ -52,7 +53,7 @@ class Encoder(nn.Module):
                   RMSNorm(cfg.d_model, cfg.norm_eps), norm_position="pre", dropout=cfg.dropout)
             for _ in range(cfg.n_layers))
         self.final_norm = RMSNorm(cfg.d_model, cfg.norm_eps)
-        self.drop = nn.Dropout(cfg.dropout)
+        self.drop = make_dropout(cfg.dropout)
 
     def forward(self, input_ids, attention_mask=None) -> torch.Tensor:  # (B, T) -> (B, T, D)
         t = input_ids.shape[1]
@@ -77,7 +78,7 @@ class Decoder(nn.Module):
                        dropout=cfg.dropout)
             for _ in range(cfg.n_decoder_layers))
         self.final_norm = norm()
-        self.drop = nn.Dropout(cfg.dropout)
+        self.drop = make_dropout(cfg.dropout)
 
     def project_memory(self, memory: torch.Tensor) -> list:
         """Every block's cross-attention keys/values of the encoder output, once per sequence."""
