@@ -74,6 +74,18 @@ def inference(fn):
     return wrapper
 
 
+def _call(model, *args, **kwargs):
+    return model(*args, **kwargs)
+
+
+@functools.cache
+def compiled_step():
+    """`model(...)` through torch.compile (inductor), shapes dynamic: one compilation serves every cache length
+    and batch size of a model; another model, dtype or device is a guard miss that compiles once more. Built on
+    first use, so importing genzoo does not import the compiler."""
+    return torch.compile(_call, dynamic=True)
+
+
 class GenerationMixin:
     """Adds `generate` to a causal LM that has `check_inputs`, `make_cache` and a cache-aware forward."""
 
@@ -91,8 +103,13 @@ class GenerationMixin:
         pad_token_id: int | None = None,
         seed: int | None = None,
         generator: torch.Generator | None = None,
+        compile: bool = False,
     ) -> torch.Tensor:
-        """input_ids (B, T), left-padded where attention_mask (B, T) is 0 -> (B, T + N), N <= max_new_tokens."""
+        """input_ids (B, T), left-padded where attention_mask (B, T) is 0 -> (B, T + N), N <= max_new_tokens.
+
+        compile: run the single-token decoding step through torch.compile (`compiled_step`): elementwise ops
+        fused into generated kernels, no Python between them. The first call with a model compiles it (tens of
+        seconds on a 2-core CPU), later calls reuse it; the prompt's forward stays eager."""
         check_sampling(temperature, top_k, top_p, max_new_tokens)
         self.check_inputs(input_ids, attention_mask)
         b, t = input_ids.shape
@@ -120,13 +137,14 @@ class GenerationMixin:
             logits = self(input_ids, position_ids=position_ids, cache=cache, logits_to_keep=1, check=False).logits
             next_pos = position_ids[:, -1:] + 1 if padded else None  # (B, 1)
             finished = torch.zeros(b, dtype=torch.bool, device=device)
+            step = functools.partial(compiled_step(), self) if compile else self
             for i in range(max_new_tokens):
                 tok = next_tokens(logits[:, -1].float(), finished, eos, pad, do_sample, temperature, top_k, top_p,
                                   generator)
                 out[:, t + i] = tok
                 if (len(eos) and bool(finished.all())) or i == max_new_tokens - 1:
                     return out[:, : t + i + 1]
-                logits = self(tok[:, None], position_ids=next_pos, cache=cache, logits_to_keep=1, check=False).logits
+                logits = step(tok[:, None], position_ids=next_pos, cache=cache, logits_to_keep=1, check=False).logits
                 if padded:
                     next_pos = next_pos + 1
         return out

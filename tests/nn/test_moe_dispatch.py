@@ -66,8 +66,8 @@ def test_experts_equal_each_token_through_its_chosen_experts(path, n_tokens):
 
 
 def test_a_compiled_moe_model_trains_like_the_eager_one():
-    """torch.compile traces the dispatch with fake tensors; _grouped_mm's tracing kernel takes bf16 only, so fp32
-    takes the padded path there (it raised before)."""
+    """torch.compile traces the model with fake tensors; _grouped_mm's tracing kernel takes bf16 only, so fp32
+    experts run eagerly, outside the graph (it raised before)."""
     import genzoo
 
     torch.manual_seed(0)

@@ -1,5 +1,11 @@
 """`genzoo bench decode`: greedy decoding tokens/s, genzoo vs `transformers`, same Llama-style ~25M
-model and weights; prompt 32 tokens, 128 new tokens, batch 1 and batch 8."""
+model and weights; prompt 32 tokens, 128 new tokens, batch 1 and batch 8.
+
+Each side runs twice, eager and compiled; every compilation happens in the untimed first run:
+- genzoo: `generate()`, and `generate(compile=True)` (the decoding step through torch.compile);
+- `transformers`: its default `generate` (dynamic cache, eager), and its static cache with its own torch.compile
+  of the forward (`cache_implementation="static"` and a `CompileConfig` that allows the CPU).
+The ratios divide by `transformers`' default generate unless named otherwise."""
 
 from __future__ import annotations
 
@@ -7,6 +13,18 @@ import torch
 
 from . import BENCHMARKS
 from .common import compare, hf_twin
+
+
+def _hf_compiled(ref, ids, new: int):
+    """`transformers`' compiled decoding on this device, or None where this version cannot be asked for it."""
+    import transformers
+
+    config = transformers.CompileConfig()
+    if not hasattr(config, "_compile_all_devices"):  # transformers compiles on CUDA/XPU only unless told
+        return None
+    config._compile_all_devices = True
+    return lambda: ref.generate(ids, max_new_tokens=new, do_sample=False, eos_token_id=None, pad_token_id=0,
+                                cache_implementation="static", compile_config=config)
 
 
 @BENCHMARKS.register("decode")
@@ -18,21 +36,29 @@ def run(preset: str = "llama-25m", prompt: int = 32, new: int = 128, batches=(1,
     ref = hf_twin(ours)
     n = sum(p.numel() for p in ours.parameters())
     print(f"decode: {preset} ({n / 1e6:.1f}M parameters), prompt {prompt}, {new} new tokens, "
-          f"{torch.get_num_threads()} threads")
+          f"{torch.get_num_threads()} threads; tokens/s")
     results = {}
     for b in batches:
         ids = torch.randint(0, ours.config.vocab_size, (b, prompt))
-        a = ours.generate(ids, max_new_tokens=new)
-        r = ref.generate(ids, max_new_tokens=new, do_sample=False, eos_token_id=None, pad_token_id=0)
-        same = torch.equal(a, r)
-        t = compare({
+        runs = {
             "genzoo": lambda: ours.generate(ids, max_new_tokens=new),
+            "genzoo_compiled": lambda: ours.generate(ids, max_new_tokens=new, compile=True),
             "transformers": lambda: ref.generate(ids, max_new_tokens=new, do_sample=False, eos_token_id=None,
                                                  pad_token_id=0),
-        }, repeats=repeats)
-        tps = {k: b * new / v for k, v in t.items()}
-        ratio = tps["genzoo"] / tps["transformers"]
-        print(f"  batch {b}: genzoo {tps['genzoo']:8.1f} tok/s | transformers {tps['transformers']:8.1f} tok/s | "
-              f"ratio {ratio:.2f}x | identical tokens: {same}")
-        results[f"batch{b}"] = {**{f"{k}_tok_s": v for k, v in tps.items()}, "ratio": ratio, "identical": same}
+        }
+        hf_compiled = _hf_compiled(ref, ids, new)
+        if hf_compiled is not None:
+            runs["transformers_compiled"] = hf_compiled
+        tokens = {k: f() for k, f in runs.items()}  # the compiled runs compile here
+        same = {k: torch.equal(v, tokens["transformers"]) for k, v in tokens.items()}
+        tps = {k: b * new / v for k, v in compare(runs, repeats=repeats, warmup=0).items()}
+        ratio = {k: tps[k] / tps["transformers"] for k in ("genzoo", "genzoo_compiled")}
+        line = " | ".join(f"{k.replace('_', ' ')} {v:.1f}" for k, v in tps.items())
+        print(f"  batch {b}: {line}")
+        print(f"    genzoo / transformers: eager {ratio['genzoo']:.2f}x, compiled {ratio['genzoo_compiled']:.2f}x"
+              + (f", compiled / transformers compiled {tps['genzoo_compiled'] / tps['transformers_compiled']:.2f}x"
+                 if hf_compiled is not None else ", transformers compiled: not available in this version")
+              + f" | identical tokens: {all(same.values())}")
+        results[f"batch{b}"] = {**{f"{k}_tok_s": v for k, v in tps.items()}, "ratio": ratio["genzoo"],
+                                "ratio_compiled": ratio["genzoo_compiled"], "identical": all(same.values())}
     return results

@@ -12,7 +12,8 @@ runs through oneDNN's linear primitive with its post-ops (`torch.ops.mkldnn._lin
 
 A single input row (decoding at batch 1) takes a third kernel instead, `gemv`: the product as a batched
 matrix-matrix product over the weight cut into row blocks, which streams a weight that is not in cache at about
-twice the rate of the single-row kernels (see `gemv`).
+twice the rate of the single-row kernels (see `gemv`). It is also what torch.compile is handed for one row (the
+compiled decoding step of `generate(compile=True)`): inductor's own fp32 matrix-vector product is slower still.
 
 With autograd on (training), the plain product also runs forward through oneDNN (`OneDNNLinear`: its backward
 takes oneDNN for the input gradient and BLAS for the weight gradient); the activation then follows as its own
@@ -83,8 +84,7 @@ def gemv_ok(x: torch.Tensor, weight: torch.Tensor) -> bool:
     least MIN_GEMV_WEIGHT elements whose rows split into equal blocks."""
     return (_enabled and x.numel() == weight.shape[-1] and x.device.type == "cpu" and x.dtype == torch.float32
             and weight.dtype == torch.float32 and weight.numel() >= MIN_GEMV_WEIGHT and weight.shape[0] % 2 == 0
-            and weight.is_contiguous() and not torch.compiler.is_compiling() and not torch.is_autocast_enabled("cpu")
-            and not _records_grad(x, weight))
+            and weight.is_contiguous() and not torch.is_autocast_enabled("cpu") and not _records_grad(x, weight))
 
 
 def gemv(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
@@ -92,8 +92,12 @@ def gemv(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
     (c, out/c, in) with the row as a column broadcast to every block (stride 0: nothing is copied), (in, 1)."""
     out, d = weight.shape
     c = next(c for c in GEMV_BLOCKS if out % c == 0)
-    # (c, in, 1) with strides (0, 1, in): the kernel's fast layout, one view op (three as reshape, t, expand)
-    column = x.as_strided((c, d, 1), (0, 1, d)) if x.is_contiguous() else x.reshape(1, d).t().expand(c, d, 1)
+    # (c, in, 1) with strides (0, 1, in): the kernel's fast layout, one view op eagerly (three as reshape, t,
+    # expand); traced by torch.compile, views cost nothing and the compiler is given the plain ones
+    if x.is_contiguous() and not torch.compiler.is_compiling():
+        column = x.as_strided((c, d, 1), (0, 1, d))
+    else:
+        column = x.reshape(1, d).t().expand(c, d, 1)
     return torch.bmm(weight.view(c, out // c, d), column).view(*x.shape[:-1], out)  # (c, out/c, 1) -> (..., out)
 
 
