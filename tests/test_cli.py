@@ -50,6 +50,8 @@ def test_generate_from_run(tmp_path):
     r = genzoo("generate", str(tmp_path / "r"), "--prompt", "import os\n", "--max-new-tokens", "8", "--seed", "1")
     again = genzoo("generate", str(tmp_path / "r"), "--prompt", "import os\n", "--max-new-tokens", "8", "--seed", "1")
     assert r.stdout.startswith("import os\n") and r.stdout == again.stdout  # seeded sampling reproduces
+    greedy = ("generate", str(tmp_path / "r"), "--prompt", "import os\n", "--max-new-tokens", "8", "--temperature", "0")
+    assert genzoo(*greedy, "--compile").stdout == genzoo(*greedy).stdout  # the compiled decoding step
     e = genzoo("eval", str(tmp_path / "r"))
     assert "validation loss" in e.stdout and "perplexity" in e.stdout
 

@@ -68,18 +68,23 @@ def cmd_generate(args) -> int:
         raise ArgumentError("genzoo generate: --prompt encodes to no tokens")
     prompt = torch.tensor([ids] * args.num_samples)
     sample = args.temperature > 0
-    beams = {}
+    extra = {}
     if args.num_beams > 1:
         if "num_beams" not in inspect.signature(model.generate).parameters:
             raise ArgumentError(f"genzoo generate: --num-beams: {type(model).__name__} has no beam search "
                                 "(seq2seq models do)")
         if sample:
             raise ArgumentError("genzoo generate: --num-beams needs greedy scoring: add --temperature 0")
-        beams = dict(num_beams=args.num_beams, length_penalty=args.length_penalty)
+        extra = dict(num_beams=args.num_beams, length_penalty=args.length_penalty)
+    if args.compile:
+        if "compile" not in inspect.signature(model.generate).parameters:
+            raise ArgumentError(f"genzoo generate: --compile: {type(model).__name__}.generate has no compiled "
+                                "decoding step (causal LMs do)")
+        extra["compile"] = True
     out = model.generate(
         prompt, max_new_tokens=min(args.max_new_tokens, model.config.max_positions - len(ids)),
         do_sample=sample, temperature=args.temperature if sample else 1.0, top_k=args.top_k, top_p=args.top_p,
-        eos_token_id=tok.eos_id, seed=args.seed, **beams,
+        eos_token_id=tok.eos_id, seed=args.seed, **extra,
     )
     for i, row in enumerate(out.tolist()):
         if args.num_samples > 1:
@@ -165,6 +170,8 @@ def build_parser() -> Parser:
     s.add_argument("--num-beams", type=int, default=1, help="beam search with this many beams (seq2seq models)")
     s.add_argument("--length-penalty", type=float, default=1.0,
                    help="beam search: a finished hypothesis scores sum(log p) / length ** this")
+    s.add_argument("--compile", action="store_true",
+                   help="decode through torch.compile (causal LMs): a one-off compilation, then a faster step")
     s.set_defaults(fn=cmd_generate)
 
     s = sub.add_parser("embed", help="sentence embeddings from an encoder (run or Hugging Face directory)")

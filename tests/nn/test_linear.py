@@ -125,6 +125,8 @@ def test_one_row_takes_the_blocked_gemv_and_equals_f_linear(shape, out):
     with torch.no_grad():
         assert gemv_ok(x, layer.weight) and not gemv_ok(torch.randn(2, 256), layer.weight)
         torch.testing.assert_close(gemv(x, layer.weight), F.linear(x, layer.weight), atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(gemv(x, layer.weight, layer.bias), F.linear(x, layer.weight, layer.bias),
+                                   atol=1e-5, rtol=1e-5)
         rows = torch.randn(3, 256)  # a row at a storage offset, and a non-contiguous one
         for row in (rows[2:], rows.t().contiguous().t()[1:2]):
             torch.testing.assert_close(gemv(row, layer.weight), F.linear(row, layer.weight), atol=1e-5, rtol=1e-5)
@@ -148,11 +150,12 @@ def test_gemv_is_only_taken_where_it_pays():
             assert not gemv_ok(x, layer.weight)
 
 
-def test_decoding_at_batch_one_runs_on_gemv_and_keeps_its_tokens(monkeypatch):
+@pytest.mark.parametrize("preset", ["llama-tiny", "gpt2-tiny"])  # no biases; biases (baddbmm) and GELU
+def test_decoding_at_batch_one_runs_on_gemv_and_keeps_its_tokens(preset, monkeypatch):
     calls = []
-    monkeypatch.setattr(linear_module, "gemv", lambda x, w: calls.append(w.shape) or gemv(x, w))
+    monkeypatch.setattr(linear_module, "gemv", lambda x, w, b=None: calls.append(w.shape) or gemv(x, w, b))
     torch.manual_seed(0)
-    model = genzoo.build("llama-tiny", d_model=256, n_heads=4, n_kv_heads=2, d_ff=1024).eval()
+    model = genzoo.build(preset, d_model=256, n_heads=4, d_ff=1024).eval()
     ids = torch.randint(0, model.config.vocab_size, (1, 12))
     fast = model.generate(ids, max_new_tokens=16)
     n_linear = sum(isinstance(m, Linear) for m in model.modules())

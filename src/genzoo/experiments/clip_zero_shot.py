@@ -10,6 +10,7 @@ from pathlib import Path
 
 import torch
 
+from ..figures import save_figure
 from . import EXPERIMENTS
 
 
@@ -89,8 +90,7 @@ def plot_confusion(confusion: torch.Tensor, path: Path, acc: float) -> None:
     ax.set_title(f"CLIP zero-shot on held-out digits, unseen templates: {100 * acc:.1f}%", fontsize=9)
     fig.colorbar(im, ax=ax)
     fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def report(r: dict, recipe) -> str:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import torch
 
+from ..figures import save_figure
 from . import EXPERIMENTS
 from .locality import KINDS, char_kinds, locality, random_baselines
 
@@ -78,8 +79,7 @@ def plot(results: dict, out: Path) -> None:
         ax.set_title(title)
     axes[1].legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(out / "locality.png")
-    plt.close(fig)
+    save_figure(fig, out / "locality.png")
 
     fig, axes = plt.subplots(1, 2, figsize=(11, 3.6), dpi=120, sharey=True)
     for ax, key, title in ((axes[0], "with_balance", "with load-balancing loss"),
@@ -90,8 +90,7 @@ def plot(results: dict, out: Path) -> None:
         ax.set_title(title)
     axes[0].set_ylabel("layer")
     fig.colorbar(im, ax=axes, label="% of assignments")
-    fig.savefig(out / "load.png")
-    plt.close(fig)
+    save_figure(fig, out / "load.png")
 
 
 def report(results: dict) -> str:

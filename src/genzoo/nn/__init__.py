@@ -15,8 +15,9 @@ from .positions import ALiBi, LearnedPositions, POSITIONS, RotaryPositions, Sinu
 from .softmax import SOFTMAX, softmax1
 
 __all__ = [
-    "ACTIVATIONS", "ALiBi", "ATTENTION_BACKENDS", "Attention", "AttnMask", "Block", "CrossBlock", "DisentangledBias", "FFNS",
-    "GatedMLP", "LearnedPositions", "Linear", "MLP", "NORMS", "POSITIONS", "Packing", "RMSNorm", "RelativeEmbeddings",
-    "RotaryPositions", "SOFTMAX", "SinusoidalPositions", "SparseMoE", "StackedExperts", "StaticKVCache", "T5RelativeBias", "TopKRouter",
-    "build_mask", "load_balancing_loss", "make_dropout", "router_z_loss", "set_onednn", "softmax1",
+    "ACTIVATIONS", "ALiBi", "ATTENTION_BACKENDS", "Attention", "AttnMask", "Block", "CrossBlock",
+    "DisentangledBias", "FFNS", "GatedMLP", "LearnedPositions", "Linear", "MLP", "NORMS", "POSITIONS", "Packing",
+    "RMSNorm", "RelativeEmbeddings", "RotaryPositions", "SOFTMAX", "SinusoidalPositions", "SparseMoE",
+    "StackedExperts", "StaticKVCache", "T5RelativeBias", "TopKRouter", "build_mask", "load_balancing_loss",
+    "make_dropout", "router_z_loss", "set_onednn", "softmax1",
 ]

@@ -87,9 +87,10 @@ def gemv_ok(x: torch.Tensor, weight: torch.Tensor) -> bool:
             and weight.is_contiguous() and not torch.is_autocast_enabled("cpu") and not _records_grad(x, weight))
 
 
-def gemv(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-    """x (..., in) holding one row, weight (out, in) -> x W^T (..., out): `torch.bmm` of the weight as c row blocks
-    (c, out/c, in) with the row as a column broadcast to every block (stride 0: nothing is copied), (in, 1)."""
+def gemv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+    """x (..., in) holding one row, weight (out, in), bias (out,) or None -> x W^T + b (..., out): `torch.bmm` of
+    the weight as c row blocks (c, out/c, in) with the row as a column broadcast to every block (stride 0: nothing
+    is copied), (in, 1); the bias is added by the same call (`torch.baddbmm`)."""
     out, d = weight.shape
     c = next(c for c in GEMV_BLOCKS if out % c == 0)
     # (c, in, 1) with strides (0, 1, in): the kernel's fast layout, one view op eagerly (three as reshape, t,
@@ -98,7 +99,9 @@ def gemv(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
         column = x.as_strided((c, d, 1), (0, 1, d))
     else:
         column = x.reshape(1, d).t().expand(c, d, 1)
-    return torch.bmm(weight.view(c, out // c, d), column).view(*x.shape[:-1], out)  # (c, out/c, 1) -> (..., out)
+    blocks = weight.view(c, out // c, d)  # (c, out/c, in)
+    y = torch.bmm(blocks, column) if bias is None else torch.baddbmm(bias.view(c, out // c, 1), blocks, column)
+    return y.view(*x.shape[:-1], out)  # (c, out/c, 1) -> (..., out)
 
 
 class OneDNNLinear(torch.autograd.Function):
@@ -128,9 +131,7 @@ class Linear(nn.Linear):
     def forward(self, x: torch.Tensor, activation: str | None = None,
                 multiply: torch.Tensor | None = None) -> torch.Tensor:
         if gemv_ok(x, self.weight):  # one row (decoding at batch 1)
-            y = gemv(x, self.weight)
-            if self.bias is not None:
-                y = y + self.bias
+            y = gemv(x, self.weight, self.bias)
             if activation is not None:
                 y = ACTIVATIONS.get(activation)(y)
             return y if multiply is None else y * multiply
