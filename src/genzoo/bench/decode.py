@@ -28,7 +28,7 @@ def _hf_compiled(ref, ids, new: int):
 
 
 @BENCHMARKS.register("decode")
-def run(preset: str = "llama-25m", prompt: int = 32, new: int = 128, batches=(1, 8), repeats: int = 3) -> dict:
+def run(preset: str = "llama-25m", prompt: int = 32, new: int = 128, batches=(1, 8), repeats: int = 5) -> dict:
     import genzoo
 
     torch.manual_seed(0)
