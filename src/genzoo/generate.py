@@ -80,9 +80,10 @@ def _call(model, *args, **kwargs):
 
 @functools.cache
 def compiled_step():
-    """`model(...)` through torch.compile (inductor), shapes dynamic: one compilation serves every cache length
-    and batch size of a model; another model, dtype or device is a guard miss that compiles once more. Built on
-    first use, so importing genzoo does not import the compiler."""
+    """`model(...)` through torch.compile (inductor), shapes dynamic: one compilation serves every cache length of
+    a model, and one more every batch size above 1; another model, dtype or device is a guard miss that compiles
+    once more (up to torch._dynamo's cache size limit, 8 by default; past it the step runs eagerly, with torch's
+    warning). Built on first use, so importing genzoo does not import the compiler."""
     return torch.compile(_call, dynamic=True)
 
 
