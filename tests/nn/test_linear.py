@@ -167,3 +167,15 @@ def test_decoding_at_batch_one_runs_on_gemv_and_keeps_its_tokens(preset, monkeyp
     finally:
         set_onednn(previous)
     assert torch.equal(fast, plain)
+
+
+def test_gemv_benchmark_reports_every_kernel_for_every_shape():
+    """`genzoo bench gemv` (figures are measured there, not asserted here): it runs and reports a rate for each
+    kernel and shape."""
+    from genzoo.bench import gemv as bench
+
+    results = bench.run(stream_mb=2, repeats=1)
+    assert set(results) == {f"{o}x{d}" for o, d in bench.SHAPES}
+    for rates in results.values():
+        assert {"gemv", "F.linear", "sum", "ratio"} <= set(rates)
+        assert all(v > 0 and v == v for v in rates.values())
