@@ -7,8 +7,8 @@ runs through oneDNN's linear primitive with its post-ops (`torch.ops.mkldnn._lin
 - the bias and an activation after the product (GELU, GELU-tanh, ReLU, SiLU) are applied as the output is
   written, instead of two more passes over it;
 - a GLU's elementwise product with the gate (`multiply=`) is fused the same way;
-- oneDNN's small-batch matrix-vector kernel, which on the 2-core machines we measured is faster than the
-  BLAS call behind `F.linear` (decoding at batch 1 is mostly such products).
+- oneDNN's small-batch kernels, which on the 2-core machines we measured are faster than the BLAS call behind
+  `F.linear` (decoding a batch of a few sequences is mostly such products).
 
 A single input row (decoding at batch 1) takes a third kernel instead, `gemv`: the product as a batched
 matrix-matrix product over the weight cut into row blocks, which streams a weight that is not in cache at about
@@ -59,11 +59,15 @@ def onednn_ok(x: torch.Tensor, weight: torch.Tensor, training: bool = False) -> 
     return _kernel_ok(x, weight) and (training or not _records_grad(x, weight))
 
 
+def _cpu_fp32(x: torch.Tensor, weight: torch.Tensor) -> bool:
+    """The CPU kernels' shared condition: enabled, CPU, fp32 operands, not under CPU autocast (F.linear obeys it)."""
+    return (_enabled and x.device.type == "cpu" and x.dtype == torch.float32 and weight.dtype == torch.float32
+            and not torch.is_autocast_enabled("cpu"))
+
+
 def _kernel_ok(x: torch.Tensor, weight: torch.Tensor) -> bool:
-    return (_enabled and _OP is not None and not torch.compiler.is_compiling()  # compiled: inductor's own path
-            and x.device.type == "cpu" and x.dtype == torch.float32 and not torch.is_autocast_enabled("cpu")
-            and weight.dtype == torch.float32
-            and (weight.numel() >= MIN_WEIGHT or x.numel() * weight.shape[0] >= MIN_WORK))
+    return (_OP is not None and not torch.compiler.is_compiling()  # compiled: inductor's own path
+            and _cpu_fp32(x, weight) and (weight.numel() >= MIN_WEIGHT or x.numel() * weight.shape[0] >= MIN_WORK))
 
 
 def _records_grad(x: torch.Tensor, weight: torch.Tensor) -> bool:
@@ -82,9 +86,8 @@ GEMV_BLOCKS = (4, 2)
 def gemv_ok(x: torch.Tensor, weight: torch.Tensor) -> bool:
     """Whether `Linear` computes x W^T as `gemv`: one row on CPU in fp32, autograd off, a contiguous weight of at
     least MIN_GEMV_WEIGHT elements whose rows split into equal blocks."""
-    return (_enabled and x.numel() == weight.shape[-1] and x.device.type == "cpu" and x.dtype == torch.float32
-            and weight.dtype == torch.float32 and weight.numel() >= MIN_GEMV_WEIGHT and weight.shape[0] % 2 == 0
-            and weight.is_contiguous() and not torch.is_autocast_enabled("cpu") and not _records_grad(x, weight))
+    return (x.numel() == weight.shape[-1] and _cpu_fp32(x, weight) and weight.numel() >= MIN_GEMV_WEIGHT
+            and weight.shape[0] % 2 == 0 and weight.is_contiguous() and not _records_grad(x, weight))
 
 
 def gemv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
@@ -132,23 +135,22 @@ class Linear(nn.Linear):
                 multiply: torch.Tensor | None = None) -> torch.Tensor:
         if gemv_ok(x, self.weight):  # one row (decoding at batch 1)
             y = gemv(x, self.weight, self.bias)
-            if activation is not None:
-                y = ACTIVATIONS.get(activation)(y)
-            return y if multiply is None else y * multiply
-        kernel = _kernel_ok(x, self.weight)  # evaluated once per call: this is every linear layer's hot path
-        inference = kernel and not _records_grad(x, self.weight)
-        if inference and multiply is None and (activation is None or activation in ONEDNN_ACTIVATIONS):
-            post, algorithm = ONEDNN_ACTIVATIONS[activation] if activation else ("none", "")
-            return _OP(x, self.weight, self.bias, post, [], algorithm)
-        if inference and activation is None and multiply.dtype == x.dtype \
-                and multiply.shape == (*x.shape[:-1], self.out_features):
-            return _OP.binary(x, multiply.contiguous(), self.weight, self.bias, "mul")
-        if inference:
-            y = _OP(x, self.weight, self.bias, "none", [], "")
-        elif kernel:
-            y = OneDNNLinear.apply(x, self.weight, self.bias)
         else:
-            y = F.linear(x, self.weight, self.bias)
+            kernel = _kernel_ok(x, self.weight)  # evaluated once per call: this is every linear layer's hot path
+            inference = kernel and not _records_grad(x, self.weight)
+            if inference and multiply is None and (activation is None or activation in ONEDNN_ACTIVATIONS):
+                post, algorithm = ONEDNN_ACTIVATIONS[activation] if activation else ("none", "")
+                return _OP(x, self.weight, self.bias, post, [], algorithm)
+            if inference and activation is None and multiply.dtype == x.dtype \
+                    and multiply.shape == (*x.shape[:-1], self.out_features):
+                return _OP.binary(x, multiply.contiguous(), self.weight, self.bias, "mul")
+            if inference:
+                y = _OP(x, self.weight, self.bias, "none", [], "")
+            elif kernel:
+                y = OneDNNLinear.apply(x, self.weight, self.bias)
+            else:
+                y = F.linear(x, self.weight, self.bias)
+        # the activation and the gate product that no kernel above fused
         if activation is not None:
             y = ACTIVATIONS.get(activation)(y)
         return y if multiply is None else y * multiply

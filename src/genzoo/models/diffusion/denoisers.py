@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ...nn import MLP, Attention, Block, Linear, build_mask
+from ...nn import MLP, Attention, Block, Linear, build_mask, make_dropout
 from ...nn.positions import LearnedPositions, SinusoidalPositions
 from ...registry import Registry
 from .config import DiffusionConfig
@@ -43,7 +43,7 @@ class ResBlock(nn.Module):
         self.norm1, self.conv1 = nn.GroupNorm(groups, c_in), nn.Conv2d(c_in, c_out, 3, padding=1)
         self.emb = Linear(emb, c_out)
         self.norm2, self.conv2 = nn.GroupNorm(groups, c_out), nn.Conv2d(c_out, c_out, 3, padding=1)
-        self.drop = nn.Dropout(dropout)
+        self.drop = make_dropout(dropout)
         self.skip = nn.Conv2d(c_in, c_out, 1) if c_in != c_out else nn.Identity()
 
     def forward(self, x, e):  # (B, Cin, H, W), (B, E) -> (B, Cout, H, W)
