@@ -1,6 +1,6 @@
 """Scale-out with `torch.distributed`: under `torchrun` (WORLD_SIZE > 1) the process group is gloo on
 CPU and nccl on CUDA; the model is wrapped in DistributedDataParallel, or sharded with FSDP2
-(`fully_shard`, each block then the whole model) when asked. Only rank 0 writes files."""
+(`fully_shard`, each of the model's `shardable_blocks()` then the whole model) when asked. Only rank 0 writes files."""
 
 from __future__ import annotations
 
@@ -72,7 +72,7 @@ def wrap(model: nn.Module, d: Dist, fsdp: bool) -> nn.Module:
     if fsdp:
         from torch.distributed.fsdp import fully_shard
 
-        for block in model.blocks:
+        for block in model.shardable_blocks():  # every genre declares its own
             fully_shard(block)
         fully_shard(model)
         return model

@@ -108,6 +108,10 @@ class CLIP(nn.Module):
         self.logit_scale = nn.Parameter(torch.tensor(cfg.logit_scale_init))
         self.reset_parameters()
 
+    def shardable_blocks(self) -> list[nn.Module]:
+        """The modules FSDP shards one by one (`train.distributed.wrap`): both towers' transformer blocks."""
+        return list(self.text.blocks) + list(self.vision.blocks)
+
     def reset_parameters(self) -> None:
         """CLIP's reference initialisation (as open_clip and transformers): widths set the scales, so the
         pooled features of a small model depend on its input from the first step (a flat 0.02 leaves every

@@ -77,6 +77,10 @@ class DecoderLM(nn.Module, GenerationMixin):
         """Parameters that are another parameter under a second name (not stored in checkpoints)."""
         return ["lm_head.weight"] if self.config.tie_embeddings else []
 
+    def shardable_blocks(self) -> list[nn.Module]:
+        """The modules FSDP shards one by one (`train.distributed.wrap`): the transformer blocks."""
+        return list(self.blocks)
+
     def reset_parameters(self) -> None:
         """Normal(0, init_std) weights, zero biases; residual output projections scaled by
         1/sqrt(2 * n_layers) (GPT-2, sec. 2.3)."""

@@ -99,6 +99,10 @@ class UNet(nn.Module):
         nn.init.zeros_(self.out[-1].weight)  # start as the zero prediction
         nn.init.zeros_(self.out[-1].bias)
 
+    def shardable_blocks(self) -> list[nn.Module]:
+        """The modules FSDP shards one by one (`train.distributed.wrap`): the residual and attention blocks at every level."""
+        return [m for m in (*self.down, *self.mid, *self.up) if isinstance(m, (ResBlock, SpatialAttention))]
+
     def forward(self, x, t, labels):  # (B, C, H, W), (B,), (B,) | None -> (B, C, H, W)
         e = self.cond(t, labels)
         h = self.inp(x)
@@ -135,6 +139,10 @@ class DiT(nn.Module):
         self.head = Linear(d, p * p * cfg.channels)
         nn.init.zeros_(self.head.weight)
         nn.init.zeros_(self.head.bias)
+
+    def shardable_blocks(self) -> list[nn.Module]:
+        """The modules FSDP shards one by one (`train.distributed.wrap`): the transformer blocks."""
+        return list(self.blocks)
 
     def forward(self, x, t, labels):  # (B, C, H, W), (B,), (B,) | None -> (B, C, H, W)
         b, n = x.shape[0], self.side**2

@@ -38,6 +38,10 @@ class DiffusionModel(nn.Module):
     def null_class(self) -> int:
         return self.config.n_classes
 
+    def shardable_blocks(self) -> list[nn.Module]:
+        """The modules FSDP shards one by one (`train.distributed.wrap`): the denoiser's blocks."""
+        return self.denoiser.shardable_blocks()
+
     def check_images(self, x: torch.Tensor, labels: torch.Tensor | None) -> None:
         c = self.config
         want = (c.channels, c.image_size, c.image_size)

@@ -96,6 +96,10 @@ class EncoderModel(nn.Module):
         """Parameters that are another parameter under a second name (not stored in checkpoints)."""
         return ["mlm.decoder.weight"] if self.mlm is not None else []
 
+    def shardable_blocks(self) -> list[nn.Module]:
+        """The modules FSDP shards one by one (`train.distributed.wrap`): the transformer blocks."""
+        return list(self.blocks)
+
     def check_inputs(self, input_ids, attention_mask=None, token_type_ids=None) -> None:
         cfg = self.config
         check_token_ids(input_ids, cfg.vocab_size, cfg.max_positions, attention_mask)

@@ -126,6 +126,10 @@ class Seq2SeqLM(nn.Module):
                 names.append("lm_head.weight")
         return names
 
+    def shardable_blocks(self) -> list[nn.Module]:
+        """The modules FSDP shards one by one (`train.distributed.wrap`): the encoder's and the decoder's blocks."""
+        return list(self.encoder.blocks) + (list(self.decoder.blocks) if self.decoder is not None else [])
+
     def check_inputs(self, input_ids, attention_mask=None, name: str = "input_ids") -> None:
         check_token_ids(input_ids, self.config.vocab_size, self.config.max_positions, attention_mask, name=name)
 
