@@ -57,7 +57,7 @@ def cmd_generate(args) -> int:
     import torch
 
     import genzoo
-    from .interop import resolve_checkpoint_dir
+    from .rundir import resolve_checkpoint_dir
     from .tokenizers import Tokenizer
 
     directory = resolve_checkpoint_dir(args.dir)
@@ -97,7 +97,7 @@ def cmd_embed(args) -> int:
     import json
 
     import genzoo
-    from .interop import resolve_checkpoint_dir
+    from .rundir import resolve_checkpoint_dir
     from .tokenizers import Tokenizer
 
     directory = resolve_checkpoint_dir(args.dir)

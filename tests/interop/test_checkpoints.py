@@ -175,3 +175,15 @@ def test_config_the_format_cannot_express_is_an_error(tmp_path):
     ids = torch.randint(0, 512, (1, 9))
     with torch.no_grad():
         assert torch.equal(back(ids).logits, m.eval()(ids).logits)
+
+
+def test_legacy_pickle_checkpoint_is_read_without_mmap(llama_dir, tmp_path):
+    """pytorch_model.bin is memory-mapped when it is a zip-format file; the legacy (pre-zip) format cannot be
+    mapped and is read whole, still with weights_only=True."""
+    d = copy(llama_dir, tmp_path / "c")
+    t = load_file(d / "model.safetensors")
+    (d / "model.safetensors").unlink()
+    torch.save(t, d / "pytorch_model.bin", _use_new_zipfile_serialization=False)
+    ref = genzoo.load(llama_dir).state_dict()
+    got = genzoo.load(d).state_dict()
+    assert all(torch.equal(got[k], v) for k, v in ref.items())

@@ -1,7 +1,9 @@
-"""Timing helpers shared by the benchmarks: medians over alternating repeats, the matmul peak."""
+"""Timing helpers shared by the benchmarks: medians over alternating repeats, the matmul peak, the machine."""
 
 from __future__ import annotations
 
+import os
+import platform
 import statistics
 import tempfile
 import time
@@ -40,27 +42,36 @@ def compare(fns: dict, repeats: int = 3, warmup: int = 1) -> dict[str, float]:
 
 
 def matmul_peak_flops(n: int = 1024, seconds: float = 1.0, dtype=torch.float32, device="cpu") -> float:
-    """The machine's measured dense matmul peak (FLOP/s), the ceiling for model FLOPs utilisation: the best of
-    torch's matmul and, on CPU, the oneDNN kernel genzoo's `Linear` uses (faster than BLAS on some machines)."""
-    from ..nn.linear import _OP, onednn_ok
-
+    """The machine's measured dense matmul peak (FLOP/s) through torch's matmul: the ceiling for model FLOPs
+    utilisation."""
     a = torch.randn(n, n, dtype=dtype, device=device)
     b = torch.randn(n, n, dtype=dtype, device=device)
-    kernels = [lambda: a @ b]
-    with torch.no_grad():
-        if onednn_ok(a, b):
-            kernels.append(lambda: _OP(a, b, None, "none", [], ""))
+    a @ b
     best = 0.0
-    for kernel in kernels:
-        kernel()
-        t_end = time.perf_counter() + seconds
-        while time.perf_counter() < t_end:
-            t = time.perf_counter()
-            kernel()
-            if device != "cpu":
-                torch.cuda.synchronize()
-            best = max(best, 2 * n**3 / (time.perf_counter() - t))
+    t_end = time.perf_counter() + seconds
+    while time.perf_counter() < t_end:
+        t = time.perf_counter()
+        a @ b
+        if device != "cpu":
+            torch.cuda.synchronize()
+        best = max(best, 2 * n**3 / (time.perf_counter() - t))
     return best
+
+
+def machine() -> str:
+    """The machine a figure was measured on, in words: CPU model, cores, torch threads, GPU (if any), torch."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            names = [line.split(":", 1)[1].strip() for line in f if line.startswith("model name")]
+        cpu = names[0] if names else cpu
+    except OSError:
+        pass
+    parts = [f"{cpu}, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads"]
+    if torch.cuda.is_available():
+        parts.append(torch.cuda.get_device_name())
+    parts.append(f"{platform.system()}, torch {torch.__version__}")
+    return "; ".join(parts)
 
 
 def hf_twin(model, auto_class: str = "AutoModelForCausalLM"):

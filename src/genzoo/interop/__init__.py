@@ -11,29 +11,14 @@ from safetensors.torch import save_file
 
 from ..config import GENRES
 from ..errors import CheckpointError
+from ..rundir import resolve_checkpoint_dir
 from .atomic import atomic_dir
 from .files import SAFETENSORS, SAFETENSORS_INDEX, read_config, read_weights
 from .formats import FORMATS, CheckpointFormat, KeyMap
+from .meta import assign_weights, empty_parameters
 
-__all__ = ["FORMATS", "CheckpointFormat", "KeyMap", "atomic_dir", "load", "load_weights_into", "resolve_checkpoint_dir",
-           "save"]
-
-
-def resolve_checkpoint_dir(path: str | os.PathLike) -> Path:
-    """An HF directory as it is; a genzoo run directory whose training has not finished (no final
-    model at its top level) -> its latest complete checkpoint."""
-    p = Path(path)
-    if not p.exists():
-        raise CheckpointError(f"{p}: no such directory")
-    if not p.is_dir():
-        raise CheckpointError(f"{p}: not a directory")
-    if not (p / "config.json").exists():
-        from ..train.checkpoint import latest_checkpoint
-
-        latest = latest_checkpoint(p)
-        if latest is not None:
-            return latest
-    return p
+__all__ = ["FORMATS", "CheckpointFormat", "KeyMap", "atomic_dir", "checked_state", "empty_parameters", "load",
+           "load_weights_into", "resolve_checkpoint_dir", "save"]
 
 
 def tied_parameters(model) -> list[str]:
@@ -57,25 +42,45 @@ def load(path: str | os.PathLike, *, dtype: torch.dtype | None = None, device: s
 
     Loading is strict: tensors the model lacks, tensors the checkpoint lacks and mis-shaped tensors
     raise `CheckpointError`, listing them.
+
+    The model is built with its parameters on the meta device (no allocation, no random initialisation) and
+    the checkpoint's tensors become its parameters (`interop.meta`): a safetensors tensor that needs no change
+    stays a view of the memory-mapped file (read from disk when first used; training it copies the pages, never
+    writes the file), so loading itself adds almost no memory. GPT-2's Conv1D weights stay in their stored
+    layout, as transposed views (`train.distributed.wrap` makes them contiguous for DDP/FSDP).
+    dtype: floating-point tensors are converted to it one by one as they are read (default: the model's own
+    dtype, fp32); device: each tensor is moved there as it is assigned.
     """
     directory = resolve_checkpoint_dir(path)
     hf_config = read_config(directory)
     fmt = format_for(hf_config, directory / "config.json")
     config = fmt.config_from_hf(hf_config)
-    model = GENRES.get(config.genre)(config)
-    load_weights_into(model, directory, fmt)
+    with empty_parameters():
+        model = GENRES.get(config.genre)(config)
+    floating = {p.dtype for p in model.parameters() if p.is_floating_point()}
+    cast = dtype or (floating.pop() if len(floating) == 1 else None)  # read each tensor in the dtype it will have
+    state = checked_state(model, directory, fmt, cast)
+    assign_weights(model, state, tied_parameters(model), dtype=dtype, device=device, where=directory)
     if dtype is not None:
-        model.to(dtype)
+        model.to(dtype)  # the buffers (parameters already have it)
     return model.to(device).eval()
 
 
 def load_weights_into(model, directory: Path, fmt: CheckpointFormat | None = None) -> None:
-    """Read `directory`'s weights into `model`, strictly. fmt: the directory's checkpoint format, when the
-    caller has already read its config.json."""
+    """Copy `directory`'s weights into the parameters `model` already has, strictly. fmt: the directory's
+    checkpoint format, when the caller has already read its config.json."""
+    model.load_state_dict(checked_state(model, directory, fmt), strict=False)
+
+
+def checked_state(model, directory: Path, fmt: CheckpointFormat | None = None,
+                  cast: torch.dtype | None = None) -> dict[str, torch.Tensor]:
+    """`directory`'s weights as `model`'s state dict (tied names left out), after checking that the keys and
+    shapes are exactly the model's: otherwise CheckpointError lists what is missing, unexpected, mis-shaped.
+    cast: floating-point tensors are read in this dtype (`files.read_weights`)."""
     config = model.config
     if fmt is None:
         fmt = format_for(read_config(directory), directory / "config.json")
-    state, unexpected = fmt.state_from_hf(read_weights(directory), config)
+    state, unexpected = fmt.state_from_hf(read_weights(directory, cast), config)
     expected = model.state_dict()
     for name in tied_parameters(model):
         expected.pop(name, None)
@@ -91,7 +96,7 @@ def load_weights_into(model, directory: Path, fmt: CheckpointFormat | None = Non
         parts = [f"{name} ({len(keys)}): {keys[:20]}" for name, keys in
                  (("missing", missing), ("unexpected", unexpected), ("mis-shaped", shapes)) if keys]
         raise CheckpointError(f"{directory}: checkpoint does not match the model; " + "; ".join(parts))
-    model.load_state_dict(state, strict=False)
+    return state
 
 
 def save(

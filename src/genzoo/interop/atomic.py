@@ -9,9 +9,8 @@ import shutil
 import uuid
 from pathlib import Path
 
+from ..rundir import OLD_MARK, TMP_MARK
 from .files import fsync_dir
-
-TMP_MARK = ".tmp-"
 
 
 @contextlib.contextmanager
@@ -30,7 +29,7 @@ def atomic_dir(path: str | os.PathLike):
         fsync_dir(tmp)
         old = None
         if path.exists():
-            old = path.parent / f".{path.name}.old-{uuid.uuid4().hex[:8]}"
+            old = path.parent / f".{path.name}{OLD_MARK}{uuid.uuid4().hex[:8]}"
             os.rename(path, old)
         os.rename(tmp, path)
         fsync_dir(path.parent)

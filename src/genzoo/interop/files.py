@@ -7,6 +7,10 @@
   index must be in the shard it names.
 - A pickle checkpoint (`pytorch_model.bin`) is read only with `torch.load(weights_only=True)`, which
   cannot execute code; anything else in it is refused.
+- Nothing is copied on reading: safetensors tensors are views of the memory-mapped file (`safe_open`
+  maps it; a page is read from disk when first touched), and a zip-format pickle checkpoint is read with
+  `torch.load(mmap=True)` (the legacy pre-zip format cannot be mapped and is read whole). A tensor that
+  must change dtype is read and converted on its own (`cast=`).
 """
 
 from __future__ import annotations
@@ -17,8 +21,7 @@ import struct
 from pathlib import Path
 
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file
+from safetensors import SafetensorError, safe_open
 
 from ..errors import CheckpointError
 
@@ -53,21 +56,49 @@ def verify_safetensors(file: Path) -> None:
         )
 
 
-def read_safetensors(file: Path) -> dict[str, torch.Tensor]:
+def read_safetensors(file: Path, cast: torch.dtype | None = None) -> dict[str, torch.Tensor]:
+    """The file's tensors (CPU), after `verify_safetensors`: memory-mapped views of the file, except that with
+    `cast`, a floating-point tensor of another dtype is read into memory of its own (safetensors' pread
+    backend) and converted, one tensor at a time, so the file's pages do not stay mapped beside the copies."""
     verify_safetensors(file)
     try:
-        return load_file(str(file))
+        with safe_open(str(file), framework="pt") as f:
+            tensors = {k: f.get_tensor(k) for k in f.keys()}  # views of the mapping: no page is read yet
+        convert = [k for k, v in tensors.items() if cast is not None and v.is_floating_point() and v.dtype != cast]
+        if convert:
+            with _unmapped(file) as f:
+                for k in convert:
+                    tensors[k] = f.get_tensor(k).to(cast)  # one tensor in both dtypes at a time
+        return tensors
     except (SafetensorError, OSError, ValueError) as e:
         raise CheckpointError(f"{file}: cannot read safetensors: {e}") from None
 
 
-def read_pickle(file: Path) -> dict[str, torch.Tensor]:
+def _unmapped(file: Path):
+    """A safetensors reader that reads each tensor into its own memory (pread); safetensors versions without
+    that backend map the file."""
     try:
-        state = torch.load(file, map_location="cpu", weights_only=True)
+        return safe_open(str(file), framework="pt", backend="pread")
+    except TypeError:
+        return safe_open(str(file), framework="pt")
+
+
+def read_pickle(file: Path, cast: torch.dtype | None = None) -> dict[str, torch.Tensor]:
+    """A pickle checkpoint's tensors, read with weights_only=True (memory-mapped where the format allows);
+    floating-point tensors converted to `cast` where given."""
+    try:
+        try:
+            state = torch.load(file, map_location="cpu", weights_only=True, mmap=True)
+        except RuntimeError as e:  # the legacy (pre-zip) format cannot be mapped: read it whole
+            if "mmap" not in str(e):
+                raise
+            state = torch.load(file, map_location="cpu", weights_only=True)
     except Exception as e:  # weights_only refuses any non-tensor global; say so plainly
         raise CheckpointError(f"{file}: refused or unreadable pickle checkpoint (read with weights_only=True): {e}") from None
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise CheckpointError(f"{file}: expected a dict of tensors")
+    if cast is not None:
+        state = {k: v.to(cast) if v.is_floating_point() else v for k, v in state.items()}
     return state
 
 
@@ -81,24 +112,30 @@ def _read_index(directory: Path, index_name: str, reader) -> dict[str, torch.Ten
     for shard in sorted(set(weight_map.values())):
         if Path(shard).name != shard:
             raise CheckpointError(f"{index_file}: shard name {shard!r} must be a file in the same directory")
-        part = reader(directory / shard)
-        tensors.update(part)
+        tensors.update(reader(directory / shard))
     missing = sorted(k for k, shard in weight_map.items() if k not in tensors)
     if missing:
         raise CheckpointError(f"{index_file}: keys listed in the index but absent from their shards: {missing[:20]}")
     return tensors
 
 
-def read_weights(directory: Path) -> dict[str, torch.Tensor]:
-    """All tensors of an HF-format directory, from whichever weight layout it has."""
+def read_weights(directory: Path, cast: torch.dtype | None = None) -> dict[str, torch.Tensor]:
+    """All tensors of an HF-format directory, from whichever weight layout it has; with `cast`, floating-point
+    tensors converted to that dtype as they are read."""
+    def safetensors(file):
+        return read_safetensors(file, cast)
+
+    def pickle(file):
+        return read_pickle(file, cast)
+
     if (directory / SAFETENSORS).exists():
-        return read_safetensors(directory / SAFETENSORS)
+        return safetensors(directory / SAFETENSORS)
     if (directory / SAFETENSORS_INDEX).exists():
-        return _read_index(directory, SAFETENSORS_INDEX, read_safetensors)
+        return _read_index(directory, SAFETENSORS_INDEX, safetensors)
     if (directory / PICKLE).exists():
-        return read_pickle(directory / PICKLE)
+        return pickle(directory / PICKLE)
     if (directory / PICKLE_INDEX).exists():
-        return _read_index(directory, PICKLE_INDEX, read_pickle)
+        return _read_index(directory, PICKLE_INDEX, pickle)
     raise CheckpointError(
         f"{directory}: no weights found (looked for {SAFETENSORS}, {SAFETENSORS_INDEX}, {PICKLE}, {PICKLE_INDEX})"
     )

@@ -68,12 +68,13 @@ class KeyMap:
 
 def split_fused(tensors: dict, fused: str, parts: list[str], sizes: list[int] | None = None) -> dict:
     """Keys containing `fused` (e.g. "attn.Wqkv") are split along dim 0 into `parts` (equal pieces, or
-    `sizes`), each named by putting that part in place of `fused`."""
+    `sizes`), each named by putting that part in place of `fused`. The pieces are views of the fused tensor
+    (no copy: a memory-mapped checkpoint stays mapped)."""
     out = {}
     for k, v in tensors.items():
         if fused in k:
             pieces = v.split(sizes, dim=0) if sizes else v.chunk(len(parts), dim=0)
-            out.update({k.replace(fused, p): t.contiguous() for p, t in zip(parts, pieces)})
+            out.update({k.replace(fused, p): t for p, t in zip(parts, pieces)})
         else:
             out[k] = v
     return out

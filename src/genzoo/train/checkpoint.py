@@ -9,7 +9,6 @@ the optimizer and scheduler state dicts, the RNG states as tensors, the data pos
 
 from __future__ import annotations
 
-import re
 import shutil
 from pathlib import Path
 
@@ -17,35 +16,11 @@ import torch
 
 from ..errors import CheckpointError
 from ..interop import save as save_model
-from ..interop.atomic import TMP_MARK
+# where checkpoints are found and named lives in genzoo.rundir (imported by interop too); re-exported here
+from ..rundir import STATE, STEP_DIR, clean_partial, complete_checkpoints, latest_checkpoint, step_dir
 
-STEP_DIR = re.compile(r"^step-(\d{8})$")
-STATE = "trainer_state.pt"
-
-
-def step_dir(run: Path, step: int) -> Path:
-    return run / "checkpoints" / f"step-{step:08d}"
-
-
-def complete_checkpoints(run: Path) -> list[Path]:
-    root = run / "checkpoints"
-    if not root.is_dir():
-        return []
-    found = [p for p in root.iterdir() if p.is_dir() and STEP_DIR.match(p.name) and (p / STATE).exists()]
-    return sorted(found, key=lambda p: int(STEP_DIR.match(p.name).group(1)))
-
-
-def latest_checkpoint(run: Path) -> Path | None:
-    found = complete_checkpoints(run)
-    return found[-1] if found else None
-
-
-def clean_partial(run: Path) -> None:
-    root = run / "checkpoints"
-    if root.is_dir():
-        for p in root.iterdir():
-            if TMP_MARK in p.name or ".old-" in p.name:
-                shutil.rmtree(p, ignore_errors=True)
+__all__ = ["STATE", "STEP_DIR", "clean_partial", "complete_checkpoints", "latest_checkpoint", "load_trainer_state",
+           "rng_state", "save_checkpoint", "set_rng_state", "step_dir"]
 
 
 def rng_state() -> dict:

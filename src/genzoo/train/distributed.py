@@ -69,6 +69,7 @@ def wrap(model: nn.Module, d: Dist, fsdp: bool) -> nn.Module:
     """DDP (default) or FSDP2 under torchrun; the model itself on one process."""
     if not d.enabled:
         return model
+    contiguous_parameters(model)
     if fsdp:
         from torch.distributed.fsdp import fully_shard
 
@@ -79,6 +80,16 @@ def wrap(model: nn.Module, d: Dist, fsdp: bool) -> nn.Module:
     from torch.nn.parallel import DistributedDataParallel as DDP
 
     return DDP(model, device_ids=[d.local_rank] if d.device.type == "cuda" else None)
+
+
+def contiguous_parameters(model: nn.Module) -> None:
+    """Give each non-contiguous parameter a contiguous copy of its values, in place (the Parameter object, and so
+    any tie, is kept). FSDP2 refuses non-contiguous parameters and DDP's gradient buckets expect dense ones; a
+    model from `genzoo.load` can hold some (GPT-2's Conv1D weights are transposed views of the file)."""
+    with torch.no_grad():
+        for p in model.parameters():
+            if not p.is_contiguous():
+                p.data = p.data.contiguous()
 
 
 def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:

@@ -24,8 +24,8 @@ import yaml
 from ..errors import GenzooError
 from ..interop import load_weights_into
 from ..interop import save as save_model
-from .checkpoint import (clean_partial, latest_checkpoint, load_trainer_state, rng_state, save_checkpoint,
-                         set_rng_state)
+from ..rundir import clean_partial, latest_checkpoint
+from .checkpoint import load_trainer_state, rng_state, save_checkpoint, set_rng_state
 from .distributed import Dist, autocast_dtype, setup, teardown, wrap
 from .metrics import MetricsLog, plot_losses
 from .recipe import Recipe
@@ -215,7 +215,7 @@ def evaluate_run(path: str | os.PathLike, max_batches: int | None = None, batch_
     validation split of the standard-library corpus; for other tasks, the task's own validation."""
     import genzoo
     from ..data import stdlib_corpus
-    from ..interop import resolve_checkpoint_dir
+    from ..rundir import resolve_checkpoint_dir
     from ..tokenizers import Tokenizer
     from .data import token_stream
     from .recipe import recipe_from_dict
