@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import functools
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -15,7 +17,7 @@ from torch import nn
 from ...config import GENRES
 from ...beam import beam_search, check_beams
 from ...errors import InputError
-from ...generate import check_sampling, next_tokens
+from ...generate import check_sampling, compiled_step, decode, eos_ids, inference
 from ...inputs import check_token_ids
 from ...modes import evaluating
 from ...nn import FFNS, Attention, Block, RMSNorm, StaticKVCache, Stack, make_positions
@@ -117,22 +119,25 @@ class Seq2SeqLM(nn.Module):
             loss = F.cross_entropy(logits.flatten(0, 1).float(), labels.flatten(), ignore_index=-100)
         return Seq2SeqOutput(logits=logits, loss=loss, last_hidden_state=h, encoder_last_hidden_state=memory)
 
-    @torch.no_grad()
+    @inference
     def generate(self, input_ids, attention_mask=None, max_new_tokens: int = 20, do_sample: bool = False,
                  temperature: float = 1.0, top_k: int | None = None, top_p: float | None = None,
-                 eos_token_id: int | None = None, seed: int | None = None, num_beams: int = 1,
-                 length_penalty: float = 1.0, early_stopping: bool = False) -> torch.Tensor:
+                 eos_token_id: int | list[int] | None = None, seed: int | None = None,
+                 generator: torch.Generator | None = None, num_beams: int = 1, length_penalty: float = 1.0,
+                 early_stopping: bool = False, compile: bool = False) -> torch.Tensor:
         """Decoder tokens (B, 1 + N), starting with the decoder start token, as transformers returns them. The
-        encoder runs once, cross-attention keys/values are projected once, self-attention uses the KV cache.
-        num_beams > 1: beam search (`genzoo.beam`), the best hypothesis per input; length_penalty divides a
-        finished hypothesis' log-probability by its length ** length_penalty."""
+        encoder runs once, cross-attention keys/values are projected once, self-attention uses the KV cache; the
+        decoding loop is the causal LMs' (`generate.decode`). num_beams > 1: beam search (`genzoo.beam`), the best
+        hypothesis per input; length_penalty divides a finished hypothesis' log-probability by its
+        length ** length_penalty. compile: the decoder step through torch.compile (`generate.compiled_step`)."""
         check_sampling(temperature, top_k, top_p, max_new_tokens)
         check_beams(num_beams, length_penalty, early_stopping, do_sample)
         self.check_inputs(input_ids, attention_mask)
         cfg = self.config
-        eos = cfg.eos_token_id if eos_token_id is None else eos_token_id
         b, device = input_ids.shape[0], input_ids.device
-        g = torch.Generator(device=device).manual_seed(seed) if do_sample and seed is not None else None
+        eos = eos_ids(cfg.eos_token_id if eos_token_id is None else eos_token_id, device)
+        if do_sample and generator is None and seed is not None:
+            generator = torch.Generator(device=device).manual_seed(seed)
         with evaluating(self):
             memory = self.encoder(input_ids, attention_mask=attention_mask)
             memory_kv = self.decoder.project_memory(memory)
@@ -142,18 +147,15 @@ class Seq2SeqLM(nn.Module):
                                          early_stopping)
             cache = StaticKVCache(cfg.n_decoder_layers, b, cfg.n_heads, max_new_tokens + 1, cfg.head_dim,
                                   dtype=memory.dtype, device=memory.device)
+            decoder = functools.partial(compiled_step(), self.decoder) if compile else self.decoder
+
+            def step(tok):  # (B,) -> (B, V)
+                return self.logits(decoder(tok[:, None], memory_kv=memory_kv, memory_valid=valid, cache=cache))[:, -1]
+
             out = torch.full((b, max_new_tokens + 1), cfg.pad_token_id, dtype=torch.long, device=device)
             out[:, 0] = cfg.decoder_start_token_id
-            finished = torch.zeros(b, dtype=torch.bool, device=device)
-            eos_ids = torch.tensor([eos], device=device)
-            for i in range(max_new_tokens):
-                scores = self.logits(self.decoder(out[:, i:i + 1], memory_kv=memory_kv, memory_valid=valid,
-                                                  cache=cache))[:, -1].float()
-                out[:, i + 1] = next_tokens(scores, finished, eos_ids, cfg.pad_token_id, do_sample, temperature,
-                                            top_k, top_p, g)
-                if bool(finished.all()):
-                    return out[:, : i + 2]
-        return out
+            return decode(step, step(out[:, 0]), out, 1, max_new_tokens, eos, cfg.pad_token_id, do_sample,
+                          temperature, top_k, top_p, generator)
 
     def _beam_search(self, memory_kv, valid, b, k, max_new_tokens, eos, length_penalty, early_stopping):
         """Every input's cross-attention keys/values repeated for its K beams, once; one decoder step per token."""
@@ -165,8 +167,7 @@ class Seq2SeqLM(nn.Module):
         step = lambda tok: self.logits(self.decoder(tok[:, None], memory_kv=memory_kv, memory_valid=valid,  # noqa: E731
                                                      cache=cache))[:, -1]
         prompt = torch.full((b, 1), cfg.decoder_start_token_id, dtype=torch.long, device=memory_kv[0][0].device)
-        eos_ids = torch.tensor([eos], device=prompt.device)
         # transformers pads short hypotheses with the pad id, or with eos when the pad id is 0 (a falsy tensor)
-        fill = cfg.pad_token_id or eos
-        return beam_search(step, cache.reorder, prompt, k, max_new_tokens, eos_ids, fill, length_penalty,
+        fill = cfg.pad_token_id or int(eos[0])
+        return beam_search(step, cache.reorder, prompt, k, max_new_tokens, eos, fill, length_penalty,
                            early_stopping)
