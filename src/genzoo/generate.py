@@ -1,10 +1,12 @@
-"""Autoregressive generation for causal LMs: greedy, temperature, top-k, top-p, eos stop, batches of
-prompts of different lengths (left padding), reproducible seeded sampling.
+"""Autoregressive generation: greedy, temperature, top-k, top-p, eos stop, batches of prompts of different
+lengths (left padding), reproducible seeded sampling, an optional compiled decoding step.
 
-The prompt is prefilled in one forward pass that writes a static KV cache; each new token then costs
-one forward of a single position through that cache. Returns what `transformers` returns for the same
-call: the prompt followed by the new tokens, finished rows filled with the pad token, stopping early
-once every row has produced eos.
+One decoding loop (`decode`) serves causal LMs (`GenerationMixin.generate`) and encoder-decoders
+(`Seq2SeqLM.generate`); only the step differs. For a causal LM the prompt is prefilled in one forward pass
+that writes a static KV cache; each new token then costs one forward of a single position through that
+cache. Returns what `transformers` returns for the same call: the prompt (the decoder start token for
+seq2seq) followed by the new tokens, finished rows filled with the pad token, stopping early once every row
+has produced eos.
 """
 
 from __future__ import annotations
@@ -58,6 +60,27 @@ def check_sampling(temperature: float, top_k: int | None, top_p: float | None, m
         raise InputError(f"top_k must be a positive integer or None, got {top_k!r}")
     if top_p is not None and not 0 < top_p <= 1:
         raise InputError(f"top_p must be in (0, 1], got {top_p!r}")
+
+
+def eos_ids(eos_token_id: int | list[int] | None, device) -> torch.Tensor:
+    """The stop tokens as a (K,) tensor (K = 0: no stop token)."""
+    ids = [] if eos_token_id is None else [eos_token_id] if isinstance(eos_token_id, int) else list(eos_token_id)
+    return torch.tensor(ids, dtype=torch.long, device=device)
+
+
+def decode(step, logits: torch.Tensor, out: torch.Tensor, t: int, max_new_tokens: int, eos: torch.Tensor, pad: int,
+           do_sample: bool, temperature: float, top_k: int | None, top_p: float | None, generator) -> torch.Tensor:
+    """The decoding loop. logits (B, V): the scores for position t; out (B, t + max_new_tokens) holds the t tokens
+    so far; step(tok (B,)) runs the model on the chosen tokens and returns the scores that follow (B, V).
+    Returns out up to the last position written: every row finished (eos) or max_new_tokens reached."""
+    finished = torch.zeros(out.shape[0], dtype=torch.bool, device=out.device)
+    for i in range(max_new_tokens):
+        tok = next_tokens(logits.float(), finished, eos, pad, do_sample, temperature, top_k, top_p, generator)
+        out[:, t + i] = tok
+        if (len(eos) and bool(finished.all())) or i == max_new_tokens - 1:
+            return out[:, : t + i + 1]
+        logits = step(tok)
+    return out
 
 
 def inference(fn):
@@ -123,8 +146,7 @@ class GenerationMixin:
         device = input_ids.device
         if do_sample and generator is None and seed is not None:
             generator = torch.Generator(device=device).manual_seed(seed)
-        eos = torch.tensor([] if eos_token_id is None else
-                           [eos_token_id] if isinstance(eos_token_id, int) else list(eos_token_id), device=device)
+        eos = eos_ids(eos_token_id, device)
         pad = pad_token_id if pad_token_id is not None else (int(eos[0]) if len(eos) else 0)
 
         padded = attention_mask is not None and not bool(attention_mask.all())
@@ -136,16 +158,15 @@ class GenerationMixin:
             out = input_ids.new_empty(b, total)
             out[:, :t] = input_ids
             logits = self(input_ids, position_ids=position_ids, cache=cache, logits_to_keep=1, check=False).logits
-            next_pos = position_ids[:, -1:] + 1 if padded else None  # (B, 1)
-            finished = torch.zeros(b, dtype=torch.bool, device=device)
-            step = functools.partial(compiled_step(), self) if compile else self
-            for i in range(max_new_tokens):
-                tok = next_tokens(logits[:, -1].float(), finished, eos, pad, do_sample, temperature, top_k, top_p,
-                                  generator)
-                out[:, t + i] = tok
-                if (len(eos) and bool(finished.all())) or i == max_new_tokens - 1:
-                    return out[:, : t + i + 1]
-                logits = step(tok[:, None], position_ids=next_pos, cache=cache, logits_to_keep=1, check=False).logits
+            model = functools.partial(compiled_step(), self) if compile else self
+            next_pos = position_ids[:, -1:] + 1 if padded else None  # (B, 1), advanced by each step
+
+            def step(tok):  # (B,) -> (B, V)
+                nonlocal next_pos
+                logits = model(tok[:, None], position_ids=next_pos, cache=cache, logits_to_keep=1, check=False).logits
                 if padded:
                     next_pos = next_pos + 1
-        return out
+                return logits[:, -1]
+
+            return decode(step, logits[:, -1], out, t, max_new_tokens, eos, pad, do_sample, temperature, top_k,
+                          top_p, generator)

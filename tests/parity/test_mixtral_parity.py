@@ -63,7 +63,7 @@ def test_save_writes_transformers_layout_and_round_trips(ref_dirs, tmp_path):
 
 def test_one_expert_equals_the_dense_ffn():
     torch.manual_seed(0)
-    dense = GatedMLP(16, 32, "silu", bias=False)
+    dense = GatedMLP.build(16, 32, "silu", bias=False)
     moe = SparseMoE(TopKRouter(16, 1, 1), StackedExperts(1, 16, 32, "silu"))
     with torch.no_grad():
         moe.experts.gate_up.copy_(torch.cat([dense.gate.weight, dense.up.weight]).t()[None])  # (1, D, 2F)

@@ -2,22 +2,22 @@
 
 from .activations import ACTIVATIONS
 from .attention import ATTENTION_BACKENDS, Attention
-from .blocks import Block, CrossBlock, make_dropout
+from .blocks import Block, make_dropout
 from .cache import StaticKVCache
 from .disentangled import DisentangledBias, RelativeEmbeddings
 from .ffn import FFNS, GatedMLP, MLP
-from .linear import Linear, set_onednn
 from .masks import AttnMask, build_mask
 from .moe import SparseMoE, StackedExperts, TopKRouter, load_balancing_loss, router_z_loss
 from .norms import NORMS, RMSNorm
 from .packing import Packing
 from .positions import ALiBi, LearnedPositions, POSITIONS, RotaryPositions, SinusoidalPositions, T5RelativeBias
 from .softmax import SOFTMAX, softmax1
+from .stack import Stack, attention_options, make_positions
 
 __all__ = [
-    "ACTIVATIONS", "ALiBi", "ATTENTION_BACKENDS", "Attention", "AttnMask", "Block", "CrossBlock",
-    "DisentangledBias", "FFNS", "GatedMLP", "LearnedPositions", "Linear", "MLP", "NORMS", "POSITIONS", "Packing",
-    "RMSNorm", "RelativeEmbeddings", "RotaryPositions", "SOFTMAX", "SinusoidalPositions", "SparseMoE",
+    "ACTIVATIONS", "ALiBi", "ATTENTION_BACKENDS", "Attention", "AttnMask", "Block",
+    "DisentangledBias", "FFNS", "GatedMLP", "LearnedPositions", "MLP", "NORMS", "POSITIONS", "Packing",
+    "RMSNorm", "RelativeEmbeddings", "RotaryPositions", "SOFTMAX", "SinusoidalPositions", "SparseMoE", "Stack",
     "StackedExperts", "StaticKVCache", "T5RelativeBias", "TopKRouter", "build_mask", "load_balancing_loss",
-    "make_dropout", "router_z_loss", "set_onednn", "softmax1",
+    "attention_options", "make_dropout", "make_positions", "router_z_loss", "softmax1",
 ]

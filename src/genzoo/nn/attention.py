@@ -76,10 +76,10 @@ BACKENDS = tuple(ATTENTION_BACKENDS.names())
 class Attention(nn.Module):
     def __init__(
         self,
-        q_proj: nn.Linear,
-        k_proj: nn.Linear,
-        v_proj: nn.Linear,
-        o_proj: nn.Linear,
+        q_proj: nn.Module,
+        k_proj: nn.Module,
+        v_proj: nn.Module,
+        o_proj: nn.Module,
         *,
         n_heads: int,
         n_kv_heads: int,
@@ -136,11 +136,11 @@ class Attention(nn.Module):
         cache/layer/start: write this step's keys and values into the static cache at [start, start + Tq) and
         attend over it.
         packing: x is (N, D), the real tokens of a padded batch; projections run on those N rows only and
-        the result is (N, D) too. memory_kv: cross-attention keys/values already projected (`project_memory`),
+        the result is (N, D) too; `mask` is then a list, one mask per length group (`Packing.masks`). memory_kv: cross-attention keys/values already projected (`project_memory`),
         so an encoder output is projected once per sequence, not once per decoding step.
         """
         if packing is not None:
-            return self.o_proj(self._attend_packed(x, packing, rope, rel))
+            return self.o_proj(self._attend_packed(x, packing, mask, rope, rel))
         if memory_kv is not None:
             k, v = memory_kv
         else:
@@ -170,7 +170,7 @@ class Attention(nn.Module):
         out = self.kernel(q, k, v, mask, self.softmax, self.scale, self.dropout if self.training else 0.0)
         return out.transpose(1, 2).reshape(b, tq, self.n_heads * self.head_dim)  # (B, Tq, H * Dh)
 
-    def _attend_packed(self, x: torch.Tensor, packing: Packing, rope, rel) -> torch.Tensor:
+    def _attend_packed(self, x: torch.Tensor, packing: Packing, masks: list[AttnMask], rope, rel) -> torch.Tensor:
         """x (N, D), the real tokens -> (N, H * Dh): projections on the N rows, attention group by group,
         each group padded only to its own longest row (self-attention only)."""
         q_all, k_all, v_all = self.q_proj(x), self.k_proj(x), self.v_proj(x)  # (N, ...)
@@ -178,8 +178,7 @@ class Attention(nn.Module):
         for i, g in enumerate(packing.groups):
             t = g.seqlen
             g_rope = None if rope is None else tuple(r[g.rows, :, :t] for r in rope)
-            g_rel = None if rel is None else (rel[0], rel[1][:t, :t], rel[2][:t, :t])
-            y = self._attend(g.pad(q_all), g.pad(k_all), g.pad(v_all), packing.mask(i, self.causal, self.window),
-                             g_rope, g_rel)  # (Bg, t, H * Dh)
+            g_rel = None if rel is None else (rel[0], rel[1][:t, :t])
+            y = self._attend(g.pad(q_all), g.pad(k_all), g.pad(v_all), masks[i], g_rope, g_rel)  # (Bg, t, H * Dh)
             out[g.token_idx] = g.unpad(y)
         return out

@@ -2,6 +2,7 @@
 
 Pre-norm (GPT-2, Llama; Xiong et al., 2020): x = x + attn(norm1(x)); x = x + ffn(norm2(x)).
 Post-norm (the original Transformer, BERT):  x = norm1(x + attn(x)); x = norm2(x + ffn(x)).
+An encoder-decoder's decoder block has a cross-attention sublayer between the two, in the same residual form.
 """
 
 from __future__ import annotations
@@ -21,6 +22,9 @@ def make_dropout(p: float) -> nn.Module:
 
 
 class Block(nn.Module):
+    """One transformer layer. With `cross_attn` it is the decoder layer of an encoder-decoder (Vaswani et al., 2017,
+    sec. 3.1): self-attention, attention over the encoder output (memory), feed-forward, each in a residual."""
+
     def __init__(
         self,
         attn: nn.Module,
@@ -28,38 +32,34 @@ class Block(nn.Module):
         attn_norm: nn.Module,
         ffn_norm: nn.Module,
         *,
+        cross_attn: nn.Module | None = None,
+        cross_norm: nn.Module | None = None,
         norm_position: str = "pre",
         dropout: float = 0.0,
     ):
         super().__init__()
         if norm_position not in NORM_POSITIONS:
             raise ConfigError(f"norm_position must be one of {NORM_POSITIONS}, got {norm_position!r}")
-        self.attn_norm, self.attn, self.ffn_norm, self.ffn = attn_norm, attn, ffn_norm, ffn
+        if (cross_attn is None) != (cross_norm is None):
+            raise ConfigError("a block's cross-attention needs both cross_attn and cross_norm")
+        self.attn_norm, self.attn = attn_norm, attn
+        if cross_attn is not None:
+            self.cross_norm, self.cross_attn = cross_norm, cross_attn
+        self.ffn_norm, self.ffn = ffn_norm, ffn
+        self.has_cross = cross_attn is not None
         self.prenorm = norm_position == "pre"
         self.drop = make_dropout(dropout)
 
-    def forward(self, x: torch.Tensor, mask, **attn_kwargs) -> torch.Tensor:  # (B, T, D) -> (B, T, D)
+    def forward(self, x: torch.Tensor, mask, *, cross=None, **attn_kwargs) -> torch.Tensor:  # (B, T, D) -> (B, T, D)
+        """cross: (mask over the memory, the memory's keys/values projected by this block's `cross_attn`)."""
+        x = self._residual(x, self.attn_norm, lambda h: self.attn(h, mask, **attn_kwargs))
+        if self.has_cross:
+            cross_mask, memory_kv = cross
+            x = self._residual(x, self.cross_norm, lambda h: self.cross_attn(h, cross_mask, memory_kv=memory_kv))
+        return self._residual(x, self.ffn_norm, self.ffn)
+
+    def _residual(self, x, norm, f):
+        """Pre-norm x + f(norm(x)), or post-norm norm(x + f(x))."""
         if self.prenorm:
-            x = x + self.drop(self.attn(self.attn_norm(x), mask, **attn_kwargs))
-            return x + self.drop(self.ffn(self.ffn_norm(x)))
-        x = self.attn_norm(x + self.drop(self.attn(x, mask, **attn_kwargs)))
-        return self.ffn_norm(x + self.drop(self.ffn(x)))
-
-
-class CrossBlock(nn.Module):
-    """A pre-norm decoder block of an encoder-decoder (Vaswani et al., 2017, sec. 3.1): causal self-attention,
-    attention over the encoder output (memory), feed-forward, each inside a residual connection."""
-
-    def __init__(self, self_attn: nn.Module, cross_attn: nn.Module, ffn: nn.Module, self_norm: nn.Module,
-                 cross_norm: nn.Module, ffn_norm: nn.Module, dropout: float = 0.0):
-        super().__init__()
-        self.self_norm, self.self_attn = self_norm, self_attn
-        self.cross_norm, self.cross_attn = cross_norm, cross_attn
-        self.ffn_norm, self.ffn = ffn_norm, ffn
-        self.drop = make_dropout(dropout)
-
-    def forward(self, x, mask, cross_mask, memory_kv, **self_kwargs) -> torch.Tensor:  # (B, T, D) -> (B, T, D)
-        """memory_kv: the encoder output projected by this block's cross-attention, (k, v), 2 x (B, Tm, ...)."""
-        x = x + self.drop(self.self_attn(self.self_norm(x), mask, **self_kwargs))
-        x = x + self.drop(self.cross_attn(self.cross_norm(x), cross_mask, memory_kv=memory_kv))
-        return x + self.drop(self.ffn(self.ffn_norm(x)))
+            return x + self.drop(f(norm(x)))
+        return norm(x + self.drop(f(x)))

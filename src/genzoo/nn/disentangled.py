@@ -16,7 +16,6 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .linear import Linear
 
 
 def log_bucket_position(rel: torch.Tensor, bucket_size: int, max_position: int) -> torch.Tensor:
@@ -28,10 +27,9 @@ def log_bucket_position(rel: torch.Tensor, bucket_size: int, max_position: int) 
     return torch.where(abs_pos <= mid, rel.type_as(log_pos), log_pos * sign)
 
 
-def relative_positions(t: int, buckets: int, max_position: int, device=None) -> torch.Tensor:
-    """(T, T) relative position i - j, log-bucketed when buckets > 0."""
-    ids = torch.arange(t, dtype=torch.long, device=device)
-    rel = ids[:, None] - ids[None, :]
+def relative_positions(q_pos: torch.Tensor, k_pos: torch.Tensor, buckets: int, max_position: int) -> torch.Tensor:
+    """q_pos (Tq,), k_pos (Tk,) -> (Tq, Tk) relative position i - j, log-bucketed when buckets > 0."""
+    rel = q_pos.long()[:, None] - k_pos.long()[None, :]
     if buckets > 0 and max_position > 0:
         rel = log_bucket_position(rel, buckets, max_position)
     return rel.long()
@@ -51,13 +49,13 @@ class RelativeEmbeddings(nn.Module):
         self.weight = nn.Parameter(torch.empty(2 * self.span, dim).normal_(std=0.02))
         self.norm = nn.LayerNorm(dim, eps=eps) if norm else None
 
-    def forward(self, t: int, device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """-> embeddings (2 span, D), c2p index (T, T), p2c index (T, T) into them."""
+    def forward(self, q_pos: torch.Tensor, k_pos: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """q_pos (1, Tq), k_pos (1, Tk) slot positions -> embeddings (2 span, D) and the index (Tq, Tk) of
+        delta(i, j) into them. The p2c term reads the same table transposed: delta(j, i) = -delta(i, j), and the
+        bucketing is odd, so clamp(-rel(j, i) + span) = clamp(rel(i, j) + span)."""
         emb = self.norm(self.weight) if self.norm is not None else self.weight
-        rel = relative_positions(t, self.buckets, self.max_relative, device)
-        c2p = torch.clamp(rel + self.span, 0, 2 * self.span - 1)
-        p2c = torch.clamp(-rel + self.span, 0, 2 * self.span - 1)
-        return emb, c2p, p2c
+        rel = relative_positions(q_pos[0], k_pos[0], self.buckets, self.max_relative)  # (Tq, Tk)
+        return emb, torch.clamp(rel + self.span, 0, 2 * self.span - 1)
 
 
 class DisentangledBias(nn.Module):
@@ -69,29 +67,34 @@ class DisentangledBias(nn.Module):
         super().__init__()
         self.n_heads, self.head_dim, self.terms, self.share = n_heads, head_dim, terms, share_att_key
         if not share_att_key:
-            self.pos_key_proj = Linear(dim, n_heads * head_dim) if "c2p" in terms else None
-            self.pos_query_proj = Linear(dim, n_heads * head_dim) if "p2c" in terms else None
+            self.pos_key_proj = nn.Linear(dim, n_heads * head_dim) if "c2p" in terms else None
+            self.pos_query_proj = nn.Linear(dim, n_heads * head_dim) if "p2c" in terms else None
 
     @property
     def scale_factor(self) -> int:
         return 1 + len(self.terms)
 
     def forward(self, q, k, q_proj, k_proj, rel) -> torch.Tensor:
-        """q, k (B, H, T, Dh); rel = RelativeEmbeddings output -> (B, H, T, T) bias, already scaled."""
-        emb, c2p_idx, p2c_idx = rel
-        b, h, t, dh = q.shape
+        """q (B, H, Tq, Dh), k (B, H|Hkv, Tk, Dh); rel = RelativeEmbeddings output -> (B, H, Tq, Tk) bias,
+        already scaled."""
+        emb, idx = rel  # (2 span, D), (Tq, Tk)
+        b, h, tq, dh = q.shape
+        tk = k.shape[2]
+        if k.shape[1] != h:  # grouped-query keys: one copy per query head for the position terms
+            k = k.repeat_interleave(h // k.shape[1], dim=1)
         scale = (dh * self.scale_factor) ** 0.5
 
-        def heads(x):  # (2 span, H * Dh) -> (1, H, 2 span, Dh)
-            return x.view(1, -1, h, dh).transpose(1, 2)
+        def heads(x):  # (2 span, Hx * Dh) -> (1, H, 2 span, Dh); grouped-query heads repeated to H
+            x = x.view(1, x.shape[0], -1, dh).transpose(1, 2)
+            return x if x.shape[1] == h else x.repeat_interleave(h // x.shape[1], dim=1)
 
         bias = 0
         if "c2p" in self.terms:
             pos_k = heads((k_proj if self.share else self.pos_key_proj)(emb))
-            c2p = torch.matmul(q, pos_k.transpose(-1, -2))  # (B, H, T, 2 span)
-            bias = bias + torch.gather(c2p, -1, c2p_idx[None, None].expand(b, h, t, t)) / scale
+            c2p = torch.matmul(q, pos_k.transpose(-1, -2))  # (B, H, Tq, 2 span)
+            bias = bias + torch.gather(c2p, -1, idx[None, None].expand(b, h, tq, tk)) / scale
         if "p2c" in self.terms:
             pos_q = heads((q_proj if self.share else self.pos_query_proj)(emb))
-            p2c = torch.matmul(k, pos_q.transpose(-1, -2))  # (B, H, T, 2 span)
-            bias = bias + torch.gather(p2c, -1, p2c_idx[None, None].expand(b, h, t, t)).transpose(-1, -2) / scale
+            p2c = torch.matmul(k, pos_q.transpose(-1, -2))  # (B, H, Tk, 2 span)
+            bias = bias + torch.gather(p2c, -1, idx.t()[None, None].expand(b, h, tk, tq)).transpose(-1, -2) / scale
         return bias

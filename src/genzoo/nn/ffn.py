@@ -1,4 +1,5 @@
-"""Position-wise feed-forward networks.
+"""Position-wise feed-forward networks. Each takes its projections as plain `torch.nn.Linear` modules, so
+quantization (`torch.ao.quantization.quantize_dynamic`) and adapter wrappers (LoRA) can swap them.
 
 - `MLP`: ``down(act(up(x)))``, the Transformer FFN (Vaswani et al., 2017, eq. 2) with a GELU-family or ReLU
   activation (GPT-2 uses GELU with the tanh approximation).
@@ -15,21 +16,23 @@ from torch import nn
 
 from ..registry import Registry
 from .activations import ACTIVATIONS
-from .linear import Linear
 
 
 class MLP(nn.Module):
     """Two-layer FFN: (B, T, D) -> (B, T, F) -> (B, T, D)."""
 
-    def __init__(self, dim: int, hidden: int, activation: str = "gelu", bias: bool = True):
+    def __init__(self, up: nn.Module, down: nn.Module, activation: str = "gelu"):
         super().__init__()
-        ACTIVATIONS.get(activation)  # an unknown name fails here, when the model is built
-        self.activation = activation  # applied by `Linear`, fused with the product where it can be
-        self.up = Linear(dim, hidden, bias=bias)
-        self.down = Linear(hidden, dim, bias=bias)
+        self.act = ACTIVATIONS.get(activation)  # an unknown name fails here, when the model is built
+        self.activation = activation
+        self.up, self.down = up, down
+
+    @classmethod
+    def build(cls, dim: int, hidden: int, activation: str = "gelu", bias: bool = True) -> "MLP":
+        return cls(nn.Linear(dim, hidden, bias=bias), nn.Linear(hidden, dim, bias=bias), activation)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.down(self.up(x, activation=self.activation))
+        return self.down(self.act(self.up(x)))
 
     def extra_repr(self) -> str:
         return f"activation={self.activation}"
@@ -38,26 +41,30 @@ class MLP(nn.Module):
 class GatedMLP(nn.Module):
     """Gated FFN (GLU family): (B, T, D) -> 2 x (B, T, F) -> (B, T, D)."""
 
-    def __init__(self, dim: int, hidden: int, activation: str = "silu", bias: bool = False):
+    def __init__(self, gate: nn.Module, up: nn.Module, down: nn.Module, activation: str = "silu"):
         super().__init__()
-        ACTIVATIONS.get(activation)  # an unknown name fails here, when the model is built
-        self.activation = activation  # applied by `Linear`, fused with the product where it can be
-        self.gate = Linear(dim, hidden, bias=bias)
-        self.up = Linear(dim, hidden, bias=bias)
-        self.down = Linear(hidden, dim, bias=bias)
+        self.act = ACTIVATIONS.get(activation)  # an unknown name fails here, when the model is built
+        self.activation = activation
+        self.gate, self.up, self.down = gate, up, down
+
+    @classmethod
+    def build(cls, dim: int, hidden: int, activation: str = "silu", bias: bool = False) -> "GatedMLP":
+        return cls(nn.Linear(dim, hidden, bias=bias), nn.Linear(dim, hidden, bias=bias),
+                   nn.Linear(hidden, dim, bias=bias), activation)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.down(self.up(x, multiply=self.gate(x, activation=self.activation)))
+        return self.down(self.act(self.gate(x)) * self.up(x))
 
     def extra_repr(self) -> str:
         return f"activation={self.activation}"
 
 
 FFNS: Registry = Registry("ffn")
-FFNS.register("mlp", MLP)
-FFNS.register("gated", GatedMLP)
+FFNS.register("mlp", MLP.build)
+FFNS.register("gated", GatedMLP.build)
 # gated FFNs named after their activation (SwiGLU, GeGLU): the name fixes the activation
 GATED_ACTIVATIONS = {"swiglu": "silu", "geglu": "gelu"}
 GATED = ("gated", *GATED_ACTIVATIONS)  # every gated FFN name
 for _name, _act in GATED_ACTIVATIONS.items():
-    FFNS.register(_name, lambda dim, hidden, activation=_act, bias=False, _act=_act: GatedMLP(dim, hidden, _act, bias))
+    FFNS.register(_name, lambda dim, hidden, activation=_act, bias=False, _act=_act: GatedMLP.build(dim, hidden, _act,
+                                                                                                      bias))

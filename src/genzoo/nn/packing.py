@@ -44,7 +44,6 @@ class Packing:
     seqlen: int
     key_valid: torch.Tensor  # (B, T) bool
     groups: list[Group] = field(default_factory=list)
-    _masks: dict = field(default_factory=dict, repr=False)
 
     @classmethod
     def from_mask(cls, attention_mask: torch.Tensor, n_groups: int = 4) -> "Packing":
@@ -74,11 +73,12 @@ class Packing:
         out[self.indices] = x
         return out.view(self.batch, self.seqlen, *x.shape[1:])
 
-    def mask(self, i: int, causal: bool, window: int | None) -> AttnMask:
-        """Group i's attention mask, built once per forward for each kind of layer."""
-        key = (i, causal, window)
-        if key not in self._masks:
-            g = self.groups[i]
-            self._masks[key] = build_mask(g.seqlen, g.seqlen, 0, causal=causal, window=window, key_valid=g.key_valid,
-                                          device=self.indices.device)
-        return self._masks[key]
+    def masks(self, causal: bool, window: int | None, bias: torch.Tensor | None = None) -> list[AttnMask]:
+        """Every group's attention mask (one per group) for layers with this window; bias (1|B, H|1, T, T), a
+        position bias over the padded length, is cut to each group's length."""
+        out = []
+        for g in self.groups:
+            t = g.seqlen
+            m = build_mask(t, t, 0, causal=causal, window=window, key_valid=g.key_valid, device=self.indices.device)
+            out.append(m if bias is None else m.with_bias(bias[..., :t, :t], t, t, self.indices.device))
+        return out

@@ -10,7 +10,9 @@
 - ``relative``: DeBERTa's relative-position embeddings (`disentangled.RelativeEmbeddings`), which the
   attention parts project and add to their scores (`disentangled.DisentangledBias`).
 
-`POSITIONS` factories share ``make(max_positions=, dim=, head_dim=, n_heads=, theta=, scaling=)``.
+How each kind is applied is written once, in `stack.Stack`; no model reads `kind` itself.
+`POSITIONS` factories share ``make(max_positions=, dim=, head_dim=, n_heads=, theta=, scaling=, bidirectional=)``
+(bidirectional: the stack is not causal; the bias kinds use it).
 """
 
 from __future__ import annotations
@@ -133,17 +135,22 @@ def alibi_slopes(n_heads: int) -> torch.Tensor:
 
 
 class ALiBi(nn.Module):
-    """Attention with linear biases: score(i, j) += m_h * (j - i)."""
+    """Attention with linear biases: score(i, j) += m_h * (j - i) (causal: j <= i, so -m_h * distance). A
+    bidirectional stack penalises distance on both sides, -m_h * |j - i| (the symmetric form encoders use,
+    e.g. MosaicBERT), so future keys are not favoured."""
 
     kind = "bias"
 
-    def __init__(self, n_heads: int):
+    def __init__(self, n_heads: int, bidirectional: bool = False):
         super().__init__()
+        self.bidirectional = bidirectional
         self.register_buffer("slopes", alibi_slopes(n_heads), persistent=False)
 
     def forward(self, q_pos: torch.Tensor, k_pos: torch.Tensor) -> torch.Tensor:
         # q_pos (B, Tq), k_pos (B, Tk) -> (B, H, Tq, Tk)
         dist = (k_pos[:, None, :] - q_pos[:, :, None]).float()  # (B, Tq, Tk), <= 0 for past keys
+        if self.bidirectional:
+            dist = -dist.abs()
         return self.slopes[None, :, None, None] * dist[:, None]
 
 
@@ -191,7 +198,7 @@ POSITIONS.register(
         max_positions, head_dim, theta, scaling
     ),
 )
-POSITIONS.register("alibi", lambda n_heads, **kw: ALiBi(n_heads))
+POSITIONS.register("alibi", lambda n_heads, bidirectional=False, **kw: ALiBi(n_heads, bidirectional))
 POSITIONS.register("t5_relative", lambda n_heads, buckets=32, max_distance=128, bidirectional=True, **kw:
                    T5RelativeBias(n_heads, buckets, max_distance, bidirectional))
 

@@ -18,70 +18,59 @@ from torch import nn
 from ...config import GENRES
 from ...errors import InputError
 from ...inputs import check_token_ids
-from ...nn import MLP, Attention, Block, Linear, build_mask
+from ...nn import MLP, Attention, Block, Stack
+from ...nn.patches import PatchEmbed
 from ...nn.positions import LearnedPositions
 from .config import CLIPConfig
 from .loss import clip_loss
 
 
-def make_blocks(d: int, heads: int, d_ff: int, n: int, cfg: CLIPConfig, causal: bool) -> nn.ModuleList:
+def make_blocks(d: int, heads: int, d_ff: int, n: int, cfg: CLIPConfig, causal: bool) -> list[Block]:
     def block():
-        attn = Attention(Linear(d, d), Linear(d, d), Linear(d, d), Linear(d, d), n_heads=heads,
+        attn = Attention(nn.Linear(d, d), nn.Linear(d, d), nn.Linear(d, d), nn.Linear(d, d), n_heads=heads,
                          n_kv_heads=heads, head_dim=d // heads, causal=causal, dropout=cfg.dropout,
                          backend=cfg.attn_backend)
-        return Block(attn, MLP(d, d_ff, cfg.activation), nn.LayerNorm(d, eps=cfg.norm_eps),
+        return Block(attn, MLP.build(d, d_ff, cfg.activation), nn.LayerNorm(d, eps=cfg.norm_eps),
                      nn.LayerNorm(d, eps=cfg.norm_eps), norm_position="pre")
 
-    return nn.ModuleList(block() for _ in range(n))
+    return [block() for _ in range(n)]
 
 
-class TextTower(nn.Module):
+class TextTower(Stack):
+    """A causal `Stack` with learned positions and a final LayerNorm, pooled at the end-of-text token."""
+
     def __init__(self, cfg: CLIPConfig):
-        super().__init__()
-        self.cfg = cfg
-        self.embed = nn.Embedding(cfg.vocab_size, cfg.text_d_model)
-        self.positions = LearnedPositions(cfg.max_positions, cfg.text_d_model)
-        self.blocks = make_blocks(cfg.text_d_model, cfg.text_heads, cfg.text_d_ff, cfg.text_layers, cfg, causal=True)
-        self.final_norm = nn.LayerNorm(cfg.text_d_model, eps=cfg.norm_eps)
+        d = cfg.text_d_model
+        super().__init__(make_blocks(d, cfg.text_heads, cfg.text_d_ff, cfg.text_layers, cfg, causal=True),
+                         embed=nn.Embedding(cfg.vocab_size, d), positions=LearnedPositions(cfg.max_positions, d),
+                         final_norm=nn.LayerNorm(d, eps=cfg.norm_eps), causal=True)
+        self.eos_token_id = cfg.eos_token_id
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None):
         """input_ids (B, T) -> last hidden state (B, T, D), pooled (B, D) at the end-of-text token."""
-        b, t = input_ids.shape
-        x = self.embed(input_ids) + self.positions(torch.arange(t, device=input_ids.device)[None])  # (B, T, D)
-        valid = None if attention_mask is None or bool(attention_mask.all()) else attention_mask.bool()
-        mask = build_mask(t, t, 0, causal=True, key_valid=valid, device=x.device)
-        for block in self.blocks:
-            x = block(x, mask)
-        x = self.final_norm(x)
-        if self.cfg.eos_token_id == 2:  # legacy CLIP configs: the end-of-text token has the highest id
+        x = super().forward(input_ids, attention_mask=attention_mask)  # (B, T, D)
+        if self.eos_token_id == 2:  # legacy CLIP configs: the end-of-text token has the highest id
             eos = input_ids.to(torch.int).argmax(dim=-1)
         else:
-            eos = (input_ids == self.cfg.eos_token_id).int().argmax(dim=-1)
-        return x, x[torch.arange(b, device=x.device), eos]
+            eos = (input_ids == self.eos_token_id).int().argmax(dim=-1)
+        return x, x[torch.arange(x.shape[0], device=x.device), eos]
 
 
-class VisionTower(nn.Module):
+class VisionTower(Stack):
+    """ViT as a bidirectional `Stack`: patches behind a class token, learned positions, LayerNorm before the
+    blocks (the stack's embed_norm), LayerNorm on the class token (the head)."""
+
     def __init__(self, cfg: CLIPConfig):
-        super().__init__()
         d = cfg.vision_d_model
-        self.cfg = cfg
-        self.patch = nn.Conv2d(cfg.channels, d, cfg.patch_size, stride=cfg.patch_size, bias=False)
-        self.class_embedding = nn.Parameter(torch.randn(d) * d**-0.5)
-        self.positions = LearnedPositions(cfg.n_patches + 1, d)
-        self.pre_norm = nn.LayerNorm(d, eps=cfg.norm_eps)
-        self.blocks = make_blocks(d, cfg.vision_heads, cfg.vision_d_ff, cfg.vision_layers, cfg, causal=False)
+        super().__init__(make_blocks(d, cfg.vision_heads, cfg.vision_d_ff, cfg.vision_layers, cfg, causal=False),
+                         embed=PatchEmbed(cfg.channels, d, cfg.patch_size, bias=False, class_token=True),
+                         positions=LearnedPositions(cfg.n_patches + 1, d),
+                         embed_norm=nn.LayerNorm(d, eps=cfg.norm_eps), causal=False)
         self.post_norm = nn.LayerNorm(d, eps=cfg.norm_eps)
 
     def forward(self, pixel_values: torch.Tensor):
         """pixel_values (B, C, H, W) -> last hidden state (B, 1 + P, D), pooled class token (B, D)."""
-        b = pixel_values.shape[0]
-        x = self.patch(pixel_values.to(self.patch.weight.dtype)).flatten(2).transpose(1, 2)  # (B, P, D)
-        x = torch.cat([self.class_embedding.expand(b, 1, -1), x], dim=1)  # (B, 1 + P, D)
-        x = x + self.positions(torch.arange(x.shape[1], device=x.device)[None])
-        x = self.pre_norm(x)
-        mask = build_mask(x.shape[1], x.shape[1], 0, causal=False, device=x.device)
-        for block in self.blocks:
-            x = block(x, mask)
+        x = super().forward(pixel_values)  # (B, 1 + P, D)
         return x, self.post_norm(x[:, 0])
 
 
@@ -103,8 +92,8 @@ class CLIP(nn.Module):
         self.config = cfg = config
         self.text = TextTower(cfg)
         self.vision = VisionTower(cfg)
-        self.text_projection = Linear(cfg.text_d_model, cfg.projection_dim, bias=False)
-        self.visual_projection = Linear(cfg.vision_d_model, cfg.projection_dim, bias=False)
+        self.text_projection = nn.Linear(cfg.text_d_model, cfg.projection_dim, bias=False)
+        self.visual_projection = nn.Linear(cfg.vision_d_model, cfg.projection_dim, bias=False)
         self.logit_scale = nn.Parameter(torch.tensor(cfg.logit_scale_init))
         self.reset_parameters()
 
@@ -131,11 +120,11 @@ class CLIP(nn.Module):
                 for norm in (block.attn_norm, block.ffn_norm):
                     nn.init.ones_(norm.weight)
             nn.init.normal_(tower.positions.weight, std=cfg.init_std)
-        for norm in (self.text.final_norm, self.vision.pre_norm, self.vision.post_norm):
+        for norm in (self.text.final_norm, self.vision.embed_norm, self.vision.post_norm):
             nn.init.ones_(norm.weight)
         nn.init.normal_(self.text.embed.weight, std=cfg.init_std)
-        nn.init.normal_(self.vision.class_embedding, std=cfg.vision_d_model**-0.5)
-        nn.init.normal_(self.vision.patch.weight, std=cfg.init_std)
+        nn.init.normal_(self.vision.embed.class_embedding, std=cfg.vision_d_model**-0.5)
+        nn.init.normal_(self.vision.embed.conv.weight, std=cfg.init_std)
         nn.init.normal_(self.text_projection.weight, std=cfg.text_d_model**-0.5)
         nn.init.normal_(self.visual_projection.weight, std=cfg.vision_d_model**-0.5)
         with torch.no_grad():

@@ -49,7 +49,7 @@ GPT2_KEYS = KeyMap([
     ("blocks.{i}.ffn_norm.{p}", "h.{i}.ln_2.{p}"),
     ("blocks.{i}.ffn.up.{p}", "h.{i}.mlp.c_fc.{p}"),
     ("blocks.{i}.ffn.down.{p}", "h.{i}.mlp.c_proj.{p}"),
-    ("norm.{p}", "ln_f.{p}"),
+    ("final_norm.{p}", "ln_f.{p}"),
     ("lm_head.weight", "lm_head.weight"),
 ])
 C_ATTN, QKV_PARTS = "attn.c_attn", ["attn.q", "attn.k", "attn.v"]  # c_attn holds q, k, v stacked
@@ -132,7 +132,7 @@ LLAMA_KEYS = KeyMap([
     ("blocks.{i}.ffn.gate.{p}", "model.layers.{i}.mlp.gate_proj.{p}"),
     ("blocks.{i}.ffn.up.{p}", "model.layers.{i}.mlp.up_proj.{p}"),
     ("blocks.{i}.ffn.down.{p}", "model.layers.{i}.mlp.down_proj.{p}"),
-    ("norm.weight", "model.norm.weight"),
+    ("final_norm.weight", "model.norm.weight"),
     ("lm_head.weight", "lm_head.weight"),
 ])
 

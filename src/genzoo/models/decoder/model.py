@@ -1,7 +1,8 @@
 """The decoder-only language model (Radford et al., 2019, GPT-2; Touvron et al., 2023, Llama;
-Jiang et al., 2023, Mistral): token embedding, N blocks of causal self-attention and feed-forward,
-a final norm and a language-model head. Which attention, position, norm and FFN parts it uses is
-read from its `DecoderConfig`; the structure reads top to bottom like nanoGPT's `model.py`.
+Jiang et al., 2023, Mistral; Jiang et al., 2024, Mixtral): the shared causal `Stack` (token embedding, positions,
+N blocks of causal self-attention and feed-forward, final norm) plus a language-model head. Which attention,
+position, norm and FFN parts it uses is read from its `DecoderConfig`; the structure reads top to bottom like
+nanoGPT's `model.py`.
 """
 
 from __future__ import annotations
@@ -16,30 +17,31 @@ from ...config import GENRES
 from ...errors import InputError
 from ...generate import GenerationMixin
 from ...inputs import check_token_ids
-from ...nn import FFNS, NORMS, POSITIONS, SOFTMAX, Attention, Block, Linear, StaticKVCache, build_mask, make_dropout
+from ...nn import (FFNS, NORMS, SOFTMAX, Attention, Block, StaticKVCache, Stack, attention_options,
+                   make_positions)
 from ...nn.ffn import GATED_ACTIVATIONS
 from ...nn.moe import SparseMoE, StackedExperts, TopKRouter, load_balancing_loss, router_z_loss
 from ...outputs import CausalLMOutput
 from .config import DecoderConfig
 
 
-def make_block(cfg: DecoderConfig) -> Block:
+def make_block(cfg: DecoderConfig, positions: nn.Module) -> Block:
     """One pre-norm block: the parts are built here and handed to `Attention` and `Block`."""
     d, h, hkv, dh = cfg.d_model, cfg.n_heads, cfg.n_kv_heads, cfg.head_dim
     attn = Attention(
-        Linear(d, h * dh, bias=cfg.attn_bias),
-        Linear(d, hkv * dh, bias=cfg.attn_bias),
-        Linear(d, hkv * dh, bias=cfg.attn_bias),
-        Linear(h * dh, d, bias=cfg.attn_out_bias),
+        nn.Linear(d, h * dh, bias=cfg.attn_bias),
+        nn.Linear(d, hkv * dh, bias=cfg.attn_bias),
+        nn.Linear(d, hkv * dh, bias=cfg.attn_bias),
+        nn.Linear(h * dh, d, bias=cfg.attn_out_bias),
         n_heads=h,
         n_kv_heads=hkv,
         head_dim=dh,
         softmax=SOFTMAX.get(cfg.softmax)(),
-        rotary=cfg.position == "rope",
         window=cfg.sliding_window,
         causal=True,
         dropout=cfg.dropout,
         backend=cfg.attn_backend,
+        **attention_options(positions, dim=d, n_heads=h, head_dim=dh),
     )
     if cfg.n_experts:  # Mixtral: every FFN is a sparse mixture of gated experts
         act = GATED_ACTIVATIONS.get(cfg.ffn, cfg.activation)
@@ -53,24 +55,28 @@ def make_block(cfg: DecoderConfig) -> Block:
 
 
 @GENRES.register("decoder")
-class DecoderLM(nn.Module, GenerationMixin):
+class DecoderLM(Stack, GenerationMixin):
+    """A causal `Stack` and its language-model head."""
+
     config_class = DecoderConfig
 
     def __init__(self, config: DecoderConfig):
-        super().__init__()
-        self.config = cfg = config
-        self.embed = nn.Embedding(cfg.vocab_size, cfg.d_model)
-        self.positions = POSITIONS.get(cfg.position)(
-            max_positions=cfg.max_positions, dim=cfg.d_model, head_dim=cfg.head_dim, n_heads=cfg.n_heads,
-            theta=cfg.rope_theta, scaling=cfg.rope_scaling,
+        cfg = config
+        positions = make_positions(cfg.position, causal=True, max_positions=cfg.max_positions, dim=cfg.d_model,
+                                   head_dim=cfg.head_dim, n_heads=cfg.n_heads, theta=cfg.rope_theta,
+                                   scaling=cfg.rope_scaling)
+        super().__init__(
+            [make_block(cfg, positions) for _ in range(cfg.n_layers)],
+            embed=nn.Embedding(cfg.vocab_size, cfg.d_model),
+            positions=positions,
+            final_norm=NORMS.get(cfg.norm)(cfg.d_model, cfg.norm_eps, cfg.norm_bias),
+            dropout=cfg.dropout,
+            causal=True,
         )
-        self.drop = make_dropout(cfg.dropout)
-        self.blocks = nn.ModuleList(make_block(cfg) for _ in range(cfg.n_layers))
-        self.norm = NORMS.get(cfg.norm)(cfg.d_model, cfg.norm_eps, cfg.norm_bias)
-        self.lm_head = Linear(cfg.d_model, cfg.vocab_size, bias=False)
+        self.config = cfg
+        self.lm_head = nn.Linear(cfg.d_model, cfg.vocab_size, bias=False)
         if cfg.tie_embeddings:
             self.lm_head.weight = self.embed.weight
-        self.windows = sorted({b.attn.window for b in self.blocks}, key=lambda w: -1 if w is None else w)
         self.reset_parameters()
 
     def tied_parameters(self) -> list[str]:
@@ -130,38 +136,8 @@ class DecoderLM(nn.Module, GenerationMixin):
         start = cache.length if cache is not None else 0
         if check:
             self.check_inputs(input_ids, attention_mask if cache is None else None, position_ids, start)
-        b, t = input_ids.shape
-        tk = start + t
-        if cache is not None:
-            key_valid = None if cache.key_valid is None else cache.key_valid[:, :tk]
-        else:
-            key_valid = None if attention_mask is None or bool(attention_mask.all()) else attention_mask.bool()
-        if position_ids is None:
-            position_ids = torch.arange(start, tk, device=input_ids.device)[None].expand(b, t)  # (B, T)
-
-        x = self.embed(input_ids)  # (B, T, D)
-        kind = self.positions.kind
-        rope = None
-        if kind == "absolute":
-            x = x + self.positions(position_ids)
-        elif kind == "rotary":
-            rope = self.positions(position_ids)  # 2 x (B, 1, T, Dh)
-        x = self.drop(x)
-
-        masks = {
-            w: build_mask(t, tk, start, causal=True, window=w, key_valid=key_valid, device=x.device)
-            for w in self.windows
-        }
-        if kind == "bias":  # ALiBi: slot distances are unchanged by left padding
-            slots = torch.arange(tk, device=x.device)[None]
-            bias = self.positions(slots[:, start:], slots)  # (1, H, T, Tk)
-            masks = {w: m.with_bias(bias, t, tk, x.device) for w, m in masks.items()}
-
-        for i, block in enumerate(self.blocks):
-            x = block(x, masks[block.attn.window], rope=rope, cache=cache, layer=i, start=start)
-        if cache is not None:
-            cache.length = tk
-        x = self.norm(x)  # (B, T, D)
+        x = super().forward(input_ids, attention_mask=attention_mask if cache is None else None,
+                            position_ids=position_ids, cache=cache)  # (B, T, D)
 
         h = x[:, -logits_to_keep:] if logits_to_keep else x
         logits = self.lm_head(h)  # (B, T or K, V)

@@ -1,6 +1,6 @@
 """The two denoisers eps_theta(x_t, t, c): a small UNet (Ho et al., 2020, appendix B; Ronneberger et al., 2015) and
 a DiT-style transformer (Peebles & Xie, 2023) with in-context conditioning (their sec. 3.2: the timestep and
-class embeddings are two extra tokens in the sequence), built from the shared attention, MLP and block parts.
+class embeddings are extra tokens in the sequence), the shared `Stack` with a patch embedding and a patch head.
 
 Both take x_t (B, C, H, W), integer timesteps t (B,) and a conditioning vector (B, E) from `Conditioning`, and
 return a tensor shaped like x_t (the eps or v prediction).
@@ -12,7 +12,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ...nn import MLP, Attention, Block, Linear, build_mask, make_dropout
+from ...nn import MLP, Attention, Block, Stack, build_mask, make_dropout
+from ...nn.patches import PatchEmbed
 from ...nn.positions import LearnedPositions, SinusoidalPositions
 from ...registry import Registry
 from .config import DiffusionConfig
@@ -27,7 +28,7 @@ class Conditioning(nn.Module):
     def __init__(self, num_timesteps: int, dim: int, n_classes: int):
         super().__init__()
         self.time = SinusoidalPositions(num_timesteps, dim)
-        self.mlp = nn.Sequential(Linear(dim, dim), nn.SiLU(), Linear(dim, dim))
+        self.mlp = nn.Sequential(nn.Linear(dim, dim), nn.SiLU(), nn.Linear(dim, dim))
         self.classes = nn.Embedding(n_classes + 1, dim) if n_classes else None
 
     def forward(self, t: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:  # (B,), (B,) -> (B, E)
@@ -41,7 +42,7 @@ class ResBlock(nn.Module):
     def __init__(self, c_in: int, c_out: int, emb: int, groups: int, dropout: float):
         super().__init__()
         self.norm1, self.conv1 = nn.GroupNorm(groups, c_in), nn.Conv2d(c_in, c_out, 3, padding=1)
-        self.emb = Linear(emb, c_out)
+        self.emb = nn.Linear(emb, c_out)
         self.norm2, self.conv2 = nn.GroupNorm(groups, c_out), nn.Conv2d(c_out, c_out, 3, padding=1)
         self.drop = make_dropout(dropout)
         self.skip = nn.Conv2d(c_in, c_out, 1) if c_in != c_out else nn.Identity()
@@ -57,7 +58,7 @@ class SpatialAttention(nn.Module):
     def __init__(self, c: int, groups: int, heads: int = 4):
         super().__init__()
         self.norm = nn.GroupNorm(groups, c)
-        self.attn = Attention(Linear(c, c), Linear(c, c), Linear(c, c), Linear(c, c), n_heads=heads,
+        self.attn = Attention(nn.Linear(c, c), nn.Linear(c, c), nn.Linear(c, c), nn.Linear(c, c), n_heads=heads,
                               n_kv_heads=heads, head_dim=c // heads, causal=False)
 
     def forward(self, x):  # (B, C, H, W)
@@ -118,25 +119,25 @@ class UNet(nn.Module):
 
 
 @DENOISERS.register("dit")
-class DiT(nn.Module):
-    """Patchify (a strided conv), add learned positions, prepend the conditioning as tokens, pre-norm
-    transformer blocks, LayerNorm, a linear layer back to patches, unpatchify."""
+class DiT(Stack):
+    """A bidirectional `Stack` over image patches: patchify (a strided conv), learned positions, the conditioning
+    prepended as one token, pre-norm transformer blocks, LayerNorm; the head is a linear layer back to patches,
+    unpatchified."""
 
     def __init__(self, cfg: DiffusionConfig):
-        super().__init__()
         d, p = cfg.d_model, cfg.patch_size
-        self.p, self.c, self.side = p, cfg.channels, cfg.image_size // p
+        blocks = [Block(Attention(nn.Linear(d, d), nn.Linear(d, d), nn.Linear(d, d), nn.Linear(d, d),
+                                  n_heads=cfg.n_heads, n_kv_heads=cfg.n_heads, head_dim=d // cfg.n_heads,
+                                  causal=False, dropout=cfg.dropout),
+                        MLP.build(d, cfg.d_ff, "gelu_tanh"), nn.LayerNorm(d), nn.LayerNorm(d), norm_position="pre",
+                        dropout=cfg.dropout)
+                  for _ in range(cfg.n_layers)]
+        side = cfg.image_size // p
+        super().__init__(blocks, embed=PatchEmbed(cfg.channels, d, p), positions=LearnedPositions(side**2, d),
+                         final_norm=nn.LayerNorm(d), causal=False)
+        self.p, self.c, self.side = p, cfg.channels, side
         self.cond = Conditioning(cfg.num_train_timesteps, d, cfg.n_classes)
-        self.patch = nn.Conv2d(cfg.channels, d, p, stride=p)
-        self.positions = LearnedPositions(self.side**2, d)
-        self.blocks = nn.ModuleList(
-            Block(Attention(Linear(d, d), Linear(d, d), Linear(d, d), Linear(d, d), n_heads=cfg.n_heads,
-                            n_kv_heads=cfg.n_heads, head_dim=d // cfg.n_heads, causal=False, dropout=cfg.dropout),
-                  MLP(d, cfg.d_ff, "gelu_tanh"), nn.LayerNorm(d), nn.LayerNorm(d), norm_position="pre",
-                  dropout=cfg.dropout)
-            for _ in range(cfg.n_layers))
-        self.norm = nn.LayerNorm(d)
-        self.head = Linear(d, p * p * cfg.channels)
+        self.head = nn.Linear(d, p * p * cfg.channels)
         nn.init.zeros_(self.head.weight)
         nn.init.zeros_(self.head.bias)
 
@@ -145,13 +146,8 @@ class DiT(nn.Module):
         return list(self.blocks)
 
     def forward(self, x, t, labels):  # (B, C, H, W), (B,), (B,) | None -> (B, C, H, W)
-        b, n = x.shape[0], self.side**2
-        tokens = self.patch(x).flatten(2).transpose(1, 2)  # (B, N, D)
-        tokens = tokens + self.positions(torch.arange(n, device=x.device)[None])
-        h = torch.cat([self.cond(t, labels)[:, None], tokens], dim=1)  # (B, 1 + N, D)
-        mask = build_mask(n + 1, n + 1, 0, causal=False, device=x.device)
-        for block in self.blocks:
-            h = block(h, mask)
-        out = self.head(self.norm(h[:, 1:]))  # (B, N, p*p*C)
+        b = x.shape[0]
+        h = super().forward(x, prefix=self.cond(t, labels)[:, None])  # (B, 1 + N, D)
+        out = self.head(h[:, 1:])  # (B, N, p*p*C)
         out = out.view(b, self.side, self.side, self.c, self.p, self.p)  # (B, h, w, C, p, p)
         return out.permute(0, 3, 1, 4, 2, 5).reshape(b, self.c, self.side * self.p, self.side * self.p)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ...config import PRESETS, Preset, check, check_positive
-from ...nn import FFNS, NORMS, POSITIONS
+from ...nn import FFNS, NORMS, POSITIONS, SOFTMAX
 from ...nn.attention import BACKENDS
 from ...nn.ffn import ACTIVATIONS
 
@@ -33,6 +33,7 @@ class EncoderConfig:
     head_bias: bool = True  # bias of the MLM head's dense layer
     ffn: str = "mlp"  # FFNS
     activation: str = "gelu"  # ACTIVATIONS
+    softmax: str = "standard"  # SOFTMAX
     position: str = "learned"  # POSITIONS
     rope_theta: float = 10000.0  # global layers
     local_rope_theta: float | None = None  # local layers (None: rope_theta)
@@ -61,7 +62,8 @@ class EncoderConfig:
         check(self.d_model % self.n_heads == 0, "d_model", self.d_model, f"must be divisible by n_heads={self.n_heads}")
         check(isinstance(self.type_vocab_size, int) and self.type_vocab_size >= 0, "type_vocab_size",
               self.type_vocab_size, ">= 0")
-        for name, reg in (("norm", NORMS), ("ffn", FFNS), ("activation", ACTIVATIONS), ("position", POSITIONS)):
+        for name, reg in (("norm", NORMS), ("ffn", FFNS), ("activation", ACTIVATIONS), ("position", POSITIONS),
+                          ("softmax", SOFTMAX)):
             reg.get(getattr(self, name))
         check(isinstance(self.pad_token_id, int) and 0 <= self.pad_token_id < self.vocab_size, "pad_token_id",
               self.pad_token_id, f"must be a token id in 0..{self.vocab_size - 1}")

@@ -59,6 +59,7 @@ class BertFormat(CheckpointFormat):
         f = "bert"
         require(c, "norm_position", c.norm_position == "post", f, "post-norm")
         require(c, "position", c.position == "learned", f, "learned absolute positions")
+        require(c, "softmax", c.softmax == "standard", f, "the standard softmax")
         require(c, "ffn", c.ffn == "mlp", f, "an MLP")
         require(c, "activation", c.activation in GZ_ACT, f, f"one of {sorted(GZ_ACT)}")
         require(c, "norm", c.norm == "layernorm", f, "LayerNorm")
@@ -149,6 +150,7 @@ class ModernBertFormat(CheckpointFormat):
         require(c, "norm_position", c.norm_position == "pre" and not c.first_attn_norm and c.final_norm, f,
                 "pre-norm with no first attention norm and a final norm")
         require(c, "position", c.position == "rope", f, "rotary positions")
+        require(c, "softmax", c.softmax == "standard", f, "the standard softmax")
         require(c, "ffn", c.ffn in ("gated", "geglu"), f, "a gated MLP")
         require(c, "type_vocab_size", c.type_vocab_size == 0, f, "no token types")
         require(c, "pooler", not c.pooler, f, "no pooler")
@@ -245,6 +247,7 @@ class DebertaV2Format(CheckpointFormat):
     def config_to_hf(self, c: EncoderConfig) -> dict:
         f = "deberta-v2"
         require(c, "position", c.position == "disentangled", f, "disentangled attention")
+        require(c, "softmax", c.softmax == "standard", f, "the standard softmax")
         require(c, "norm_position", c.norm_position == "post", f, "post-norm")
         require(c, "ffn", c.ffn == "mlp", f, "an MLP")
         require(c, "pooler", not c.pooler, f, "no pooler")

@@ -1,6 +1,7 @@
-"""The encoder-only model (Devlin et al., "BERT", 2019): token + position (+ segment) embeddings, a stack of
-bidirectional self-attention blocks, optional pooler and masked-LM head. Ragged batches run unpadded: the
-linear layers, norms and feed-forward see only real tokens (`nn.packing`).
+"""The encoder-only model (Devlin et al., "BERT", 2019; He et al., "DeBERTa", 2021; Warner et al., "ModernBERT",
+2024): the shared bidirectional `Stack` (token + position (+ segment) embeddings, self-attention blocks) with an
+optional pooler and masked-LM head. Ragged batches run unpadded: the linear layers, norms and feed-forward see
+only real tokens (`nn.packing`).
 """
 
 from __future__ import annotations
@@ -14,11 +15,9 @@ from torch import nn
 from ...config import GENRES
 from ...errors import InputError
 from ...inputs import check_token_ids
-from ...nn import FFNS, NORMS, POSITIONS, Attention, Block, Linear, build_mask, make_dropout
-from ...nn.disentangled import DisentangledBias
-from ...nn.positions import LearnedPositions
+from ...nn import FFNS, NORMS, SOFTMAX, Attention, Block, Stack, attention_options, make_positions
 from ...nn.ffn import ACTIVATIONS
-from ...nn.packing import Packing
+from ...nn.positions import LearnedPositions
 from .config import EncoderConfig
 
 
@@ -35,26 +34,25 @@ class MLMHead(nn.Module):
 
     def __init__(self, cfg: EncoderConfig, embedding: nn.Embedding):
         super().__init__()
-        self.dense = Linear(cfg.d_model, cfg.d_model, bias=cfg.head_bias)
+        self.dense = nn.Linear(cfg.d_model, cfg.d_model, bias=cfg.head_bias)
         self.act = ACTIVATIONS.get(cfg.activation)
         self.norm = NORMS.get(cfg.norm)(cfg.d_model, cfg.norm_eps, cfg.norm_bias)
-        self.decoder = Linear(cfg.d_model, cfg.vocab_size)
+        self.decoder = nn.Linear(cfg.d_model, cfg.vocab_size)
         self.decoder.weight = embedding.weight  # tied to the token embedding; the bias is its own
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:  # (..., D) -> (..., V)
         return self.decoder(self.norm(self.act(self.dense(h))))
 
 
-def make_block(cfg: EncoderConfig, layer: int) -> Block:
+def make_block(cfg: EncoderConfig, layer: int, positions: nn.Module) -> Block:
     d, h, bias = cfg.d_model, cfg.n_heads, cfg.attn_bias
-    relative = None
-    if cfg.position == "disentangled":
-        terms = tuple(t for t in cfg.pos_att_type.split("|") if t)
-        relative = DisentangledBias(d, h, d // h, terms, cfg.share_att_key)
-    attn = Attention(Linear(d, d, bias=bias), Linear(d, d, bias=bias), Linear(d, d, bias=bias),
-                     Linear(d, d, bias=bias), n_heads=h, n_kv_heads=h, head_dim=d // h,
-                     rotary=cfg.position == "rope", window=None if cfg.is_global(layer) else cfg.local_window,
-                     causal=False, dropout=cfg.dropout, backend=cfg.attn_backend, relative=relative)
+    terms = tuple(t for t in cfg.pos_att_type.split("|") if t)
+    attn = Attention(nn.Linear(d, d, bias=bias), nn.Linear(d, d, bias=bias), nn.Linear(d, d, bias=bias),
+                     nn.Linear(d, d, bias=bias), n_heads=h, n_kv_heads=h, head_dim=d // h,
+                     softmax=SOFTMAX.get(cfg.softmax)(), window=None if cfg.is_global(layer) else cfg.local_window,
+                     causal=False, dropout=cfg.dropout, backend=cfg.attn_backend,
+                     **attention_options(positions, dim=d, n_heads=h, head_dim=d // h, terms=terms,
+                                         share_att_key=cfg.share_att_key))
     norm = NORMS.get(cfg.norm)
     attn_norm = norm(d, cfg.norm_eps, cfg.norm_bias) if layer or cfg.first_attn_norm else nn.Identity()
     return Block(attn, FFNS.get(cfg.ffn)(d, cfg.d_ff, cfg.activation, cfg.ffn_bias), attn_norm,
@@ -62,29 +60,37 @@ def make_block(cfg: EncoderConfig, layer: int) -> Block:
 
 
 @GENRES.register("encoder")
-class EncoderModel(nn.Module):
+class EncoderModel(Stack):
+    """A bidirectional `Stack` (unpadded on ragged batches) with BERT's pooler and masked-LM head."""
+
     config_class = EncoderConfig
 
     def __init__(self, config: EncoderConfig):
-        super().__init__()
-        self.config = cfg = config
-        self.embed = nn.Embedding(cfg.vocab_size, cfg.d_model)
-        pos = POSITIONS.get(cfg.position)
-        self.positions = pos(max_positions=cfg.max_positions, dim=cfg.d_model, head_dim=cfg.head_dim,
-                             n_heads=cfg.n_heads, theta=cfg.rope_theta, buckets=cfg.position_buckets,
-                             max_relative=cfg.max_relative_positions, rel_norm=cfg.rel_norm, norm_eps=cfg.norm_eps)
-        # DeBERTa may add learned absolute positions to its input as well ("position_biased_input")
-        self.abs_positions = LearnedPositions(cfg.max_positions, cfg.d_model) if cfg.position_biased_input else None
-        # local layers may rotate with their own theta (ModernBERT: 10k local, 160k global)
-        self.local_positions = pos(max_positions=cfg.max_positions, dim=cfg.d_model, head_dim=cfg.head_dim,
-                                   n_heads=cfg.n_heads, theta=cfg.local_rope_theta) \
-            if cfg.position == "rope" and cfg.local_window and cfg.local_rope_theta else None
-        self.token_types = nn.Embedding(cfg.type_vocab_size, cfg.d_model) if cfg.type_vocab_size else None
-        self.embed_norm = NORMS.get(cfg.norm)(cfg.d_model, cfg.norm_eps, cfg.norm_bias)
-        self.drop = make_dropout(cfg.dropout)
-        self.blocks = nn.ModuleList(make_block(cfg, i) for i in range(cfg.n_layers))
-        self.final_norm = NORMS.get(cfg.norm)(cfg.d_model, cfg.norm_eps, cfg.norm_bias) if cfg.final_norm else None
-        self.pooler = Linear(cfg.d_model, cfg.d_model) if cfg.pooler else None
+        cfg = config
+        sizes = dict(max_positions=cfg.max_positions, dim=cfg.d_model, head_dim=cfg.head_dim, n_heads=cfg.n_heads)
+        positions = make_positions(cfg.position, causal=False, **sizes, theta=cfg.rope_theta,
+                                   buckets=cfg.position_buckets, max_relative=cfg.max_relative_positions,
+                                   rel_norm=cfg.rel_norm, norm_eps=cfg.norm_eps)
+        local = None  # local layers may rotate with their own theta (ModernBERT: 10k local, 160k global)
+        if cfg.local_window and cfg.local_rope_theta and positions.kind == "rotary":
+            local = make_positions(cfg.position, causal=False, **sizes, theta=cfg.local_rope_theta)
+        norm = NORMS.get(cfg.norm)
+        super().__init__(
+            [make_block(cfg, i, positions) for i in range(cfg.n_layers)],
+            embed=nn.Embedding(cfg.vocab_size, cfg.d_model),
+            positions=positions,
+            # DeBERTa may add learned absolute positions to its input as well ("position_biased_input")
+            abs_positions=LearnedPositions(cfg.max_positions, cfg.d_model) if cfg.position_biased_input else None,
+            local_positions=local,
+            token_types=nn.Embedding(cfg.type_vocab_size, cfg.d_model) if cfg.type_vocab_size else None,
+            embed_norm=norm(cfg.d_model, cfg.norm_eps, cfg.norm_bias),
+            final_norm=norm(cfg.d_model, cfg.norm_eps, cfg.norm_bias) if cfg.final_norm else None,
+            dropout=cfg.dropout,
+            causal=False,
+            unpad=cfg.unpad,
+        )
+        self.config = cfg
+        self.pooler = nn.Linear(cfg.d_model, cfg.d_model) if cfg.pooler else None
         self.mlm = MLMHead(cfg, self.embed) if cfg.mlm_head else None
         for name, p in self.named_parameters():
             if p.dim() > 1:
@@ -114,39 +120,7 @@ class EncoderModel(nn.Module):
         """input_ids (B, T) -> last_hidden_state (B, T, D) (+ pooler_output, MLM logits, loss with labels;
         labels use -100 for positions that are not predicted)."""
         self.check_inputs(input_ids, attention_mask, token_type_ids)
-        b, t = input_ids.shape
-        padded = attention_mask is not None and not bool(attention_mask.all())
-        pos = torch.arange(t, device=input_ids.device)[None].expand(b, t)
-        x = self.embed(input_ids)
-        if self.positions.kind == "absolute":
-            x = x + self.positions(pos[:1])  # (1, T, D), broadcast over the batch
-        if self.abs_positions is not None:
-            x = x + self.abs_positions(pos[:1])
-        if self.token_types is not None:
-            types = token_type_ids if token_type_ids is not None else torch.zeros_like(input_ids)
-            x = x + self.token_types(types)
-        x = self.drop(self.embed_norm(x))  # (B, T, D)
-        packing = Packing.from_mask(attention_mask) if padded and self.config.unpad else None
-        masks = {}  # the packed path builds its own mask per length group (Packing.mask)
-        if packing is None:
-            valid = attention_mask.bool() if padded else None
-            masks = {w: build_mask(t, t, 0, causal=False, window=w, key_valid=valid, device=x.device)
-                     for w in {blk.attn.window for blk in self.blocks}}
-        ropes = {}
-        if self.positions.kind == "rotary":
-            ropes[None] = self.positions(pos)  # 2 x (B, 1, T, Dh)
-            ropes[self.config.local_window] = self.local_positions(pos) if self.local_positions else ropes[None]
-        if packing is not None:
-            x = packing.unpad(x)  # (N, D): only real tokens from here on
-        rel = self.positions(t, x.device) if self.positions.kind == "relative" else None
-        for block in self.blocks:
-            kw = {"rope": ropes.get(block.attn.window), "rel": rel}
-            if packing is not None:
-                kw["packing"] = packing
-            x = block(x, masks.get(block.attn.window), **kw)
-        if self.final_norm is not None:
-            x = self.final_norm(x)
-        h = packing.pad(x) if packing is not None else x  # (B, T, D)
+        h = super().forward(input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids)  # (B, T, D)
         out = EncoderOutput(last_hidden_state=h)
         if self.pooler is not None:
             out.pooler_output = torch.tanh(self.pooler(h[:, 0]))

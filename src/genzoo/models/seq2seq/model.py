@@ -1,4 +1,4 @@
-"""The encoder-decoder Transformer as T5 builds it (Raffel et al., 2020, sec. 2.1): pre-norm blocks with RMS
+"""The encoder-decoder Transformer as T5 builds it (Raffel et al., 2020, sec. 2.1), two shared `Stack`s: pre-norm blocks with RMS
 norms and no biases, no score scaling, a relative-position bias (computed by the first layer's bucket table,
 shared by all layers of a stack; bidirectional in the encoder, causal in the decoder), cross-attention over the
 encoder output, and, with tied embeddings, the decoder output scaled by d_model^-0.5 before the head.
@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import functools
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -15,11 +17,10 @@ from torch import nn
 from ...config import GENRES
 from ...beam import beam_search, check_beams
 from ...errors import InputError
-from ...generate import check_sampling, next_tokens
+from ...generate import check_sampling, compiled_step, decode, eos_ids, inference
 from ...inputs import check_token_ids
 from ...modes import evaluating
-from ...nn import (FFNS, Attention, Block, CrossBlock, Linear, RMSNorm, StaticKVCache, T5RelativeBias, build_mask,
-                  make_dropout)
+from ...nn import FFNS, Attention, Block, RMSNorm, StaticKVCache, Stack, make_positions
 from .config import Seq2SeqConfig
 
 
@@ -33,71 +34,26 @@ class Seq2SeqOutput:
 
 def attention(cfg: Seq2SeqConfig, causal: bool) -> Attention:
     d, inner = cfg.d_model, cfg.n_heads * cfg.head_dim
-    return Attention(Linear(d, inner, bias=False), Linear(d, inner, bias=False),
-                     Linear(d, inner, bias=False), Linear(inner, d, bias=False), n_heads=cfg.n_heads,
+    return Attention(nn.Linear(d, inner, bias=False), nn.Linear(d, inner, bias=False),
+                     nn.Linear(d, inner, bias=False), nn.Linear(inner, d, bias=False), n_heads=cfg.n_heads,
                      n_kv_heads=cfg.n_heads, head_dim=cfg.head_dim, causal=causal, scale=1.0,
                      dropout=cfg.dropout, backend=cfg.attn_backend)
 
 
-def ffn(cfg: Seq2SeqConfig) -> nn.Module:
-    return FFNS.get(cfg.ffn)(cfg.d_model, cfg.d_ff, cfg.activation, False)
-
-
-class Encoder(nn.Module):
-    def __init__(self, cfg: Seq2SeqConfig, embed: nn.Embedding):
-        super().__init__()
-        self.embed = embed
-        self.bias = T5RelativeBias(cfg.n_heads, cfg.relative_buckets, cfg.relative_max_distance, bidirectional=True)
-        self.blocks = nn.ModuleList(
-            Block(attention(cfg, causal=False), ffn(cfg), RMSNorm(cfg.d_model, cfg.norm_eps),
-                  RMSNorm(cfg.d_model, cfg.norm_eps), norm_position="pre", dropout=cfg.dropout)
-            for _ in range(cfg.n_layers))
-        self.final_norm = RMSNorm(cfg.d_model, cfg.norm_eps)
-        self.drop = make_dropout(cfg.dropout)
-
-    def forward(self, input_ids, attention_mask=None) -> torch.Tensor:  # (B, T) -> (B, T, D)
-        t = input_ids.shape[1]
-        valid = None if attention_mask is None or bool(attention_mask.all()) else attention_mask.bool()
-        pos = torch.arange(t, device=input_ids.device)[None]
-        mask = build_mask(t, t, 0, causal=False, key_valid=valid, device=input_ids.device)
-        mask = mask.with_bias(self.bias(pos, pos), t, t, input_ids.device)  # bias (1, H, T, T)
-        x = self.drop(self.embed(input_ids))
-        for block in self.blocks:
-            x = block(x, mask)
-        return self.drop(self.final_norm(x))
-
-
-class Decoder(nn.Module):
-    def __init__(self, cfg: Seq2SeqConfig, embed: nn.Embedding):
-        super().__init__()
-        self.embed = embed
-        self.bias = T5RelativeBias(cfg.n_heads, cfg.relative_buckets, cfg.relative_max_distance, bidirectional=False)
-        norm = lambda: RMSNorm(cfg.d_model, cfg.norm_eps)  # noqa: E731
-        self.blocks = nn.ModuleList(
-            CrossBlock(attention(cfg, causal=True), attention(cfg, causal=False), ffn(cfg), norm(), norm(), norm(),
-                       dropout=cfg.dropout)
-            for _ in range(cfg.n_decoder_layers))
-        self.final_norm = norm()
-        self.drop = make_dropout(cfg.dropout)
-
-    def project_memory(self, memory: torch.Tensor) -> list:
-        """Every block's cross-attention keys/values of the encoder output, once per sequence."""
-        return [b.cross_attn.project_memory(memory) for b in self.blocks]
-
-    def forward(self, ids, memory_kv: list, memory_valid=None, cache: StaticKVCache | None = None):
-        """ids (B, T) decoder tokens; memory_kv from `project_memory`; memory_valid (B, Tm) or None."""
-        b, t = ids.shape
-        start = cache.length if cache is not None else 0
-        tk, tm = start + t, memory_kv[0][0].shape[1]
-        bias = self.bias(torch.arange(start, tk, device=ids.device)[None], torch.arange(tk, device=ids.device)[None])
-        mask = build_mask(t, tk, start, causal=True, device=ids.device).with_bias(bias, t, tk, ids.device)
-        cross = build_mask(t, tm, 0, causal=False, key_valid=memory_valid, device=ids.device, self_attention=False)
-        x = self.drop(self.embed(ids))
-        for i, block in enumerate(self.blocks):
-            x = block(x, mask, cross, memory_kv[i], cache=cache, layer=i, start=start)
-        if cache is not None:
-            cache.length = tk
-        return self.drop(self.final_norm(x))
+def make_stack(cfg: Seq2SeqConfig, embed: nn.Embedding, decoder: bool) -> Stack:
+    """T5's encoder (bidirectional) or decoder (causal, with cross-attention) as the shared `Stack`: the bucketed
+    relative bias is the stack's position part (one table per stack, the first layer's in transformers),
+    dropout after the final norm too."""
+    norm = lambda: RMSNorm(cfg.d_model, cfg.norm_eps)  # noqa: E731
+    ffn = lambda: FFNS.get(cfg.ffn)(cfg.d_model, cfg.d_ff, cfg.activation, False)  # noqa: E731
+    n = cfg.n_decoder_layers if decoder else cfg.n_layers
+    cross = lambda: dict(cross_attn=attention(cfg, causal=False), cross_norm=norm()) if decoder else {}  # noqa: E731
+    blocks = [Block(attention(cfg, causal=decoder), ffn(), norm(), norm(), **cross(), norm_position="pre",
+                    dropout=cfg.dropout) for _ in range(n)]
+    positions = make_positions("t5_relative", causal=decoder, n_heads=cfg.n_heads, buckets=cfg.relative_buckets,
+                               max_distance=cfg.relative_max_distance)
+    return Stack(blocks, embed=embed, positions=positions, final_norm=norm(), dropout=cfg.dropout,
+                 output_dropout=True, causal=decoder)
 
 
 @GENRES.register("seq2seq")
@@ -108,11 +64,11 @@ class Seq2SeqLM(nn.Module):
         super().__init__()
         self.config = cfg = config
         self.shared = nn.Embedding(cfg.vocab_size, cfg.d_model)
-        self.encoder = Encoder(cfg, self.shared)
-        self.decoder = None if cfg.encoder_only else Decoder(cfg, self.shared)
+        self.encoder = make_stack(cfg, self.shared, decoder=False)
+        self.decoder = None if cfg.encoder_only else make_stack(cfg, self.shared, decoder=True)
         self.lm_head = None
         if not cfg.encoder_only:
-            self.lm_head = Linear(cfg.d_model, cfg.vocab_size, bias=False)
+            self.lm_head = nn.Linear(cfg.d_model, cfg.vocab_size, bias=False)
             if cfg.tie_embeddings:
                 self.lm_head.weight = self.shared.weight
         for name, p in self.named_parameters():
@@ -147,7 +103,7 @@ class Seq2SeqLM(nn.Module):
     def forward(self, input_ids, attention_mask=None, decoder_input_ids=None, labels=None) -> Seq2SeqOutput:
         """input_ids (B, T) -> encoder states; with decoder_input_ids (or labels) -> logits (B, T_dec, V)."""
         self.check_inputs(input_ids, attention_mask)
-        memory = self.encoder(input_ids, attention_mask)
+        memory = self.encoder(input_ids, attention_mask=attention_mask)
         if self.decoder is None:
             return Seq2SeqOutput(last_hidden_state=memory, encoder_last_hidden_state=memory)
         if decoder_input_ids is None:
@@ -156,31 +112,34 @@ class Seq2SeqLM(nn.Module):
             decoder_input_ids = self.shift_right(labels)
         self.check_inputs(decoder_input_ids, name="decoder_input_ids")
         valid = None if attention_mask is None or bool(attention_mask.all()) else attention_mask.bool()
-        h = self.decoder(decoder_input_ids, self.decoder.project_memory(memory), valid)
+        h = self.decoder(decoder_input_ids, memory_kv=self.decoder.project_memory(memory), memory_valid=valid)
         logits = self.logits(h)
         loss = None
         if labels is not None:
             loss = F.cross_entropy(logits.flatten(0, 1).float(), labels.flatten(), ignore_index=-100)
         return Seq2SeqOutput(logits=logits, loss=loss, last_hidden_state=h, encoder_last_hidden_state=memory)
 
-    @torch.no_grad()
+    @inference
     def generate(self, input_ids, attention_mask=None, max_new_tokens: int = 20, do_sample: bool = False,
                  temperature: float = 1.0, top_k: int | None = None, top_p: float | None = None,
-                 eos_token_id: int | None = None, seed: int | None = None, num_beams: int = 1,
-                 length_penalty: float = 1.0, early_stopping: bool = False) -> torch.Tensor:
+                 eos_token_id: int | list[int] | None = None, seed: int | None = None,
+                 generator: torch.Generator | None = None, num_beams: int = 1, length_penalty: float = 1.0,
+                 early_stopping: bool = False, compile: bool = False) -> torch.Tensor:
         """Decoder tokens (B, 1 + N), starting with the decoder start token, as transformers returns them. The
-        encoder runs once, cross-attention keys/values are projected once, self-attention uses the KV cache.
-        num_beams > 1: beam search (`genzoo.beam`), the best hypothesis per input; length_penalty divides a
-        finished hypothesis' log-probability by its length ** length_penalty."""
+        encoder runs once, cross-attention keys/values are projected once, self-attention uses the KV cache; the
+        decoding loop is the causal LMs' (`generate.decode`). num_beams > 1: beam search (`genzoo.beam`), the best
+        hypothesis per input; length_penalty divides a finished hypothesis' log-probability by its
+        length ** length_penalty. compile: the decoder step through torch.compile (`generate.compiled_step`)."""
         check_sampling(temperature, top_k, top_p, max_new_tokens)
         check_beams(num_beams, length_penalty, early_stopping, do_sample)
         self.check_inputs(input_ids, attention_mask)
         cfg = self.config
-        eos = cfg.eos_token_id if eos_token_id is None else eos_token_id
         b, device = input_ids.shape[0], input_ids.device
-        g = torch.Generator(device=device).manual_seed(seed) if do_sample and seed is not None else None
+        eos = eos_ids(cfg.eos_token_id if eos_token_id is None else eos_token_id, device)
+        if do_sample and generator is None and seed is not None:
+            generator = torch.Generator(device=device).manual_seed(seed)
         with evaluating(self):
-            memory = self.encoder(input_ids, attention_mask)
+            memory = self.encoder(input_ids, attention_mask=attention_mask)
             memory_kv = self.decoder.project_memory(memory)
             valid = None if attention_mask is None or bool(attention_mask.all()) else attention_mask.bool()
             if num_beams > 1:
@@ -188,17 +147,15 @@ class Seq2SeqLM(nn.Module):
                                          early_stopping)
             cache = StaticKVCache(cfg.n_decoder_layers, b, cfg.n_heads, max_new_tokens + 1, cfg.head_dim,
                                   dtype=memory.dtype, device=memory.device)
+            decoder = functools.partial(compiled_step(), self.decoder) if compile else self.decoder
+
+            def step(tok):  # (B,) -> (B, V)
+                return self.logits(decoder(tok[:, None], memory_kv=memory_kv, memory_valid=valid, cache=cache))[:, -1]
+
             out = torch.full((b, max_new_tokens + 1), cfg.pad_token_id, dtype=torch.long, device=device)
             out[:, 0] = cfg.decoder_start_token_id
-            finished = torch.zeros(b, dtype=torch.bool, device=device)
-            eos_ids = torch.tensor([eos], device=device)
-            for i in range(max_new_tokens):
-                scores = self.logits(self.decoder(out[:, i:i + 1], memory_kv, valid, cache))[:, -1].float()
-                out[:, i + 1] = next_tokens(scores, finished, eos_ids, cfg.pad_token_id, do_sample, temperature,
-                                            top_k, top_p, g)
-                if bool(finished.all()):
-                    return out[:, : i + 2]
-        return out
+            return decode(step, step(out[:, 0]), out, 1, max_new_tokens, eos, cfg.pad_token_id, do_sample,
+                          temperature, top_k, top_p, generator)
 
     def _beam_search(self, memory_kv, valid, b, k, max_new_tokens, eos, length_penalty, early_stopping):
         """Every input's cross-attention keys/values repeated for its K beams, once; one decoder step per token."""
@@ -207,10 +164,10 @@ class Seq2SeqLM(nn.Module):
         valid = None if valid is None else valid.repeat_interleave(k, 0)  # (B*K, Tm)
         cache = StaticKVCache(cfg.n_decoder_layers, b * k, cfg.n_heads, max_new_tokens + 1, cfg.head_dim,
                               dtype=memory_kv[0][0].dtype, device=memory_kv[0][0].device)
-        step = lambda tok: self.logits(self.decoder(tok[:, None], memory_kv, valid, cache))[:, -1]  # noqa: E731
+        step = lambda tok: self.logits(self.decoder(tok[:, None], memory_kv=memory_kv, memory_valid=valid,  # noqa: E731
+                                                     cache=cache))[:, -1]
         prompt = torch.full((b, 1), cfg.decoder_start_token_id, dtype=torch.long, device=memory_kv[0][0].device)
-        eos_ids = torch.tensor([eos], device=prompt.device)
         # transformers pads short hypotheses with the pad id, or with eos when the pad id is 0 (a falsy tensor)
-        fill = cfg.pad_token_id or eos
-        return beam_search(step, cache.reorder, prompt, k, max_new_tokens, eos_ids, fill, length_penalty,
+        fill = cfg.pad_token_id or int(eos[0])
+        return beam_search(step, cache.reorder, prompt, k, max_new_tokens, eos, fill, length_penalty,
                            early_stopping)
