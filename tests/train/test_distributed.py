@@ -151,18 +151,9 @@ def fsdp_results(tmp_path_factory):
     return json.loads((tmp / "out.json").read_text())
 
 
-# genres whose model code FSDP2 cannot shard yet (src/genzoo/models; reported, not changed here): strict, so the
-# fix shows up as XPASS and the mark is removed
-FSDP_BLOCKED = {
-    "seq2seq-t5": "Seq2SeqLM.forward calls decoder.project_memory -> block.cross_attn.k_proj/v_proj outside the "
-                  "sharded block's forward: 'aten.mm.default got mixed torch.Tensor and DTensor'",
-    "clip": "CLIPModel.logit_scale is a 0-dim parameter: 'fully_shard doesn't support scalar parameters'",
-}
 
 
-@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.xfail(n in FSDP_BLOCKED, strict=True,
-                                                                          reason=FSDP_BLOCKED.get(n, "")))
-                                  for n in FSDP_CASES])
+@pytest.mark.parametrize("name", FSDP_CASES)
 def test_fsdp_shards_every_genre_and_equals_one_process(fsdp_results, name):
     """wrap(model, fsdp=True) shards each of the model's shardable_blocks() and the model; on 2 ranks with half
     the batch each, the loss and the loss after one AdamW step equal one process with the whole batch."""

@@ -71,11 +71,13 @@ def wrap(model: nn.Module, d: Dist, fsdp: bool) -> nn.Module:
         return model
     contiguous_parameters(model)
     if fsdp:
-        from torch.distributed.fsdp import fully_shard
+        from torch.distributed.fsdp import fully_shard, register_fsdp_forward_method
 
-        for block in model.shardable_blocks():  # every genre declares its own
+        for block in model.shardable_blocks():  # every genre declares its own, inner modules first
             fully_shard(block)
         fully_shard(model)
+        for module, method in getattr(model, "sharded_methods", list)():  # e.g. T5's project_memory
+            register_fsdp_forward_method(module, method)
         return model
     from torch.nn.parallel import DistributedDataParallel as DDP
 

@@ -83,7 +83,13 @@ class CLIPFormat(CheckpointFormat):
         }
 
     def state_from_hf(self, tensors, config):
-        return CLIP_KEYS.rename_in({k: v for k, v in tensors.items() if not BUFFERS.match(k)})
+        state, unexpected = CLIP_KEYS.rename_in({k: v for k, v in tensors.items() if not BUFFERS.match(k)})
+        if "logit_scale" in state and state["logit_scale"].dim() == 0:
+            state["logit_scale"] = state["logit_scale"].reshape(1)  # genzoo holds it as (1,) (FSDP2)
+        return state, unexpected
 
     def state_to_hf(self, state, config):
-        return CLIP_KEYS.rename_out(state)
+        out = CLIP_KEYS.rename_out(state)
+        if "logit_scale" in out:
+            out["logit_scale"] = out["logit_scale"].reshape(())  # transformers' 0-dim parameter
+        return out

@@ -94,7 +94,8 @@ class CLIP(nn.Module):
         self.vision = VisionTower(cfg)
         self.text_projection = nn.Linear(cfg.text_d_model, cfg.projection_dim, bias=False)
         self.visual_projection = nn.Linear(cfg.vision_d_model, cfg.projection_dim, bias=False)
-        self.logit_scale = nn.Parameter(torch.tensor(cfg.logit_scale_init))
+        # (1,), not a scalar: FSDP2 shards only parameters with a dimension (HF stores it 0-dim: hf.py reshapes)
+        self.logit_scale = nn.Parameter(torch.tensor([cfg.logit_scale_init]))
         self.reset_parameters()
 
     def shardable_blocks(self) -> list[nn.Module]:
@@ -150,7 +151,7 @@ class CLIP(nn.Module):
         return F.normalize(e, dim=-1) if normalize else e
 
     def scale(self) -> torch.Tensor:
-        return self.logit_scale.exp().clamp(max=self.config.logit_scale_max)
+        return self.logit_scale.exp().clamp(max=self.config.logit_scale_max)[0]
 
     def forward(self, input_ids: torch.Tensor, pixel_values: torch.Tensor, attention_mask=None,
                 return_loss: bool = False) -> CLIPOutput:

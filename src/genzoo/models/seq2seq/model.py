@@ -83,8 +83,17 @@ class Seq2SeqLM(nn.Module):
         return names
 
     def shardable_blocks(self) -> list[nn.Module]:
-        """The modules FSDP shards one by one (`train.distributed.wrap`): the encoder's and the decoder's blocks."""
-        return list(self.encoder.blocks) + (list(self.decoder.blocks) if self.decoder is not None else [])
+        """The modules FSDP shards one by one (`train.distributed.wrap`), inner ones first: the encoder's blocks,
+        and each decoder block's cross-attention (its `project_memory` runs outside the block's forward, once per
+        sequence) before the block."""
+        blocks = list(self.encoder.blocks)
+        for b in self.decoder.blocks if self.decoder is not None else []:
+            blocks += [b.cross_attn, b]
+        return blocks
+
+    def sharded_methods(self) -> list[tuple[nn.Module, str]]:
+        """Methods other than forward that FSDP must gather parameters for (`register_fsdp_forward_method`)."""
+        return [(b.cross_attn, "project_memory") for b in self.decoder.blocks] if self.decoder is not None else []
 
     def check_inputs(self, input_ids, attention_mask=None, name: str = "input_ids") -> None:
         check_token_ids(input_ids, self.config.vocab_size, self.config.max_positions, attention_mask, name=name)
