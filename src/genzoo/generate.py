@@ -44,9 +44,8 @@ def warp_logits(logits: torch.Tensor, temperature: float, top_k: int | None, top
 
 
 def penalise_repeats(scores: torch.Tensor, seen: torch.Tensor, penalty: float) -> torch.Tensor:
-    """transformers' RepetitionPenaltyLogitsProcessor: scores (B, V) of tokens already in the sequence (seen (B, V),
-    prompt and padding included, as transformers counts them) divided by `penalty` where positive, multiplied where
-    negative."""
+    """transformers' RepetitionPenaltyLogitsProcessor: scores (B, V) of tokens already in the sequence (seen (B, V):
+    the prompt's real tokens and the new ones) divided by `penalty` where positive, multiplied where negative."""
     return torch.where(seen, torch.where(scores < 0, scores * penalty, scores / penalty), scores)
 
 
@@ -124,19 +123,21 @@ class Decoding:
 
 
 def decode(step, logits: torch.Tensor, out: torch.Tensor, t: int, d: Decoding, eos: torch.Tensor, pad: int,
-           generator=None) -> Iterator[torch.Tensor]:
+           generator=None, prompt_mask: torch.Tensor | None = None) -> Iterator[torch.Tensor]:
     """The decoding loop, as a generator: yields each step's tokens (B,) and returns `out` up to the last position
     written (every row finished, or max_new_tokens reached); `drain` runs it to the end.
 
     logits (B, V): the scores for position t; out (B, t + max_new_tokens) holds the t tokens so far (the prompt);
-    step(tok (B,)) runs the model on the chosen tokens and returns the scores that follow (B, V)."""
+    step(tok (B,)) runs the model on the chosen tokens and returns the scores that follow (B, V); prompt_mask (B, t):
+    the prompt's real tokens (padding is not penalised as a repeat)."""
     b = out.shape[0]
     finished = torch.zeros(b, dtype=torch.bool, device=out.device)
     stopping = len(eos) > 0 or d.stop is not None
     seen = None
-    if d.repetition_penalty != 1.0:  # (B, V): every token of the sequence so far, prompt (and its padding) included
-        seen = torch.zeros(b, logits.shape[-1], dtype=torch.bool, device=out.device)
-        seen.scatter_(1, out[:, :t], True)
+    if d.repetition_penalty != 1.0:  # (B, V): every token of the sequence so far, the prompt's padding left out
+        v = logits.shape[-1]
+        prompt = out[:, :t] if prompt_mask is None else out[:, :t].masked_fill(~prompt_mask.bool(), v)  # pad -> v
+        seen = torch.zeros(b, v + 1, dtype=torch.bool, device=out.device).scatter_(1, prompt, True)[:, :v]
     if d.streamer is not None:
         d.streamer.put(out[:, :t].cpu())
     i = 0
@@ -336,4 +337,4 @@ class GenerationMixin:
                     next_pos = next_pos + 1
                 return logits[:, -1]
 
-            return (yield from decode(step, logits[:, -1], out, t, d, eos, pad, d.rng(device)))
+            return (yield from decode(step, logits[:, -1], out, t, d, eos, pad, d.rng(device), attention_mask))
