@@ -55,6 +55,7 @@ class Tokenizer:
         self.eos_token = eos_token if eos_token is not None and tok.token_to_id(eos_token) is not None else None
         pad = pad_token if pad_token is not None and tok.token_to_id(pad_token) is not None else None
         self.pad_id = tok.token_to_id(pad) if pad else (tok.padding or {}).get("pad_id", self.eos_id or 0)
+        tok.no_padding()  # a tokenizer.json may pad every text to a fixed length; padding is `batch`'s job
         self.pad_token = pad or (tok.id_to_token(self.pad_id) if self.pad_id is not None else None)
         self.chat_template = chat_template
         self.special = {"eos_token": self.eos_token, "pad_token": pad}
