@@ -6,7 +6,7 @@ AutoTokenizer and genzoo's Tokenizer both read."""
 import json
 from pathlib import Path
 
-from tokenizers import Tokenizer, decoders, models
+from tokenizers import Tokenizer, decoders, models, processors
 
 from .hf_models import VOCAB
 
@@ -15,12 +15,16 @@ CHARS = [chr(c) for c in range(32, 127) if chr(c) not in "`~^|\\{}"]
 MERGES = [("a", "b"), ("c", "d"), ("t", "h"), ("th", "e"), ("e", " ")]
 
 
-def char_tokenizer(directory, chat_template: str | None = None, **config) -> Path:
+def char_tokenizer(directory, chat_template: str | None = None, wrap: bool = False, **config) -> Path:
+    """wrap: every text becomes "<s> text </s>" (a post-processor, as CLIP's and T5's tokenizers add them)."""
     vocab = {t: i for i, t in enumerate(SPECIALS + CHARS + ["".join(m) for m in MERGES])}
     assert len(vocab) == VOCAB
     tok = Tokenizer(models.BPE(vocab, MERGES))
     tok.add_special_tokens(SPECIALS)
     tok.decoder = decoders.Fuse()
+    if wrap:
+        tok.post_processor = processors.TemplateProcessing(single="<s> $A </s>", special_tokens=[("<s>", 3),
+                                                                                                  ("</s>", 1)])
     d = Path(directory)
     d.mkdir(parents=True, exist_ok=True)
     tok.save(str(d / "tokenizer.json"))
