@@ -79,15 +79,16 @@ def test_embed_formats(capsys):
     assert "cosine similarity" in table and f"{rows[0]['cosine'][1]:+7.4f}" in table
 
 
-def test_loss_plot_is_labelled_by_the_task(tmp_path, monkeypatch):
-    from genzoo.train import load_recipe, train
+def test_loss_plot_label(tmp_path, monkeypatch):
+    """loss.png's y axis names the task's loss (the trainer passes `task.loss_label`: tests/models/test_diffusion.py
+    checks it on a ddpm-digits run)."""
+    from genzoo.train import metrics
     from genzoo.train.diffusion_task import ImageDiffusion
     from genzoo.train.tasks import LanguageModelling
 
-    labels = []
-    monkeypatch.setattr("genzoo.train.trainer.plot_losses", lambda records, out, title, ylabel: labels.append(ylabel))
-    recipe = load_recipe("ddpm-digits", ["progress=false", "eval_every=1", "save_every=1", "warmup_steps=1",
-                                         "model.base_channels=8", "model.groups=4"])
-    train(recipe, tmp_path / "run", steps=1)
-    assert labels == [ImageDiffusion.loss_label] and "MSE" in labels[0]
-    assert LanguageModelling.loss_label == "cross-entropy (nats/token)"
+    figures = []
+    monkeypatch.setattr(metrics, "save_figure", lambda fig, out: figures.append(fig.axes[0].get_ylabel()))
+    records = [{"step": 1, "loss": 1.0}, {"step": 2, "loss": 0.5, "val_loss": 0.6}]
+    metrics.plot_losses(records, tmp_path / "loss.png", "ddpm", ImageDiffusion.loss_label)
+    metrics.plot_losses(records, tmp_path / "loss.png", "gpt", LanguageModelling.loss_label)
+    assert figures == ["denoising loss (MSE of the predicted target)", "cross-entropy (nats/token)"]
