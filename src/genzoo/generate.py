@@ -108,7 +108,7 @@ class Decoding:
         return cls(max_new_tokens, do_sample, temperature, top_k, top_p, float(repetition_penalty), min_new_tokens,
                    num_return_sequences, eos_token_id, pad_token_id, stops, streamer, seed, generator)
 
-    def check_greedy_copies(self, num_beams: int = 1) -> None:
+    def check_return_sequences(self, num_beams: int = 1) -> None:
         if self.num_return_sequences > 1 and not self.do_sample and num_beams == 1:
             raise InputError(f"num_return_sequences={self.num_return_sequences} with greedy decoding would return "
                              "identical rows; sample (do_sample=True) or use beam search (num_beams >= "
@@ -281,8 +281,11 @@ class GenerationMixin:
         compile: run the single-token decoding step through torch.compile (`compiled_step`): elementwise ops
         fused into generated kernels, no Python between them. The first call with a model compiles it (tens of
         seconds on a 2-core CPU), later calls reuse it; the prompt's forward stays eager."""
-        d = Decoding.make(max_new_tokens, do_sample, temperature, top_k, top_p, repetition_penalty, min_new_tokens,
-                          num_return_sequences, eos_token_id, pad_token_id, stop, tokenizer, streamer, seed, generator)
+        d = Decoding.make(max_new_tokens=max_new_tokens, do_sample=do_sample, temperature=temperature, top_k=top_k,
+                          top_p=top_p, repetition_penalty=repetition_penalty, min_new_tokens=min_new_tokens,
+                          num_return_sequences=num_return_sequences, eos_token_id=eos_token_id,
+                          pad_token_id=pad_token_id, stop=stop, tokenizer=tokenizer, streamer=streamer, seed=seed,
+                          generator=generator)
         return drain(self.decoding(input_ids, attention_mask, d, compile))
 
     def stream(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None, compile: bool = False,
@@ -294,7 +297,7 @@ class GenerationMixin:
     def decoding(self, input_ids, attention_mask, d: Decoding, compile: bool = False) -> Iterator[torch.Tensor]:
         """Check the inputs (now), then return the decoding generator (`generate.decode`), which prefills on its
         first step."""
-        d.check_greedy_copies()
+        d.check_return_sequences()
         self.check_inputs(input_ids, attention_mask)
         if attention_mask is not None:
             input_ids, attention_mask = to_left_padding(input_ids, attention_mask)

@@ -122,7 +122,7 @@ class Tokenizer:
             token = {"pad": "[PAD]", "mask": "[MASK]", "cls": "[CLS]", "sep": "[SEP]"}[name]
             if self.tok.token_to_id(token) is not None:
                 cfg[f"{name}_token"] = token
-        cfg.update({k: v for k, v in self.special.items() if k != "eos_token" or not self.eos_token})
+        cfg.update({k: v for k, v in self.special.items() if k != "eos_token"})
         if self.chat_template:
             cfg["chat_template"] = self.chat_template
         (d / "tokenizer_config.json").write_text(json.dumps(cfg, indent=2) + "\n")

@@ -101,7 +101,8 @@ class LlamaGGUF(GGUFArch):
                                   "supported in GGUF files")
         scaling = meta.get(f"{a}.rope.scaling.type", "none")
         if scaling not in ("none", "linear"):
-            raise CheckpointError(f"{where}: {a}.rope.scaling.type={scaling!r} is not supported; supported: none, linear")
+            raise CheckpointError(f"{where}: {a}.rope.scaling.type={scaling!r} is not supported; supported: none, "
+                                  "linear")
         heads = int(meta[f"{a}.attention.head_count"])
         d = int(meta[f"{a}.embedding_length"])
         rope = {"rope_type": "default", "rope_theta": float(meta.get(f"{a}.rope.freq_base", 10000.0))}

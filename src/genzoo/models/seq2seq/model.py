@@ -143,14 +143,17 @@ class Seq2SeqLM(nn.Module):
         (`genzoo.beam`), the best num_return_sequences hypotheses per input; length_penalty divides a finished
         hypothesis' log-probability by its length ** length_penalty. compile: the decoder step through torch.compile
         (`generate.compiled_step`)."""
-        d = Decoding.make(max_new_tokens, do_sample, temperature, top_k, top_p, repetition_penalty, min_new_tokens,
-                          num_return_sequences, eos_token_id, pad_token_id, stop, tokenizer, streamer, seed, generator)
+        d = Decoding.make(max_new_tokens=max_new_tokens, do_sample=do_sample, temperature=temperature, top_k=top_k,
+                          top_p=top_p, repetition_penalty=repetition_penalty, min_new_tokens=min_new_tokens,
+                          num_return_sequences=num_return_sequences, eos_token_id=eos_token_id,
+                          pad_token_id=pad_token_id, stop=stop, tokenizer=tokenizer, streamer=streamer, seed=seed,
+                          generator=generator)
         check_beams(num_beams, length_penalty, early_stopping, do_sample)
         if num_beams > 1:
             if repetition_penalty != 1.0 or min_new_tokens or stop is not None or streamer is not None:
                 raise InputError("beam search here takes no repetition_penalty, min_new_tokens, stop or streamer; "
                                  "use them with greedy or sampled decoding")
-            d.check_greedy_copies(num_beams)
+            d.check_return_sequences(num_beams)
             self.check_inputs(input_ids, attention_mask)
             with evaluating(self):
                 memory_kv, valid = self._memory(input_ids, attention_mask)
@@ -171,7 +174,7 @@ class Seq2SeqLM(nn.Module):
 
     def decoding(self, input_ids, attention_mask, d: Decoding, compile: bool = False):
         """Check the inputs (now), then return the decoding generator (`generate.decode`)."""
-        d.check_greedy_copies()
+        d.check_return_sequences()
         self.check_inputs(input_ids, attention_mask)
         if d.num_return_sequences > 1:  # as transformers: each input repeated in place
             input_ids = input_ids.repeat_interleave(d.num_return_sequences, 0)
