@@ -4,6 +4,7 @@
     model = genzoo.load("path/to/hf_dir")          # any supported architecture, eval mode
     genzoo.save(model, "out_dir")                   # transformers loads it with no missing keys
     model = genzoo.build("llama-tiny", n_layers=4)  # a preset with overrides, random weights
+    fast = genzoo.quantize(model, "int8")           # a quantized copy (genzoo.quant)
 """
 
 from __future__ import annotations
@@ -16,10 +17,18 @@ from .interop import load, save
 __version__ = "0.1.0"
 
 
+def quantize(model, scheme: str, **options):
+    """A quantized copy of `model`: "w8a8" (simulated, needs calibration=), "int8", "int8-weight", "int4-weight",
+    "bf16" (see `genzoo.quant`)."""
+    from .quant import quantize as _quantize
+
+    return _quantize(model, scheme, **options)
+
+
 def build(preset: str, **overrides):
     """A randomly initialised model from a registered preset, with config fields overridden."""
     config = PRESETS.get(preset).make(**overrides)
     return GENRES.get(config.genre)(config)
 
 
-__all__ = ["CheckpointError", "ConfigError", "GenzooError", "InputError", "build", "load", "save", "__version__"]
+__all__ = ["CheckpointError", "ConfigError", "GenzooError", "InputError", "build", "load", "quantize", "save", "__version__"]

@@ -12,6 +12,9 @@ class ArgumentError(Exception):
     pass
 
 
+QUANTIZE = ("int8", "int8-weight", "int4-weight", "bf16")  # genzoo.quant schemes that need no calibration
+
+
 class Parser(argparse.ArgumentParser):
     def error(self, message):  # one line, no usage dump, exit status 2
         raise ArgumentError(f"{self.prog}: {message}")
@@ -62,6 +65,8 @@ def cmd_generate(args) -> int:
 
     directory = resolve_checkpoint_dir(args.dir)
     model = genzoo.load(directory)
+    if args.quantize:
+        model = genzoo.quantize(model, args.quantize)
     tok = Tokenizer.from_dir(directory)
     ids = tok.encode(args.prompt)
     if not ids:
@@ -172,6 +177,9 @@ def build_parser() -> Parser:
                    help="beam search: a finished hypothesis scores sum(log p) / length ** this")
     s.add_argument("--compile", action="store_true",
                    help="decode through torch.compile (causal LMs): a one-off compilation, then a faster step")
+    s.add_argument("--quantize", choices=QUANTIZE,
+                   help="decode with a quantized copy: int8 (int8 activations and weights), int8-weight, int4-weight "
+                        "(weight-only; torchao) or bf16")
     s.set_defaults(fn=cmd_generate)
 
     s = sub.add_parser("embed", help="sentence embeddings from an encoder (run or Hugging Face directory)")
