@@ -142,7 +142,15 @@ def cmd_bench(args) -> int:
 def cmd_experiment(args) -> int:
     from .experiments import EXPERIMENTS
 
-    EXPERIMENTS.get(args.name)(out=args.out or os.path.join("runs", "experiments", args.name))
+    fn = EXPERIMENTS.get(args.name)
+    extra = {}
+    if args.steps is not None:
+        if "steps" not in inspect.signature(fn).parameters:
+            raise ArgumentError(f"genzoo experiment: --steps: experiment {args.name!r} has no training length to set")
+        if args.steps <= 0:
+            raise ArgumentError(f"genzoo experiment: --steps {args.steps} must be a positive integer")
+        extra["steps"] = args.steps
+    fn(out=args.out or os.path.join("runs", "experiments", args.name), **extra)
     return 0
 
 
@@ -201,6 +209,7 @@ def build_parser() -> Parser:
     s = sub.add_parser("experiment", help="run a paper's experiment; writes report.md, figures, results.json")
     s.add_argument("name", help="an experiment name (see `genzoo list`)")
     s.add_argument("--out", help="output directory (default runs/experiments/NAME)")
+    s.add_argument("--steps", type=int, help="training steps of each run (experiments that train; default: theirs)")
     s.set_defaults(fn=cmd_experiment)
     return p
 

@@ -10,9 +10,8 @@ import torch
 from genzoo.experiments import EXPERIMENTS
 from genzoo.experiments.outliers import ARMS, GENRES
 
-pytestmark = pytest.mark.slow
 
-
+@pytest.mark.slow
 def test_experiment_writes_report_figures_and_results(tmp_path):
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
@@ -41,3 +40,12 @@ def test_experiment_writes_report_figures_and_results(tmp_path):
     assert r["targets"]["decoder_vanilla_kurtosis"]["target"] == ">= 10"
     assert "machine" in r and r["seconds"] > 0 and len(r["growth"]["decoder"]) >= 1
     assert "97%" in (tmp_path / "report.md").read_text()
+
+
+@pytest.mark.parametrize("steps,message", [("0", "must be a positive integer"), ("x", "invalid int value")])
+def test_cli_experiment_steps_is_checked(steps, message, capsys):
+    from genzoo.cli import main
+
+    assert main(["experiment", "outliers", "--steps", steps, "--out", "/nonexistent/never"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0]
