@@ -31,4 +31,5 @@ def build(preset: str, **overrides):
     return GENRES.get(config.genre)(config)
 
 
-__all__ = ["CheckpointError", "ConfigError", "GenzooError", "InputError", "build", "load", "quantize", "save", "__version__"]
+__all__ = ["CheckpointError", "ConfigError", "GenzooError", "InputError", "build", "load", "quantize", "save",
+           "__version__"]

@@ -95,7 +95,8 @@ class Data:
         span = t + 1 if genre == "decoder" else t
         val = token_stream(tok, corpus.read("val"))
         train = token_stream(tok, corpus.read("train"))[: (calibration * b + 1) * span]
-        self.val = [val[i * b * span:(i + 1) * b * span].view(b, span) for i in range(min(batches, val.numel() // (b * span)))]
+        n = min(batches, val.numel() // (b * span))
+        self.val = [val[i * b * span:(i + 1) * b * span].view(b, span) for i in range(n)]  # n x (B, span)
         self.calibration = [train[i * b * span:(i + 1) * b * span].view(b, span) for i in range(calibration)]
         vocab = vocabulary_kinds(tok)
         if genre == "decoder":  # inputs, next-token labels
@@ -134,7 +135,8 @@ def outlier_stats(model, data: Data) -> dict:
     s = meter.summary()
     kinds = s.get("outlier_kinds", {})
     s["outliers_at_delimiters"] = sum(kinds.get(k, 0.0) for k in DELIMITER_KINDS)
-    s["outliers_at_delimiters_or_first"] = s["outliers_at_delimiters"] + kinds.get("first", 0.0) + kinds.get("special", 0.0)
+    s["outliers_at_delimiters_or_first"] = (s["outliers_at_delimiters"] + kinds.get("first", 0.0)
+                                            + kinds.get("special", 0.0))
     for key in ("attn_first", "attn_delimiters", "attn_total"):
         vals = [layer[key] for layer in s["layers"] if key in layer]
         s[key] = sum(vals) / len(vals) if vals else None
