@@ -58,24 +58,24 @@ def recipe_for(genre: str, arm: str, steps: int, small: bool, sets: tuple[str, .
     return load_recipe(base, extra)
 
 
-def train_arms(out: Path, genre: str, steps: int, small: bool, sets) -> dict[str, Path]:
-    """Train every arm of a genre (skipping finished runs); arms after the first reuse its tokenizer."""
+def train_arm(out: Path, genre: str, arm: str, steps: int, small: bool, sets) -> tuple[Path, float]:
+    """Train one arm (continuing an interrupted run from its last checkpoint; nothing to do for a finished one);
+    arms after the first reuse the vanilla run's tokenizer. -> (run directory, seconds spent)."""
+    from ..rundir import latest_checkpoint
     from ..train import train
 
-    runs = {}
-    for arm in ARMS:
-        run = out / genre / arm
-        runs[arm] = run
-        if (run / "model.safetensors").exists():
-            continue
-        first = runs["vanilla"] / "tokenizer.json"
-        if arm != "vanilla" and first.exists() and not run.exists():
-            run.mkdir(parents=True)
-            shutil.copy(first, run / "tokenizer.json")
-        t = time.perf_counter()
-        result = train(recipe_for(genre, arm, steps, small, sets), run)
-        print(f"outliers: {genre}/{arm} trained {steps} steps in {time.perf_counter() - t:.0f} s: {result}", flush=True)
-    return runs
+    run = out / genre / arm
+    if (run / "model.safetensors").exists():
+        return run, 0.0
+    first = out / genre / "vanilla" / "tokenizer.json"
+    if arm != "vanilla" and first.exists() and not (run / "tokenizer.json").exists():
+        run.mkdir(parents=True, exist_ok=True)
+        shutil.copy(first, run / "tokenizer.json")
+    t = time.perf_counter()
+    result = train(recipe_for(genre, arm, steps, small, sets), run, resume=latest_checkpoint(run) is not None)
+    seconds = time.perf_counter() - t
+    print(f"outliers: {genre}/{arm} trained {steps} steps in {seconds:.0f} s: {result}", flush=True)
+    return run, seconds
 
 
 class Data:
@@ -217,13 +217,22 @@ def run(out: str, steps: int = 2000, small: bool = False, batches: int = 8, cali
     out.mkdir(parents=True, exist_ok=True)
     results: dict = {"steps": steps, "small": small, "genres": {}, "growth": {}, "train_seconds": {}}
     for genre in GENRES:
-        t = time.perf_counter()
-        runs = train_arms(out, genre, steps, small, sets)
-        results["train_seconds"][genre] = time.perf_counter() - t
-        recipe = recipe_for(genre, "vanilla", steps, small, sets)
-        data = Data(runs["vanilla"], recipe, genre, batches, calibration)
-        results["genres"][genre] = {arm: evaluate(run, data) for arm, run in runs.items()}
-        results["growth"][genre] = growth(runs["vanilla"], data)
+        recipe, data, arms = recipe_for(genre, "vanilla", steps, small, sets), None, {}
+        for arm in ARMS:  # each arm is evaluated as soon as it is trained; a rerun continues where it stopped
+            run_dir, seconds = train_arm(out, genre, arm, steps, small, sets)
+            cached = run_dir / "evaluation.json"
+            if cached.exists():
+                arms[arm] = json.loads(cached.read_text())
+                continue
+            data = data or Data(out / genre / "vanilla", recipe, genre, batches, calibration)
+            arms[arm] = {**evaluate(run_dir, data), "train_seconds": seconds}
+            cached.write_text(json.dumps(arms[arm], indent=1) + "\n")
+            print(f"outliers: {genre}/{arm}: fp32 ppl {arms[arm]['fp32_ppl']:.2f}, W8A8 {arms[arm]['w8a8_ppl']:.2f}, "
+                  f"kurtosis {arms[arm]['avg_kurtosis']:.2f}, max inf-norm {arms[arm]['max_inf_norm']:.1f}", flush=True)
+        results["genres"][genre] = arms
+        results["train_seconds"][genre] = sum(a["train_seconds"] for a in arms.values())
+        data = data or Data(out / genre / "vanilla", recipe, genre, batches, calibration)
+        results["growth"][genre] = growth(out / genre / "vanilla", data)
         results.setdefault("recipes", {})[genre] = {k: v for k, v in recipe.to_dict().items()
                                                      if k in ("model", "data", "steps", "batch_size", "lr")}
     targets = make_targets(results)
