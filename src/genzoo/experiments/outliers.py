@@ -52,9 +52,9 @@ def recipe_for(genre: str, arm: str, steps: int, small: bool, sets: tuple[str, .
     from ..train import load_recipe
 
     base, fields = GENRES[genre]
-    save = max(1, steps // 4)
+    save = max(1, steps // 4)  # checkpoints at 1/4, 2/4, 3/4 of the run and its end: the growth of the outliers
     extra = [*fields, *(SMALL if small else SIZES), *ARMS[arm], f"steps={steps}", f"save_every={save}",
-             f"eval_every={steps}", "keep_checkpoints=4", *sets]
+             f"eval_every={steps}", "keep_checkpoints=5", *sets]
     return load_recipe(base, extra)
 
 
