@@ -27,7 +27,10 @@ def plot(results: dict, out: Path) -> None:
         axes[1][j].set_title(f"{TITLES[genre]}: max |x| (inf-norm)")
         for ax in (axes[0][j], axes[1][j]):
             ax.set_xlabel("layer (block output)")
-            ax.set_yscale("log")
+            ax.set_xticks(range(len(next(iter(arms.values()))["layers"])))
+            low, high = ax.get_ylim()
+            if low > 0 and high / low > 10:  # log scale only where outliers spread the values
+                ax.set_yscale("log")
             ax.legend(fontsize=8)
     fig.tight_layout()
     save_figure(fig, out / "layers.png")
