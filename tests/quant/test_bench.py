@@ -1,10 +1,13 @@
 """`genzoo bench quant` runs every scheme on a tiny preset and prints bytes and tokens/s against fp32."""
 
+import pytest
+
 from genzoo.bench import BENCHMARKS
 
 
+@pytest.mark.slow
 def test_bench_quant_prints_bytes_and_tokens_per_second(capsys):
-    r = BENCHMARKS.get("quant")(preset="llama-tiny", new=4, prefill=(2, 32), repeats=1)
+    r = BENCHMARKS.get("quant")(preset="llama-tiny", new=2, prefill=(2, 16), repeats=1)
     out = capsys.readouterr().out
     assert "decode tok/s" in out and "prefill tok/s" in out and "machine:" in out
     assert set(r) == {"fp32", "bf16", "int8", "int8-weight", "int4-weight"}
