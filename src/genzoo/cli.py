@@ -12,6 +12,9 @@ class ArgumentError(Exception):
     pass
 
 
+QUANTIZE = ("int8", "int8-weight", "int4-weight", "bf16")  # genzoo.quant schemes that need no calibration
+
+
 class Parser(argparse.ArgumentParser):
     def error(self, message):  # one line, no usage dump, exit status 2
         raise ArgumentError(f"{self.prog}: {message}")
@@ -61,6 +64,8 @@ def cmd_generate(args) -> int:
     from .tokenizers import Tokenizer
 
     model = genzoo.load(args.dir)
+    if args.quantize:
+        model = genzoo.quantize(model, args.quantize)
     tok = Tokenizer.load(args.dir)
     ids = tok.encode(args.prompt)
     if not ids:
@@ -208,7 +213,15 @@ def cmd_bench(args) -> int:
 def cmd_experiment(args) -> int:
     from .experiments import EXPERIMENTS
 
-    EXPERIMENTS.get(args.name)(out=args.out or os.path.join("runs", "experiments", args.name))
+    fn = EXPERIMENTS.get(args.name)
+    extra = {}
+    if args.steps is not None:
+        if "steps" not in inspect.signature(fn).parameters:
+            raise ArgumentError(f"genzoo experiment: --steps: experiment {args.name!r} has no training length to set")
+        if args.steps <= 0:
+            raise ArgumentError(f"genzoo experiment: --steps {args.steps} must be a positive integer")
+        extra["steps"] = args.steps
+    fn(out=args.out or os.path.join("runs", "experiments", args.name), **extra)
     return 0
 
 
@@ -250,6 +263,9 @@ def build_parser() -> Parser:
     s.add_argument("--min-new-tokens", type=int, default=0, help="no end-of-text before this many new tokens")
     s.add_argument("--stop", action="append", metavar="TEXT", help="stop once this text is generated (repeatable)")
     s.add_argument("--no-stream", action="store_true", help="print the text at the end, not as it is generated")
+    s.add_argument("--quantize", choices=QUANTIZE,
+                   help="decode with a quantized copy: int8 (int8 activations and weights), int8-weight, int4-weight "
+                        "(weight-only; torchao) or bf16")
     s.set_defaults(fn=cmd_generate)
 
     s = sub.add_parser("chat", help="chat with a causal LM through its chat template (HF directory or GGUF file)")
@@ -287,6 +303,7 @@ def build_parser() -> Parser:
     s = sub.add_parser("experiment", help="run a paper's experiment; writes report.md, figures, results.json")
     s.add_argument("name", help="an experiment name (see `genzoo list`)")
     s.add_argument("--out", help="output directory (default runs/experiments/NAME)")
+    s.add_argument("--steps", type=int, help="training steps of each run (experiments that train; default: theirs)")
     s.set_defaults(fn=cmd_experiment)
     return p
 

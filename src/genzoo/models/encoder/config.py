@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ...config import PRESETS, Preset, check, check_positive
-from ...nn import FFNS, NORMS, POSITIONS, SOFTMAX
+from ...nn import ATTENTION_GATES, FFNS, NORMS, POSITIONS, SOFTMAX
 from ...nn.attention import BACKENDS
 from ...nn.ffn import ACTIVATIONS
 
@@ -34,6 +34,7 @@ class EncoderConfig:
     ffn: str = "mlp"  # FFNS
     activation: str = "gelu"  # ACTIVATIONS
     softmax: str = "standard"  # SOFTMAX
+    attn_gate: str = "none"  # ATTENTION_GATES: a per-head sigmoid gate on the attention output (gated attention)
     position: str = "learned"  # POSITIONS
     rope_theta: float = 10000.0  # global layers
     local_rope_theta: float | None = None  # local layers (None: rope_theta)
@@ -63,7 +64,7 @@ class EncoderConfig:
         check(isinstance(self.type_vocab_size, int) and self.type_vocab_size >= 0, "type_vocab_size",
               self.type_vocab_size, ">= 0")
         for name, reg in (("norm", NORMS), ("ffn", FFNS), ("activation", ACTIVATIONS), ("position", POSITIONS),
-                          ("softmax", SOFTMAX)):
+                          ("softmax", SOFTMAX), ("attn_gate", ATTENTION_GATES)):
             reg.get(getattr(self, name))
         check(isinstance(self.pad_token_id, int) and 0 <= self.pad_token_id < self.vocab_size, "pad_token_id",
               self.pad_token_id, f"must be a token id in 0..{self.vocab_size - 1}")

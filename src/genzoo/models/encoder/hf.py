@@ -60,6 +60,7 @@ class BertFormat(CheckpointFormat):
         require(c, "norm_position", c.norm_position == "post", f, "post-norm")
         require(c, "position", c.position == "learned", f, "learned absolute positions")
         require(c, "softmax", c.softmax == "standard", f, "the standard softmax")
+        require(c, "attn_gate", c.attn_gate == "none", f, "no attention gate")
         require(c, "ffn", c.ffn == "mlp", f, "an MLP")
         require(c, "activation", c.activation in GZ_ACT, f, f"one of {sorted(GZ_ACT)}")
         require(c, "norm", c.norm == "layernorm", f, "LayerNorm")
@@ -151,6 +152,7 @@ class ModernBertFormat(CheckpointFormat):
                 "pre-norm with no first attention norm and a final norm")
         require(c, "position", c.position == "rope", f, "rotary positions")
         require(c, "softmax", c.softmax == "standard", f, "the standard softmax")
+        require(c, "attn_gate", c.attn_gate == "none", f, "no attention gate")
         require(c, "ffn", c.ffn in ("gated", "geglu"), f, "a gated MLP")
         require(c, "type_vocab_size", c.type_vocab_size == 0, f, "no token types")
         require(c, "pooler", not c.pooler, f, "no pooler")
@@ -248,6 +250,7 @@ class DebertaV2Format(CheckpointFormat):
         f = "deberta-v2"
         require(c, "position", c.position == "disentangled", f, "disentangled attention")
         require(c, "softmax", c.softmax == "standard", f, "the standard softmax")
+        require(c, "attn_gate", c.attn_gate == "none", f, "no attention gate")
         require(c, "norm_position", c.norm_position == "post", f, "post-norm")
         require(c, "ffn", c.ffn == "mlp", f, "an MLP")
         require(c, "pooler", not c.pooler, f, "no pooler")

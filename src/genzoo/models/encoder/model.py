@@ -15,7 +15,8 @@ from torch import nn
 from ...config import GENRES
 from ...errors import InputError
 from ...inputs import check_token_ids
-from ...nn import FFNS, NORMS, SOFTMAX, Attention, Block, Stack, attention_options, make_positions
+from ...nn import (FFNS, NORMS, SOFTMAX, Attention, Block, Stack, attention_options, make_gate, make_positions,
+                   reset_gates)
 from ...nn.ffn import ACTIVATIONS
 from ...nn.positions import LearnedPositions
 from .config import EncoderConfig
@@ -51,6 +52,7 @@ def make_block(cfg: EncoderConfig, layer: int, positions: nn.Module) -> Block:
                      nn.Linear(d, d, bias=bias), n_heads=h, n_kv_heads=h, head_dim=d // h,
                      softmax=SOFTMAX.get(cfg.softmax)(), window=None if cfg.is_global(layer) else cfg.local_window,
                      causal=False, dropout=cfg.dropout, backend=cfg.attn_backend,
+                     gate=make_gate(cfg.attn_gate, d, h),
                      **attention_options(positions, dim=d, n_heads=h, head_dim=d // h, terms=terms,
                                          share_att_key=cfg.share_att_key))
     norm = NORMS.get(cfg.norm)
@@ -97,6 +99,7 @@ class EncoderModel(Stack):
                 nn.init.normal_(p, std=cfg.init_std)
             elif name.endswith("bias"):
                 nn.init.zeros_(p)
+        reset_gates(self)  # gates start open to their init value (the loop above zeroed their biases)
 
     def tied_parameters(self) -> list[str]:
         """Parameters that are another parameter under a second name (not stored in checkpoints)."""
