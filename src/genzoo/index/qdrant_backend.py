@@ -128,7 +128,9 @@ class QdrantBackend(Backend):
     def search(self, queries, k, where=None, exact=False):
         q = check_query(queries, k, self.dim)
         flt = self._where(where)
-        params = self.m.SearchParams(exact=exact or self.kind == "flat", hnsw_ef=max(self.params["ef_search"], k))
+        params = None  # local mode always searches exactly (and warns about search parameters)
+        if self.url:
+            params = self.m.SearchParams(exact=exact or self.kind == "flat", hnsw_ef=max(self.params["ef_search"], k))
         out = []
         for row in q:
             r = self.client.query_points(self.collection, query=row.tolist(), limit=k, query_filter=flt,
