@@ -96,7 +96,7 @@ def test_filters(tmp_path, backend, kind):
 
 
 def test_approximate_recall_is_measured(tmp_path):
-    idx, _ = make(tmp_path, kind="hnsw", n=2000)
+    idx, _ = make(tmp_path, kind="hnsw", n=1000)
     r = idx.measure_recall(k=10, queries=100)
     assert r["queries"] == 100 and 0.9 <= r["recall"] <= 1.0
     assert Index.open(idx.path).manifest["recall"] == r  # stored for `genzoo index info`
