@@ -61,13 +61,14 @@ def overlap_at(a, b, k=10) -> float:
     return float(np.mean([len(set(x[:k]) & set(y[:k])) / max(len(set(y[:k])), 1) for x, y in zip(a, b)]))
 
 
-def stdlib_retrieval(pairs: int, chunk: int, overlap: int, latency_queries: int, tmp: Path) -> tuple[dict, dict]:
+def stdlib_retrieval(pairs: int | None, chunk: int, overlap: int, latency_queries: int, tmp: Path,
+                     corpus_bytes: int | None = None) -> tuple[dict, dict]:
     import bm25s
 
     from ..data.docstrings import stdlib_pairs
     from ..index import Document, Embedder, Index
 
-    data = stdlib_pairs(pairs)
+    data = stdlib_pairs(pairs, max_bytes=corpus_bytes)
     queries, relevant = [p.query for p in data], [p.id for p in data]
     e = Embedder.load("all-MiniLM-L6-v2")
     flat = Index.create(tmp / "flat.index", e, chunk=chunk, overlap=overlap)
@@ -186,14 +187,15 @@ def scale(n: int, dim: int, data: str, real: dict | None, queries: int, hnsw_max
 
 @BENCHMARKS.register("index")
 def run(pairs: int | None = 2000, chunk: int = 256, overlap: int = 32, sizes=(100_000, 1_000_000),
-        queries: int = 200, latency_queries: int = 100, hnsw_max: int = 100_000, out: str | None = None) -> dict:
+        queries: int = 200, latency_queries: int = 100, hnsw_max: int = 100_000, out: str | None = None,
+        corpus_bytes: int | None = None) -> dict:
     load = os.getloadavg()[0]
     print(f"index: {machine()}; load average {load:.2f}")
     results = {"machine": machine(), "load_average_start": load}
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory() as d:
         print("1. stdlib retrieval: docstring first line -> its function, all-MiniLM-L6-v2 via genzoo.index")
-        real, vectors = stdlib_retrieval(pairs, chunk, overlap, latency_queries, Path(d))
+        real, vectors = stdlib_retrieval(pairs, chunk, overlap, latency_queries, Path(d), corpus_bytes)
     results["stdlib"] = real
     print(f"  build: {real['build_chunks_per_s']:.1f} chunks/s (embedding included, {real['build_s']:.0f} s); "
           f"query p50/p99: embed+search {real['latency']['embed+search']['p50_ms']:.1f}/"

@@ -57,9 +57,11 @@ def file_pairs(rel: str, source: str, min_words: int = 4, min_chars: int = 60) -
     return out
 
 
-def stdlib_pairs(n: int | None = None, seed: int = 0, root: str | None = None) -> list[Pair]:
-    """(query, document) pairs from the standard library, `n` of them sampled with `seed` (all when None)."""
-    corpus = stdlib_corpus(root=root)
+def stdlib_pairs(n: int | None = None, seed: int = 0, root: str | None = None,
+                 max_bytes: int | None = None) -> list[Pair]:
+    """(query, document) pairs from the standard library, `n` of them sampled with `seed` (all when None);
+    max_bytes: read only the first files (sorted by path) up to this much source."""
+    corpus = stdlib_corpus(root=root, max_bytes=max_bytes)
     pairs = []
     for rel in corpus.train_files + corpus.val_files:
         pairs += file_pairs(rel, (Path(corpus.root) / rel).read_text(encoding="utf-8", errors="replace"))
