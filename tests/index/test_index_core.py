@@ -84,7 +84,8 @@ def test_filters(tmp_path, backend, kind):
     idx, x = make(tmp_path, backend, kind)
     q = unit(3, seed=5)
     for where, keep in (({"parity": 1}, lambda i: i % 2 == 1), ({"tag": "a"}, lambda i: i < 10),
-                        ({"tag": "b", "parity": 0}, lambda i: i >= 10 and i % 2 == 0), ({"big": True}, lambda i: i >= 250)):
+                        ({"tag": "b", "parity": 0}, lambda i: i >= 10 and i % 2 == 0),
+                        ({"big": True}, lambda i: i >= 250)):
         allowed = np.array([i for i in range(300) if keep(i)])
         scores = q @ x[allowed].T
         for hits, s in zip(idx.query_vectors(q, k=5, where=where), scores):  # a filter is searched exactly

@@ -201,7 +201,8 @@ def run(pairs: int | None = 2000, chunk: int = 256, overlap: int = 32, sizes=(10
           f"query p50/p99: embed+search {real['latency']['embed+search']['p50_ms']:.1f}/"
           f"{real['latency']['embed+search']['p99_ms']:.1f} ms, search {real['latency']['search']['p50_ms']:.2f}/"
           f"{real['latency']['search']['p99_ms']:.2f} ms")
-    print(f"  {'method':26s} {'R@1':>6s} {'R@10':>6s} {'MRR':>6s} {'R@10 vs exact':>14s} {'p50 ms':>8s} {'bytes/vec':>10s}")
+    print(f"  {'method':26s} {'R@1':>6s} {'R@10':>6s} {'MRR':>6s} {'R@10 vs exact':>14s} {'p50 ms':>8s} "
+          f"{'bytes/vec':>10s}")
     for name, m in real["methods"].items():
         print(f"  {name:26s} {m['recall@1']:6.3f} {m['recall@10']:6.3f} {m['mrr']:6.3f} "
               f"{m.get('recall@10_vs_exact', float('nan')):14.3f} {m.get('search_p50_ms', float('nan')):8.3f} "

@@ -68,7 +68,8 @@ class QdrantBackend(Backend):
             raise ConfigError(f"Qdrant collection {collection!r} does not exist at {url or self.path}")
         size = self.client.get_collection(collection).config.params.vectors.size
         if size != self.dim:
-            raise ConfigError(f"Qdrant collection {collection!r} holds {size}-dimensional vectors, the index {self.dim}")
+            raise ConfigError(f"Qdrant collection {collection!r} holds {size}-dimensional vectors, "
+                              f"the index {self.dim}")
 
     def _docs_filter(self, docs: list[str]):
         m = self.m
@@ -86,7 +87,8 @@ class QdrantBackend(Backend):
             elif isinstance(v, float) and not v.is_integer():
                 must.append(m.FieldCondition(key=field, range=m.Range(gte=v, lte=v)))
             else:
-                must.append(m.FieldCondition(key=field, match=m.MatchValue(value=int(v) if isinstance(v, float) else v)))
+                value = int(v) if isinstance(v, float) else v  # 2.0 matches the stored integer 2
+                must.append(m.FieldCondition(key=field, match=m.MatchValue(value=value)))
         return m.Filter(must=must)
 
     def _existing(self, docs: list[str]) -> list[str]:
@@ -151,7 +153,7 @@ class QdrantBackend(Backend):
         return self.client.count(self.collection, count_filter=first, exact=True).count, chunks
 
     def info(self) -> dict:
-        files = sum(p.stat().st_size for p in (self.path / "qdrant").rglob("*") if p.is_file()) if not self.url else None
+        files = None if self.url else sum(p.stat().st_size for p in (self.path / "qdrant").rglob("*") if p.is_file())
         return {"kind": self.kind, "params": self.params, "url": self.url, "collection": self.collection,
                 "mode": "server" if self.url else "local (in-process, exact search, one process at a time)",
                 "bytes_on_disk": files}

@@ -23,14 +23,18 @@ TEMPLATE_FIELDS = {"passages", "prompt"}
 PASSAGE_FIELDS = {"rank", "id", "chunk", "score", "text"}
 
 
+def _names(fields) -> str:
+    return ", ".join("{" + f + "}" for f in sorted(fields))
+
+
 def check_template(template: str, allowed: set[str], required: set[str], what: str) -> str:
     try:
         fields = {f for _, f, _, _ in string.Formatter().parse(template) if f is not None}
     except ValueError as e:
         raise ConfigError(f"{what} {template!r} is invalid: {e}") from None
     if not fields <= allowed or not required <= fields:
-        raise ConfigError(f"{what} {template!r} is invalid: it must contain {', '.join('{' + f + '}' for f in sorted(required))}"
-                          f" and may use {', '.join('{' + f + '}' for f in sorted(allowed))}"
+        raise ConfigError(f"{what} {template!r} is invalid: it must contain {_names(required)} and may use "
+                          f"{_names(allowed)}"
                           + (f" (unknown: {', '.join(sorted(fields - allowed))})" if fields - allowed else ""))
     return template
 
