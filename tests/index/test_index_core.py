@@ -156,3 +156,14 @@ def test_hnsw_deletes_are_excluded_then_compacted(tmp_path):
     idx.flush()  # a third of the graph is deleted: rebuilt without them
     assert idx.backend.info()["deleted_awaiting_compaction"] == 0 and idx.backend.index.ntotal == 200
     idx.close()
+
+
+def test_ivf_is_trained_by_its_first_write(tmp_path):
+    idx = Index.create(tmp_path / "ivf", dim=DIM, kind="ivf", nprobe=2)
+    idx.close()  # empty and untrained: nothing to snapshot
+    idx = Index.open(tmp_path / "ivf")
+    assert idx.query_vectors(unit(1), k=3) == [[]]
+    x = unit(800)
+    idx.add_vectors([f"d{i}" for i in range(800)], x)
+    assert idx.backend.index.nlist == 20 and idx.query_vectors(x[9], k=1)[0][0].id == "d9"  # 800 // 39 cells
+    idx.close()

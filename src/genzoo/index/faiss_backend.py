@@ -229,14 +229,14 @@ class FaissBackend(Backend):
         if self.readonly:
             return
         with self.lock:
-            if self.gen == self.snapshot_gen and self.index is not None:
+            if self.index is None or self.gen == self.snapshot_gen:  # nothing new (or an untrained, empty ivf)
                 return
             if self.kind == "hnsw" and self.index is not None and len(self.dead) > COMPACT_DEAD * self.index.ntotal:
                 with self.store.read():
                     self._rebuild()
             name = f"vectors-{self.gen}.faiss"
             tmp = self.path / f".{name}.tmp-{uuid.uuid4().hex[:8]}"
-            self.faiss.write_index(self.index if self.index is not None else self._new(), str(tmp))
+            self.faiss.write_index(self.index, str(tmp))
             with open(tmp, "rb+") as fh:
                 os.fsync(fh.fileno())
             os.replace(tmp, self.path / name)
