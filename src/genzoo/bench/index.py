@@ -62,7 +62,7 @@ def overlap_at(a, b, k=10) -> float:
 
 
 def stdlib_retrieval(pairs: int | None, chunk: int, overlap: int, latency_queries: int, tmp: Path,
-                     corpus_bytes: int | None = None) -> tuple[dict, dict]:
+                     corpus_bytes: int | None = None, model: str = "all-MiniLM-L6-v2") -> tuple[dict, dict]:
     import bm25s
 
     from ..data.docstrings import stdlib_pairs
@@ -70,7 +70,7 @@ def stdlib_retrieval(pairs: int | None, chunk: int, overlap: int, latency_querie
 
     data = stdlib_pairs(pairs, max_bytes=corpus_bytes)
     queries, relevant = [p.query for p in data], [p.id for p in data]
-    e = Embedder.load("all-MiniLM-L6-v2")
+    e = Embedder.load(model)
     flat = Index.create(tmp / "flat.index", e, chunk=chunk, overlap=overlap)
     t = time.perf_counter()
     stats = flat.add([Document(p.id, p.document) for p in data])
@@ -188,14 +188,15 @@ def scale(n: int, dim: int, data: str, real: dict | None, queries: int, hnsw_max
 @BENCHMARKS.register("index")
 def run(pairs: int | None = 2000, chunk: int = 256, overlap: int = 32, sizes=(100_000, 1_000_000),
         queries: int = 200, latency_queries: int = 100, hnsw_max: int = 100_000, out: str | None = None,
-        corpus_bytes: int | None = None) -> dict:
+        corpus_bytes: int | None = None, model: str = "all-MiniLM-L6-v2") -> dict:
+    """model: the encoder to measure (a directory, e.g. a fine-tuned all-MiniLM-L6-v2, or the default)."""
     load = os.getloadavg()[0]
     print(f"index: {machine()}; load average {load:.2f}")
     results = {"machine": machine(), "load_average_start": load}
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory() as d:
-        print("1. stdlib retrieval: docstring first line -> its function, all-MiniLM-L6-v2 via genzoo.index")
-        real, vectors = stdlib_retrieval(pairs, chunk, overlap, latency_queries, Path(d), corpus_bytes)
+        print(f"1. stdlib retrieval: docstring first line -> its function, {model} via genzoo.index")
+        real, vectors = stdlib_retrieval(pairs, chunk, overlap, latency_queries, Path(d), corpus_bytes, model)
     results["stdlib"] = real
     print(f"  build: {real['build_chunks_per_s']:.1f} chunks/s (embedding included, {real['build_s']:.0f} s); "
           f"query p50/p99: embed+search {real['latency']['embed+search']['p50_ms']:.1f}/"
