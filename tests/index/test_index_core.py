@@ -133,7 +133,7 @@ def test_reopen_after_lost_or_corrupt_snapshot(tmp_path):
     idx, x = make(tmp_path, kind="hnsw")
     path = idx.path
     idx.close()
-    snap = next(path.glob("vectors-*.faiss"))
+    snap = next(path.glob("vectors-*.npz"))
     want = ids(Index.open(path, readonly=True).query_vectors(x[7], k=4)[0])
     snap.write_bytes(snap.read_bytes()[:100])  # truncated
     assert ids(Index.open(path, readonly=True).query_vectors(x[7], k=4)[0]) == want
@@ -165,5 +165,5 @@ def test_ivf_is_trained_by_its_first_write(tmp_path):
     assert idx.query_vectors(unit(1), k=3) == [[]]
     x = unit(800)
     idx.add_vectors([f"d{i}" for i in range(800)], x)
-    assert idx.backend.index.nlist == 20 and idx.query_vectors(x[9], k=1)[0][0].id == "d9"  # 800 // 39 cells
+    assert idx.backend.index.inner.nlist == 20 and idx.query_vectors(x[9], k=1)[0][0].id == "d9"  # 800 // 39 cells
     idx.close()

@@ -105,7 +105,7 @@ def stdlib_retrieval(pairs: int | None, chunk: int, overlap: int, latency_querie
         idx.flush()
         built = time.perf_counter() - t
         size = sum(p.stat().st_size for p in (tmp / f"{kind}.index").iterdir())
-        faiss_bytes = sum(p.stat().st_size for p in (tmp / f"{kind}.index").glob("vectors-*.faiss"))
+        faiss_bytes = sum(p.stat().st_size for p in (tmp / f"{kind}.index").glob("vectors-*.npz"))
         for s in settings:
             idx.backend.params[knob] = s
             hits = idx.query_vectors(qv, k=100)

@@ -9,7 +9,8 @@ Kinds (the vector structure):
            default 4 sqrt(n)), nprobe (cells visited per query); trained on the first write's vectors
 
 Crash safety: SQLite holds every acknowledged row; the faiss structure is a snapshot file
-`vectors-<generation>.faiss`, written to a temporary name and renamed, then recorded in the snapshot table.
+`vectors-<generation>.npz` (the faiss index and its row numbers, `faiss_rows.py`), written to a temporary name
+and renamed, then recorded in the snapshot table.
 Opening loads the recorded snapshot and replays the rows added and deleted after its generation, or rebuilds
 from the rows when the snapshot is missing or unreadable. Readers in other processes catch up the same way
 before each query, so a reader sees every committed write and never half of one.
@@ -27,6 +28,7 @@ import numpy as np
 
 from ..errors import ConfigError
 from ..interop.files import fsync_dir
+from . import faiss_rows
 from .backend import BACKENDS, Backend, Hit, check_query, check_write, exact_topk
 from .store import Store, where_sql
 
@@ -75,25 +77,25 @@ class FaissBackend(Backend):
     def _new(self, train: np.ndarray | None = None):
         f, d = self.faiss, self.dim
         if self.kind == "flat":
-            return f.IndexIDMap2(f.IndexFlatIP(d))
+            return faiss_rows.RowMapped(f, f.IndexFlatIP(d))
         if self.kind == "hnsw":
             inner = f.IndexHNSWFlat(d, self.params["M"], f.METRIC_INNER_PRODUCT)
             inner.hnsw.efConstruction = self.params["ef_construction"]
-            return f.IndexIDMap2(inner)
+            return faiss_rows.RowMapped(f, inner)
         if train is None or len(train) == 0:
             return None  # ivf: created when the first vectors arrive, trained on them
         nlist = self.params["nlist"] or max(1, int(4 * math.sqrt(len(train))))
         nlist = max(1, min(nlist, len(train) // 39 or 1))  # faiss wants >= 39 training points per cell
         ivf = f.IndexIVFFlat(f.IndexFlatIP(d), d, nlist, f.METRIC_INNER_PRODUCT)
         ivf.train(train)
-        return ivf
+        return faiss_rows.Native(f, ivf)
 
     def _add(self, rows: np.ndarray, vecs: np.ndarray) -> None:
         if len(rows) == 0:
             return
         if self.index is None:
             self.index = self._new(vecs)
-        self.index.add_with_ids(vecs, rows)
+        self.index.add(rows, vecs)
 
     def _remove(self, rows) -> None:
         rows = np.asarray(list(rows), dtype=np.int64)
@@ -102,7 +104,7 @@ class FaissBackend(Backend):
         if self.kind == "hnsw":  # faiss HNSW cannot remove: excluded from results, compacted on flush
             self.dead.update(rows.tolist())
         else:
-            self.index.remove_ids(self.faiss.IDSelectorBatch(rows))
+            self.index.remove(rows)
 
     def _rebuild(self) -> None:
         """The structure from every row at the current generation (inside a read or write transaction)."""
@@ -117,11 +119,11 @@ class FaissBackend(Backend):
         self.index, self.dead, self.gen, self.snapshot_gen = None, set(), -1, 0
         if snap is not None and snap[0] >= self.store.meta("pruned_through"):
             try:
-                self.index = self.faiss.read_index(str(self.path / snap[1]))
+                self.index = faiss_rows.load(self.faiss, self.path / snap[1], self.kind)
                 self.dead = set(np.frombuffer(snap[2], dtype=np.int64).tolist())
                 self.gen = self.snapshot_gen = snap[0]
-            except (RuntimeError, OSError):
-                self.index = None  # missing or unreadable: rebuilt from the rows below
+            except Exception:  # noqa: BLE001  missing, truncated or damaged: a cache, rebuilt from the rows below
+                self.index = None
         if self.gen < 0:
             self._rebuild()
         self._sync()
@@ -182,7 +184,8 @@ class FaissBackend(Backend):
         if self.kind == "hnsw":
             return f.SearchParametersHNSW(efSearch=int(min(max(self.params["ef_search"], k) * scale, 4096)), sel=sel)
         if self.kind == "ivf":
-            return f.SearchParametersIVF(nprobe=int(min(self.params["nprobe"] * scale, self.index.nlist)), sel=sel)
+            return f.SearchParametersIVF(nprobe=int(min(self.params["nprobe"] * scale, self.index.inner.nlist)),
+                                         sel=sel)
         return f.SearchParameters(sel=sel) if sel is not None else None
 
     def search(self, queries, k, where=None, exact=False):
@@ -199,13 +202,13 @@ class FaissBackend(Backend):
                     blocks = self._blocks(cond, args)
                     scores, rows = exact_topk(blocks, q, k)
                 else:
-                    sel = self.faiss.IDSelectorBatch(allowed)
+                    sel = self.index.selector(allowed)
                     scale = math.sqrt(self.index.ntotal / max(len(allowed), 1))
                     scores, rows = self.index.search(q, k, params=self._params(sel, k, scale))
             else:
                 sel = None
                 if self.dead:
-                    batch = self.faiss.IDSelectorBatch(np.fromiter(self.dead, dtype=np.int64))
+                    batch = self.index.selector(np.fromiter(self.dead, dtype=np.int64))
                     sel = self.faiss.IDSelectorNot(batch)
                 scores, rows = self.index.search(q, k, params=self._params(sel, k))
             found = self.store.fetch(sorted({int(r) for r in rows.ravel() if r >= 0}))
@@ -234,11 +237,9 @@ class FaissBackend(Backend):
             if self.kind == "hnsw" and self.index is not None and len(self.dead) > COMPACT_DEAD * self.index.ntotal:
                 with self.store.read():
                     self._rebuild()
-            name = f"vectors-{self.gen}.faiss"
+            name = f"vectors-{self.gen}.npz"
             tmp = self.path / f".{name}.tmp-{uuid.uuid4().hex[:8]}"
-            self.faiss.write_index(self.index, str(tmp))
-            with open(tmp, "rb+") as fh:
-                os.fsync(fh.fileno())
+            faiss_rows.save(self.index, tmp)
             os.replace(tmp, self.path / name)
             fsync_dir(self.path)
             dead = np.fromiter(self.dead, dtype=np.int64).tobytes()
@@ -250,7 +251,7 @@ class FaissBackend(Backend):
                     self.store.set_meta("pruned_through", self.gen)
                 keep = self.store.db.execute("SELECT gen FROM snapshot WHERE id = 1").fetchone()[0]
             self.snapshot_gen = self.gen
-            for p in self.path.glob("vectors-*.faiss"):  # older snapshots; never a newer one being recorded
+            for p in self.path.glob("vectors-*.npz"):  # older snapshots; never a newer one being recorded
                 g = p.stem.split("-", 1)[1]
                 if g.isdigit() and int(g) < keep:
                     p.unlink(missing_ok=True)
