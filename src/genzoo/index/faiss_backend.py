@@ -102,7 +102,7 @@ class FaissBackend(Backend):
         if len(rows) == 0 or self.index is None:
             return
         if self.kind == "hnsw":  # faiss HNSW cannot remove: excluded from results, compacted on flush
-            self.dead.update(rows.tolist())
+            self.dead.update(self.index.ids[self.index.positions(rows)].tolist())  # the rows it holds
         else:
             self.index.remove(rows)
 
