@@ -67,6 +67,8 @@ def cmd_generate(args) -> int:
     if args.quantize:
         model = genzoo.quantize(model, args.quantize)
     tok = Tokenizer.load(args.dir)
+    if args.retrieve:  # retrieval-augmented: the index's top-k passages go into the prompt
+        args.prompt = retrieved_prompt(args, tok, model.config.max_positions - args.max_new_tokens)
     ids = tok.encode(args.prompt)
     if not ids:
         raise ArgumentError("genzoo generate: --prompt encodes to no tokens")
@@ -104,6 +106,28 @@ def cmd_generate(args) -> int:
                 print(f"--- sample {i + 1} ---")
             print(tok.decode(row))
     return 0
+
+
+def retrieved_prompt(args, tok, budget: int) -> str:
+    """--retrieve INDEX: the prompt with the top -k passages (--template), lowest-ranked dropped until the prompt
+    leaves room for --max-new-tokens in the model's context."""
+    from .index import Retriever
+    from .index.commands import parse_where
+    from .index.retriever import TEMPLATE
+
+    template = args.template or TEMPLATE
+    if template.startswith("@"):
+        template = open(template[1:], encoding="utf-8").read()
+    r = Retriever.open(args.retrieve, k=args.retrieve_k, where=parse_where(args.where),
+                       template=template.replace("\\n", "\n"))
+    prompt = r.prompt(args.prompt, fits=lambda text: len(tok.encode(text)) <= max(budget, 1))
+    print(f"genzoo: retrieved {len(r.used)} passage(s) from {args.retrieve}: "
+          + ", ".join(f"{h.id}#{h.chunk} ({h.score:.3f})" for h in r.used), file=sys.stderr)
+    return prompt
+
+
+def cmd_index(args) -> int:
+    return args.index_fn(args)
 
 
 def cmd_chat(args) -> int:
@@ -259,6 +283,11 @@ def build_parser() -> Parser:
                    help="beam search: a finished hypothesis scores sum(log p) / length ** this")
     s.add_argument("--compile", action="store_true",
                    help="decode through torch.compile (causal LMs): a one-off compilation, then a faster step")
+    s.add_argument("--retrieve", metavar="INDEX", help="put the top -k passages of this genzoo index into the prompt")
+    s.add_argument("-k", "--retrieve-k", type=int, default=3, help="--retrieve: passages (default 3)")
+    s.add_argument("--where", action="append", metavar="KEY=VALUE", help="--retrieve: metadata filter (repeatable)")
+    s.add_argument("--template", help="--retrieve: the prompt template with {passages} and {prompt} "
+                   "(default '{passages}\\n{prompt}'; @FILE reads it from a file)")
     s.add_argument("--repetition-penalty", type=float, default=1.0, help="> 1 discourages repeating tokens")
     s.add_argument("--min-new-tokens", type=int, default=0, help="no end-of-text before this many new tokens")
     s.add_argument("--stop", action="append", metavar="TEXT", help="stop once this text is generated (repeatable)")
@@ -290,6 +319,12 @@ def build_parser() -> Parser:
                    help="jsonl (default): one JSON object per text with its embedding and cosine similarities; "
                         "table: a readable summary and the cosine matrix")
     s.set_defaults(fn=cmd_embed)
+
+    s = sub.add_parser("index", help="a vector index of your texts: build, add, delete, query, info")
+    from .index.commands import add_parsers as index_parsers
+
+    index_parsers(s.add_subparsers(dest="index_command", required=True, parser_class=Parser))
+    s.set_defaults(fn=cmd_index)
 
     s = sub.add_parser("eval", help="validation metrics of a run directory (loss and perplexity, exact match, ...)")
     s.add_argument("dir")
