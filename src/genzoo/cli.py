@@ -42,10 +42,15 @@ def cmd_list(args) -> int:
 def cmd_train(args) -> int:
     from .train import load_recipe, train
 
-    recipe = load_recipe(args.recipe, args.set or [])
+    sets = list(args.set or [])
+    if args.data:  # the user's data and checkpoint: absolute, so that a resume from elsewhere finds them
+        sets.append(f"data.source={os.path.abspath(args.data)}")
+    if args.init:
+        sets.append(f"init={os.path.abspath(args.init)}")
+    recipe = load_recipe(args.recipe, sets)
     if args.no_progress:
         recipe.progress = False
-    out = args.out or os.path.join("runs", args.recipe)
+    out = args.out or os.path.join("runs", recipe.name or args.recipe)
     result = train(recipe, out, resume=args.resume, steps=args.steps)
     if int(os.environ.get("RANK", "0")) == 0:
         metrics = ", ".join(f"{k} {v:.4f}" for k, v in result.items() if k not in ("run", "step", "skipped"))
@@ -149,12 +154,16 @@ def build_parser() -> Parser:
     s.set_defaults(fn=cmd_list)
 
     s = sub.add_parser("train", help="train a recipe")
-    s.add_argument("recipe", help="a recipe name (see `genzoo list`)")
+    s.add_argument("recipe", help="a recipe name (see `genzoo list`) or the path of a recipe YAML file")
     s.add_argument("--out", help="run directory (default: runs/RECIPE)")
     s.add_argument("--steps", type=int, help="number of optimizer steps (overrides the recipe)")
     s.add_argument("--set", action="append", metavar="KEY=VALUE",
                    help="override a recipe field, e.g. --set lr=1e-3 --set model.n_layers=6 (repeatable)")
     s.add_argument("--resume", action="store_true", help="continue from the run directory's latest checkpoint")
+    s.add_argument("--data", metavar="PATH", help="train on your own data: a folder of text files (data.glob), a "
+                   ".txt, or a .jsonl / .parquet / .csv table (columns: data.text_column, ...); sets data.source")
+    s.add_argument("--init", metavar="DIR", help="fine-tune: start from this Hugging Face directory or genzoo run "
+                   "(its weights and tokenizer); add --set lora.r=8 to train LoRA adapters only")
     s.add_argument("--no-progress", action="store_true", help="no progress bar")
     s.set_defaults(fn=cmd_train)
 

@@ -37,6 +37,8 @@ class Tokenizer:
         self.tok = tok
         self.eos_token = eos_token if eos_token is not None and tok.token_to_id(eos_token) is not None else None
         pad = pad_token if pad_token is not None and tok.token_to_id(pad_token) is not None else None
+        self.pad_token = pad
+        self.config: dict | None = None  # the tokenizer_config.json it was read with (`from_dir`), written back
         self.pad_id = tok.token_to_id(pad) if pad else (tok.padding or {}).get("pad_id", self.eos_id or 0)
 
     @property
@@ -74,6 +76,10 @@ class Tokenizer:
             token = {"pad": "[PAD]", "mask": "[MASK]", "cls": "[CLS]", "sep": "[SEP]"}[name]
             if self.tok.token_to_id(token) is not None:
                 cfg[f"{name}_token"] = token
+        if self.pad_token:
+            cfg["pad_token"] = self.pad_token
+        if self.config is not None:  # read from a directory: its own settings, as they were
+            cfg = {k: v for k, v in self.config.items() if k != "auto_map"}
         (d / "tokenizer_config.json").write_text(json.dumps(cfg, indent=2) + "\n")
 
     @classmethod
@@ -86,14 +92,16 @@ class Tokenizer:
             tok = _HFTokenizer.from_file(str(file))
         except Exception as e:
             raise CheckpointError(f"{file}: cannot read tokenizer ({e})") from None
-        eos, pad = EOS, None
+        eos, pad, cfg = EOS, None, None
         cfg_file = d / "tokenizer_config.json"
         if cfg_file.exists():
             cfg = json.loads(cfg_file.read_text())
             e, p = cfg.get("eos_token"), cfg.get("pad_token")
             eos = e.get("content") if isinstance(e, dict) else (e or EOS)
             pad = p.get("content") if isinstance(p, dict) else p
-        return cls(tok, eos, pad)
+        out = cls(tok, eos, pad)
+        out.config = cfg
+        return out
 
 
 def train_bpe(texts, vocab_size: int, min_frequency: int = 2, special_tokens: tuple[str, ...] = ()) -> Tokenizer:

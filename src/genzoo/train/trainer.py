@@ -27,6 +27,7 @@ from ..interop import save as save_model
 from ..rundir import clean_partial, latest_checkpoint
 from .checkpoint import load_trainer_state, rng_state, save_checkpoint, set_rng_state
 from .distributed import Dist, autocast_dtype, setup, teardown, wrap
+from .finetune import apply_lora
 from .metrics import MetricsLog, plot_losses
 from .recipe import Recipe
 from .tasks import TASKS
@@ -123,7 +124,7 @@ def _train(recipe: Recipe, run: Path, resume: bool, d: Dist) -> dict:
 
     torch.manual_seed(recipe.seed)  # the same initial weights on every rank
     task = TASKS.get(recipe.task)(recipe, run, d)
-    model = task.build_model().to(d.device)
+    model = apply_lora(task.build_model(), recipe).to(d.device)  # lora.r > 0: adapters (peft) train alone
     amp = autocast_dtype(recipe.precision, d.device)
     step, state = 0, None
     if resume:
