@@ -187,3 +187,18 @@ def open_source(path: str, glob: str = "**/*.txt") -> Source:
         raise ConfigError(f"data.source={path!r}: a {p.suffix or 'suffix-less'} file is not read; give a folder or "
                           f"one of {kinds}")
     return Source(p.resolve(), p.resolve().parent, [p.resolve()])
+
+
+def split_rows(source: Source, columns: list[str], field_names: list[str], val_percent: float,
+               max_rows: int | None = None) -> tuple[list[tuple], list[tuple]]:
+    """(train rows, validation rows) of the given columns, split by a hash of each row's key; a source whose split
+    leaves no validation row gives its last row. The rows are held in memory (text pairs, image paths)."""
+    source.check_columns(columns, field_names)
+    train, val = [], []
+    for i, row, values in source.rows(columns, max_rows):
+        (val if in_val(f"{source.relative(i)}#{row}", val_percent) else train).append(values)
+    if not val and len(train) > 1:
+        val.append(train.pop())
+    if not train:
+        raise ConfigError(f"data.source={str(source.path)!r} holds no training rows")
+    return train, val
