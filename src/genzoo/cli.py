@@ -124,6 +124,14 @@ def cmd_embed(args) -> int:
 def cmd_eval(args) -> int:
     from .train import evaluate_run
 
+    if args.data:
+        from .train.evaluate import evaluate_file
+
+        r = evaluate_file(args.dir, args.data, block_size=args.block_size, text_column=args.text_column,
+                          glob=args.glob)
+        print(f"{r.pop('dir')} on {args.data}: " + ", ".join(
+            f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in r.items()))
+        return 0
     r = evaluate_run(args.dir, max_batches=args.batches)
     if "val_ppl" in r:
         print(f"{r['dir']}: validation loss {r['val_loss']:.4f}, perplexity {r['val_ppl']:.2f} ({r['batches']} batches)")
@@ -193,6 +201,11 @@ def build_parser() -> Parser:
     s = sub.add_parser("eval", help="validation metrics of a run directory (loss and perplexity, exact match, ...)")
     s.add_argument("dir")
     s.add_argument("--batches", type=int, default=None, help="at most this many batches (default: all)")
+    s.add_argument("--data", metavar="PATH", help="score your own text instead (a .txt, a folder, a .jsonl / .parquet / "
+                   ".csv with --text-column): loss, perplexity, bits per byte")
+    s.add_argument("--text-column", default="text", help="the text column of a --data table")
+    s.add_argument("--glob", default="**/*.txt", help="the files of a --data folder")
+    s.add_argument("--block-size", type=int, default=None, help="tokens per scored window (default: max_positions)")
     s.set_defaults(fn=cmd_eval)
 
     s = sub.add_parser("bench", help="benchmark genzoo against the reference implementation")
