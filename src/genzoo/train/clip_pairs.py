@@ -55,7 +55,7 @@ class ImageCaptionPairs(ExampleTask):
         source = open_source(c.source, c.glob)
         train, val = split_rows(source, [c.image_column, c.text_column], ["image_column", "text_column"],
                                 c.val_percent)
-        tok = init_tokenizer(recipe)
+        tok = init_tokenizer(recipe, ("clip",))
         self.tokenizer = run_tokenizer(run, d, lambda: tok or train_bpe([t for _, t in train] * 4, c.vocab_size,
                                                                         min_frequency=1))
         mean, std = [0.5], [0.5]  # [0, 1] -> [-1, 1]

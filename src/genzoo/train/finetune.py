@@ -22,13 +22,36 @@ def init_directory(recipe: Recipe):
     return resolve_checkpoint_dir(recipe.init)
 
 
-def init_tokenizer(recipe: Recipe):
-    """The initial checkpoint's tokenizer, or None when the run trains from a preset."""
+def init_genre(directory) -> tuple[str, str]:
+    """(genre, model_type) of a checkpoint directory, from its config.json alone (no weights read)."""
+    from ..interop import FORMATS
+    from ..interop.files import read_config
+
+    for name in FORMATS.names():
+        if FORMATS.get(name).detect(directory):
+            return "diffusion", name
+    from ..interop import format_for
+
+    hf = read_config(directory)
+    return format_for(hf, directory / "config.json").config_from_hf(hf).genre, hf.get("model_type", "?")
+
+
+def check_genre(recipe: Recipe, genres: tuple[str, ...], genre: str, what: str) -> None:
+    if genre not in genres:
+        raise ConfigError(f"init={recipe.init!r}: task {recipe.task!r} fine-tunes a {' or '.join(genres)} model; "
+                          f"that directory holds a {genre} model ({what})")
+
+
+def init_tokenizer(recipe: Recipe, genres: tuple[str, ...]):
+    """The initial checkpoint's tokenizer (once its genre is known to be one of `genres`, before any data is read),
+    or None when the run trains from a preset."""
     if recipe.init is None:
         return None
     from ..tokenizers import Tokenizer
 
-    return Tokenizer.from_dir(init_directory(recipe))
+    directory = init_directory(recipe)
+    check_genre(recipe, genres, *init_genre(directory))
+    return Tokenizer.from_dir(directory)
 
 
 def init_model(recipe: Recipe, genres: tuple[str, ...], **changes):
@@ -39,10 +62,7 @@ def init_model(recipe: Recipe, genres: tuple[str, ...], **changes):
 
     directory = init_directory(recipe)
     model = genzoo.load(directory)
-    genre = model.config.genre
-    if genre not in genres:
-        raise ConfigError(f"init={recipe.init!r}: task {recipe.task!r} fine-tunes a {' or '.join(genres)} model; "
-                          f"that directory holds a {genre} model ({type(model).__name__})")
+    check_genre(recipe, genres, model.config.genre, type(model).__name__)
     if "dropout" in recipe.model and hasattr(model.config, "dropout"):
         changes["dropout"] = recipe.model["dropout"]
     changes = {k: v for k, v in changes.items() if getattr(model.config, k) != v}

@@ -37,6 +37,7 @@ class MaskedLanguageModelling(LanguageModelling):
     """The language-modelling corpus and tokenizer (with [PAD] [MASK] [CLS] [SEP]), masked instead of shifted."""
 
     special_tokens = SPECIALS
+    init_genres = ("encoder",)
 
     def __init__(self, recipe: Recipe, run: Path, d: Dist):
         if not 0 < recipe.data.mask_prob < 1:

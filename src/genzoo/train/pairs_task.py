@@ -39,7 +39,7 @@ class SentencePairs(ExampleTask):
             raise ConfigError("task 'pairs' fine-tunes a pretrained encoder: give its directory as init (--init DIR)")
         from .finetune import init_tokenizer
 
-        self.tokenizer = init_tokenizer(recipe)
+        self.tokenizer = init_tokenizer(recipe, ("encoder",))
         c = recipe.data
         if c.source is not None:
             from ..data import open_source

@@ -75,7 +75,7 @@ class SequenceToSequence(ExampleTask):
             raise ConfigError(f"task 'seq2seq' with init needs data.source or data.corpus in ('sort', 'reverse'), "
                               f"got {c.corpus!r}")
         texts = [a for a, _ in self.train_pairs] + [b for _, b in self.train_pairs]
-        tok = init_tokenizer(recipe)
+        tok = init_tokenizer(recipe, ("seq2seq",))
         self.tokenizer = run_tokenizer(run, d, lambda: tok or train_bpe(texts, c.vocab_size,
                                                                         special_tokens=("[PAD]",)))
         if self.tokenizer.eos_id is None:

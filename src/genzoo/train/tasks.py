@@ -126,6 +126,7 @@ class LanguageModelling(Task):
 
     units = "tok"
     special_tokens: tuple[str, ...] = ()  # tokens the trained tokenizer reserves besides end-of-text
+    init_genres: tuple[str, ...] = ("decoder",)  # what `init` may hold
 
     def __init__(self, recipe: Recipe, run: Path, d: Dist):
         super().__init__(recipe, run, d)
@@ -133,7 +134,7 @@ class LanguageModelling(Task):
         from .finetune import init_tokenizer
 
         self.tokenizer, train_tokens, self.val_tokens = prepare(recipe.data, run, d, self.special_tokens,
-                                                                init_tokenizer(recipe))
+                                                                init_tokenizer(recipe, self.init_genres))
         self.data = self.make_data(train_tokens)
 
     def make_data(self, tokens: torch.Tensor) -> PackedBlocks:
@@ -146,7 +147,7 @@ class LanguageModelling(Task):
         if self.recipe.init is not None:
             from .finetune import init_model
 
-            return check_block_size(init_model(self.recipe, ("decoder",)), self.recipe)
+            return check_block_size(init_model(self.recipe, self.init_genres), self.recipe)
         fixed = {"vocab_size": self.tokenizer.vocab_size, "bos_token_id": self.tokenizer.eos_id,
                  "eos_token_id": self.tokenizer.eos_id}
         if "max_positions" not in self.recipe.model:

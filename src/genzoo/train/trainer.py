@@ -94,6 +94,8 @@ def export_final(run: Path, model, save_files) -> None:
     shutil.rmtree(tmp, ignore_errors=True)
     save_model(model, tmp, extra_files=save_files)
     for f in tmp.iterdir():
+        if f.is_dir() and (run / f.name).is_dir():  # a folder (a LoRA run's adapter/) is replaced whole
+            shutil.rmtree(run / f.name)
         os.replace(f, run / f.name)
     shutil.rmtree(tmp, ignore_errors=True)
 
