@@ -111,7 +111,7 @@ def cmd_embed(args) -> int:
         raise ArgumentError(f"genzoo embed: {directory} holds a {type(model).__name__}, not an encoder")
     if args.pooling:
         model.config.pooling = args.pooling
-    emb = model.encode(args.text, Tokenizer.from_dir(directory), normalize=not args.no_normalize)
+    emb = model.encode(args.text, Tokenizer.from_dir(directory), normalize=False if args.no_normalize else None)
     for text, row in zip(args.text, emb.tolist()):
         print(json.dumps({"text": text, "embedding": [round(v, 6) for v in row]}))
     if len(args.text) > 1:
@@ -194,15 +194,16 @@ def build_parser() -> Parser:
     s = sub.add_parser("embed", help="sentence embeddings from an encoder (run or Hugging Face directory)")
     s.add_argument("dir", help="an encoder directory, e.g. the all-MiniLM-L6-v2 checkpoint")
     s.add_argument("--text", action="append", required=True, help="a text to embed (repeatable)")
-    s.add_argument("--pooling", choices=["mean", "cls"], help="override the model's pooling")
+    s.add_argument("--pooling", choices=["cls", "mean", "max", "weighted-mean", "last-token", "mean-sqrt-len"],
+                   help="override the model's pooling (default: the directory's, e.g. its 1_Pooling/config.json)")
     s.add_argument("--no-normalize", action="store_true", help="do not L2-normalise the embeddings")
     s.set_defaults(fn=cmd_embed)
 
     s = sub.add_parser("eval", help="validation metrics of a run directory (loss and perplexity, exact match, ...)")
     s.add_argument("dir")
     s.add_argument("--batches", type=int, default=None, help="at most this many batches (default: all)")
-    s.add_argument("--data", metavar="PATH", help="score your own text instead (a .txt, a folder, a .jsonl / .parquet / "
-                   ".csv with --text-column): loss, perplexity, bits per byte")
+    s.add_argument("--data", metavar="PATH", help="score your own text instead (a .txt, a folder, a .jsonl / "
+                   ".parquet / .csv with --text-column): loss, perplexity, bits per byte")
     s.add_argument("--text-column", default="text", help="the text column of a --data table")
     s.add_argument("--glob", default="**/*.txt", help="the files of a --data folder")
     s.add_argument("--block-size", type=int, default=None, help="tokens per scored window (default: max_positions)")

@@ -74,7 +74,8 @@ def prepare_source(cfg: DataConfig, run: Path, d: Dist, special_tokens: tuple[st
         manifest = source_manifest(cfg, source)
         record = run / "data.json"
         old = json.loads(record.read_text()) if record.exists() else None
-        fresh = old is not None and {k: v for k, v in old.items() if k != "tokens"} == manifest and all(token_file(directory, s).exists() for s in ("train", "val"))
+        fresh = old is not None and {k: v for k, v in old.items() if k != "tokens"} == manifest and \
+            all(token_file(directory, s).exists() for s in ("train", "val"))
         if not fresh and old is not None and latest_checkpoint(run) is not None:
             raise ConfigError(f"data.source={cfg.source!r} changed since this run's checkpoints were written "
                               f"(sha256 {old.get('sha256', '?')[:12]} -> {manifest['sha256'][:12]}, or other "

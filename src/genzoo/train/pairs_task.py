@@ -53,7 +53,8 @@ class SentencePairs(ExampleTask):
             from ..data.transduction import docstring_pairs
 
             corpus = stdlib_corpus(max_bytes=c.max_bytes, val_percent=c.val_percent)
-            self.train_pairs, self.val_pairs = docstring_pairs(corpus.read("train")), docstring_pairs(corpus.read("val"))
+            self.train_pairs = docstring_pairs(corpus.read("train"))
+            self.val_pairs = docstring_pairs(corpus.read("val"))
         else:
             raise ConfigError(f"task 'pairs' needs data.source (a table) or data.corpus='stdlib-docstrings', "
                               f"got {c.corpus!r}")

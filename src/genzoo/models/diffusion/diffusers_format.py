@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import torch
 from safetensors.torch import save_file
 
 from ...config import GENRES
@@ -159,8 +158,8 @@ class DiffusersFormat(CheckpointFormat):
         with empty_parameters():
             model = GENRES.get("diffusion")(config)
         file = unet_dir / WEIGHTS
-        tensors = read_safetensors(file, dtype) if file.exists() else read_pickle(unet_dir / "diffusion_pytorch_model.bin",
-                                                                                   dtype)
+        pickled = unet_dir / "diffusion_pytorch_model.bin"
+        tensors = read_safetensors(file, dtype) if file.exists() else read_pickle(pickled, dtype)
         state = {to_genzoo(k): v for k, v in tensors.items()}
         expected = model.state_dict()
         missing = sorted(set(expected) - set(state))

@@ -49,7 +49,7 @@ class EncoderConfig:
     pad_token_id: int = 0
     pooler: bool = True  # BERT's dense + tanh on the first token (BertModel checkpoints carry it)
     mlm_head: bool = False  # masked-LM head: dense + act + norm, decoder tied to the embeddings, bias
-    pooling: str = "mean"  # sentence embeddings from `encode` (pooling.POOLING): cls, mean, max, weighted-mean, last-token
+    pooling: str = "mean"  # `encode`'s pooling (pooling.POOLING): cls, mean, max, weighted-mean, last-token, ...
     # sentence-transformers settings (read from and written to its modules.json / sentence_bert_config.json files)
     normalize: bool = True  # `encode` L2-normalises (the Normalize module)
     max_seq_length: int | None = None  # `encode` truncates texts to this many tokens (None: max_positions)

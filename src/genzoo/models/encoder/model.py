@@ -132,8 +132,8 @@ class EncoderModel(Stack):
         return out
 
     def sentence_inputs(self, texts: list[str], tokenizer, max_len: int | None = None):
-        """Token ids (B, T) and attention mask (B, T) of texts as `encode` sees them: stripped, lowercased when the config
-        says so, truncated to max_seq_length (sentence-transformers' settings; default max_positions)."""
+        """Token ids (B, T) and attention mask (B, T) of texts as `encode` sees them: stripped, lowercased when the
+        config says so, truncated to max_seq_length (sentence-transformers' settings; default max_positions)."""
         cfg = self.config
         texts = [t.strip() for t in texts]  # as sentence-transformers' Transformer.tokenize
         if cfg.lowercase:

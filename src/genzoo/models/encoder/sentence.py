@@ -31,7 +31,8 @@ def _json(file: Path) -> dict:
 
 
 def read_sentence_modules(config, directory: Path):
-    """`config` with the settings of the sentence-transformers modules in `directory` (unchanged without modules.json)."""
+    """`config` with the settings of the sentence-transformers modules in `directory` (as it is without
+    modules.json)."""
     directory = Path(directory)
     if not (directory / MODULES).exists():
         return config
