@@ -46,6 +46,17 @@ def test_stop_and_resume_on_a_user_table_is_bitwise_uninterrupted(tmp_path, tabl
     record = json.loads((cut / "data.json").read_text())
     assert record["source"] == str(table) and record["tokens"]["val"] > 0 and len(record["sha256"]) == 64
 
+    import genzoo  # `genzoo eval RUN` scores the run's own held-out rows, not the standard library's
+    from genzoo.data.tokens import read_tokens
+    from genzoo.train import evaluate_run
+    from genzoo.train.distributed import Dist
+    from genzoo.train.tasks import lm_validation, validation_blocks
+
+    got = evaluate_run(cut)
+    rec, val = load_recipe("gpt-nano", sets + ["batch_size=16"]), read_tokens(cut / "data", "val")
+    rec.eval_batches = validation_blocks(val, 32, rec)[1]
+    assert got["batches"] == rec.eval_batches
+    assert got["val_loss"] == pytest.approx(lm_validation(genzoo.load(cut), val, rec, Dist(), None)["val_loss"], rel=1e-6)
     table.write_text(table.read_text() + json.dumps({"text": "one more row"}) + "\n")
     with pytest.raises(ConfigError, match="changed since this run's checkpoints"):
         train(load_recipe("gpt-nano", sets), cut, steps=9, resume=True)

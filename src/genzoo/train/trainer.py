@@ -215,7 +215,8 @@ def _train(recipe: Recipe, run: Path, resume: bool, d: Dist) -> dict:
 
 def evaluate_run(path: str | os.PathLike, max_batches: int | None = None, batch_size: int = 16) -> dict:
     """Validation metrics of a run: for language models (or an HF directory) the loss and perplexity on the
-    validation split of the standard-library corpus; for other tasks, the task's own validation."""
+    validation split of the standard-library corpus (or of the run's own data.source); for other tasks, the task's
+    own validation."""
     import genzoo
     from ..data import stdlib_corpus
     from ..rundir import resolve_checkpoint_dir
@@ -236,8 +237,13 @@ def evaluate_run(path: str | os.PathLike, max_batches: int | None = None, batch_
     tokenizer = Tokenizer.from_dir(directory)
     if recipe is None:
         recipe = Recipe(data={"block_size": min(128, model.config.max_positions)})
-    corpus = stdlib_corpus(max_bytes=recipe.data.max_bytes, val_percent=recipe.data.val_percent)
-    val = token_stream(tokenizer, corpus.read("val"))
+    if recipe.data.source is not None and (run / "data" / "val.bin").exists():  # the run's own held-out text
+        from ..data.tokens import read_tokens
+
+        val = read_tokens(run / "data", "val")
+    else:
+        corpus = stdlib_corpus(max_bytes=recipe.data.max_bytes, val_percent=recipe.data.val_percent)
+        val = token_stream(tokenizer, corpus.read("val"))
     recipe.batch_size, recipe.eval_batches = batch_size, max_batches or sys.maxsize  # default: the whole split
     recipe.eval_batches = validation_blocks(val, recipe.data.block_size, recipe)[1]
     return {"dir": str(directory), "batches": recipe.eval_batches, **lm_validation(model, val, recipe, Dist(), None)}
