@@ -53,10 +53,12 @@ def test_stop_and_resume_on_a_user_table_is_bitwise_uninterrupted(tmp_path, tabl
     from genzoo.train.tasks import lm_validation, validation_blocks
 
     got = evaluate_run(cut)
-    rec, val = load_recipe("gpt-nano", sets + ["batch_size=16"]), read_tokens(cut / "data", "val")
-    rec.eval_batches = validation_blocks(val, 32, rec)[1]
+    rec = load_recipe("gpt-nano", sets + ["batch_size=16", "eval_batches=1000000"])
+    val = read_tokens(cut / "data", "val")
+    rec.eval_batches = validation_blocks(val, 32, rec)[1]  # every block of the run's val.bin
     assert got["batches"] == rec.eval_batches
-    assert got["val_loss"] == pytest.approx(lm_validation(genzoo.load(cut), val, rec, Dist(), None)["val_loss"], rel=1e-6)
+    want = lm_validation(genzoo.load(cut), val, rec, Dist(), None)["val_loss"]
+    assert got["val_loss"] == pytest.approx(want, rel=1e-6)
     table.write_text(table.read_text() + json.dumps({"text": "one more row"}) + "\n")
     with pytest.raises(ConfigError, match="changed since this run's checkpoints"):
         train(load_recipe("gpt-nano", sets), cut, steps=9, resume=True)
