@@ -72,6 +72,12 @@ def test_decoder_starts_from_the_checkpoint_and_its_tokenizer(tmp_path, gpt2_dir
     with torch.no_grad():
         torch.testing.assert_close(model(ids).logits, ref(ids).logits, atol=1e-5, rtol=0)
 
+    again = tmp_path / "again"  # a genzoo run is an init too: fine-tuning continues from its weights
+    train(load_recipe("gpt-nano", lm_sets(run, text_table)), again, steps=1)
+    second = json.loads((again / "metrics.jsonl").read_text().splitlines()[0])
+    assert second["val_loss"] == pytest.approx(json.loads((run / "metrics.jsonl").read_text().splitlines()[-1])
+                                               ["val_loss"], abs=1e-5)
+
 
 def test_lora_adapter_loads_in_peft_equals_merged_and_resumes_exactly(tmp_path, gpt2_dir, text_table):
     from peft import PeftModel
