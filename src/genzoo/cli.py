@@ -45,10 +45,15 @@ def cmd_list(args) -> int:
 def cmd_train(args) -> int:
     from .train import load_recipe, train
 
-    recipe = load_recipe(args.recipe, args.set or [])
+    sets = list(args.set or [])
+    if args.data:  # the user's data and checkpoint: absolute, so that a resume from elsewhere finds them
+        sets.append(f"data.source={os.path.abspath(args.data)}")
+    if args.init:
+        sets.append(f"init={os.path.abspath(args.init)}")
+    recipe = load_recipe(args.recipe, sets)
     if args.no_progress:
         recipe.progress = False
-    out = args.out or os.path.join("runs", args.recipe)
+    out = args.out or os.path.join("runs", recipe.name or args.recipe)
     result = train(recipe, out, resume=args.resume, steps=args.steps)
     if int(os.environ.get("RANK", "0")) == 0:
         metrics = ", ".join(f"{k} {v:.4f}" for k, v in result.items() if k not in ("run", "step", "skipped"))
@@ -194,7 +199,7 @@ def cmd_embed(args) -> int:
         raise ArgumentError(f"genzoo embed: {args.dir} holds a {type(model).__name__}, not an encoder")
     if args.pooling:
         model.config.pooling = args.pooling
-    emb = model.encode(args.text, Tokenizer.load(args.dir), normalize=not args.no_normalize)
+    emb = model.encode(args.text, Tokenizer.load(args.dir), normalize=False if args.no_normalize else None)
     norms = emb.norm(dim=-1)
     sims = (emb / norms[:, None].clamp(min=1e-12)) @ (emb / norms[:, None].clamp(min=1e-12)).t()
     if args.format == "jsonl":  # one JSON object per text, nothing else on stdout
@@ -219,6 +224,14 @@ def cmd_embed(args) -> int:
 def cmd_eval(args) -> int:
     from .train import evaluate_run
 
+    if args.data:
+        from .train.evaluate import evaluate_file
+
+        r = evaluate_file(args.dir, args.data, block_size=args.block_size, text_column=args.text_column,
+                          glob=args.glob)
+        print(f"{r.pop('dir')} on {args.data}: " + ", ".join(
+            f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in r.items()))
+        return 0
     r = evaluate_run(args.dir, max_batches=args.batches)
     if "val_ppl" in r:
         print(f"{r['dir']}: validation loss {r['val_loss']:.4f}, perplexity {r['val_ppl']:.2f} ({r['batches']} batches)")
@@ -260,12 +273,16 @@ def build_parser() -> Parser:
     s.set_defaults(fn=cmd_list)
 
     s = sub.add_parser("train", help="train a recipe")
-    s.add_argument("recipe", help="a recipe name (see `genzoo list`)")
+    s.add_argument("recipe", help="a recipe name (see `genzoo list`) or the path of a recipe YAML file")
     s.add_argument("--out", help="run directory (default: runs/RECIPE)")
     s.add_argument("--steps", type=int, help="number of optimizer steps (overrides the recipe)")
     s.add_argument("--set", action="append", metavar="KEY=VALUE",
                    help="override a recipe field, e.g. --set lr=1e-3 --set model.n_layers=6 (repeatable)")
     s.add_argument("--resume", action="store_true", help="continue from the run directory's latest checkpoint")
+    s.add_argument("--data", metavar="PATH", help="train on your own data: a folder of text files (data.glob), a "
+                   ".txt, or a .jsonl / .parquet / .csv table (columns: data.text_column, ...); sets data.source")
+    s.add_argument("--init", metavar="DIR", help="fine-tune: start from this Hugging Face directory or genzoo run "
+                   "(its weights and tokenizer); add --set lora.r=8 to train LoRA adapters only")
     s.add_argument("--no-progress", action="store_true", help="no progress bar")
     s.set_defaults(fn=cmd_train)
 
@@ -313,7 +330,8 @@ def build_parser() -> Parser:
     s = sub.add_parser("embed", help="sentence embeddings from an encoder (run or Hugging Face directory)")
     s.add_argument("dir", help="an encoder directory, e.g. the all-MiniLM-L6-v2 checkpoint")
     s.add_argument("--text", action="append", required=True, help="a text to embed (repeatable)")
-    s.add_argument("--pooling", choices=["mean", "cls"], help="override the model's pooling")
+    s.add_argument("--pooling", choices=["cls", "mean", "max", "weighted-mean", "last-token", "mean-sqrt-len"],
+                   help="override the model's pooling (default: the directory's, e.g. its 1_Pooling/config.json)")
     s.add_argument("--no-normalize", action="store_true", help="do not L2-normalise the embeddings")
     s.add_argument("--format", choices=["jsonl", "table"], default="jsonl",
                    help="jsonl (default): one JSON object per text with its embedding and cosine similarities; "
@@ -329,6 +347,11 @@ def build_parser() -> Parser:
     s = sub.add_parser("eval", help="validation metrics of a run directory (loss and perplexity, exact match, ...)")
     s.add_argument("dir")
     s.add_argument("--batches", type=int, default=None, help="at most this many batches (default: all)")
+    s.add_argument("--data", metavar="PATH", help="score your own text instead (a .txt, a folder, a .jsonl / "
+                   ".parquet / .csv with --text-column): loss, perplexity, bits per byte")
+    s.add_argument("--text-column", default="text", help="the text column of a --data table")
+    s.add_argument("--glob", default="**/*.txt", help="the files of a --data folder")
+    s.add_argument("--block-size", type=int, default=None, help="tokens per scored window (default: max_positions)")
     s.set_defaults(fn=cmd_eval)
 
     s = sub.add_parser("bench", help="benchmark genzoo against the reference implementation")

@@ -54,6 +54,8 @@ class Tokenizer:
         self.tok = tok
         self.eos_token = eos_token if eos_token is not None and tok.token_to_id(eos_token) is not None else None
         pad = pad_token if pad_token is not None and tok.token_to_id(pad_token) is not None else None
+        self.pad_token = pad
+        self.config: dict | None = None  # the tokenizer_config.json it was read with (`from_dir`), written back
         self.pad_id = tok.token_to_id(pad) if pad else (tok.padding or {}).get("pad_id", self.eos_id or 0)
         tok.no_padding()  # a tokenizer.json may pad every text to a fixed length; padding is `batch`'s job
         self.pad_token = pad or (tok.id_to_token(self.pad_id) if self.pad_id is not None else None)
@@ -123,7 +125,9 @@ class Tokenizer:
             if self.tok.token_to_id(token) is not None:
                 cfg[f"{name}_token"] = token
         cfg.update({k: v for k, v in self.special.items() if k != "eos_token"})
-        if self.chat_template:
+        if self.config is not None:  # read from a directory: its own settings, as they were
+            cfg = {k: v for k, v in self.config.items() if k != "auto_map"}
+        if self.chat_template and "chat_template" not in cfg:
             cfg["chat_template"] = self.chat_template
         (d / "tokenizer_config.json").write_text(json.dumps(cfg, indent=2) + "\n")
 
@@ -152,7 +156,9 @@ class Tokenizer:
         tok = _read_tokenizer(d, cfg)
         specials = {f"{n}_token": _content(cfg.get(f"{n}_token")) for n in SPECIAL_NAMES if n not in ("eos", "pad")}
         eos = _content(cfg.get("eos_token")) or EOS
-        return cls(tok, eos, _content(cfg.get("pad_token")), chat_template=_chat_template(d, cfg), **specials)
+        out = cls(tok, eos, _content(cfg.get("pad_token")), chat_template=_chat_template(d, cfg), **specials)
+        out.config = cfg if cfg_file.exists() else None
+        return out
 
 
 def _read_tokenizer(d: Path, cfg: dict) -> _HFTokenizer:

@@ -10,7 +10,7 @@ from ...nn import ATTENTION_GATES, FFNS, NORMS, POSITIONS, SOFTMAX
 from ...nn.attention import BACKENDS
 from ...nn.ffn import ACTIVATIONS
 
-POOLINGS = ("mean", "cls")
+from .pooling import POOLINGS
 
 
 @dataclass
@@ -50,7 +50,12 @@ class EncoderConfig:
     pad_token_id: int = 0
     pooler: bool = True  # BERT's dense + tanh on the first token (BertModel checkpoints carry it)
     mlm_head: bool = False  # masked-LM head: dense + act + norm, decoder tied to the embeddings, bias
-    pooling: str = "mean"  # sentence embeddings from `encode`: "mean" over real tokens, or "cls"
+    pooling: str = "mean"  # `encode`'s pooling (pooling.POOLING): cls, mean, max, weighted-mean, last-token, ...
+    # sentence-transformers settings (read from and written to its modules.json / sentence_bert_config.json files)
+    normalize: bool = True  # `encode` L2-normalises (the Normalize module)
+    max_seq_length: int | None = None  # `encode` truncates texts to this many tokens (None: max_positions)
+    lowercase: bool = False  # `encode` lowercases texts first (do_lower_case)
+    sentence_modules: bool = False  # `genzoo.save` writes the sentence-transformers modules beside the weights
     unpad: bool = True  # run ragged batches as their real tokens only (nn.packing)
     dropout: float = 0.0
     attn_backend: str = "sdpa"
@@ -72,6 +77,9 @@ class EncoderConfig:
         terms = [t for t in self.pos_att_type.split("|") if t]
         check(all(t in ("c2p", "p2c") for t in terms), "pos_att_type", self.pos_att_type, "'c2p', 'p2c' or 'c2p|p2c'")
         check(self.pooling in POOLINGS, "pooling", self.pooling, f"one of {POOLINGS}")
+        check(self.max_seq_length is None or (isinstance(self.max_seq_length, int) and
+                                             0 < self.max_seq_length <= self.max_positions),
+              "max_seq_length", self.max_seq_length, f"None or an integer in 1..max_positions={self.max_positions}")
         check(self.attn_backend in BACKENDS, "attn_backend", self.attn_backend, f"one of {BACKENDS}")
 
     @property

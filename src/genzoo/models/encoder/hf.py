@@ -10,6 +10,7 @@ from ...config import PRESETS
 from ...errors import CheckpointError
 from ...interop.formats import FORMATS, CheckpointFormat, KeyMap, merge_fused, require, split_fused
 from .config import EncoderConfig
+from .sentence import SentenceModules
 
 BERT_KEYS = KeyMap([
     ("embed.weight", "embeddings.word_embeddings.weight"),
@@ -35,7 +36,7 @@ GZ_ACT = {"gelu": "gelu", "gelu_tanh": "gelu_new", "relu": "relu", "silu": "silu
 
 
 @FORMATS.register("bert")
-class BertFormat(CheckpointFormat):
+class BertFormat(SentenceModules, CheckpointFormat):
     model_type = "bert"
 
     def config_from_hf(self, hf: dict) -> EncoderConfig:
@@ -117,7 +118,7 @@ def modernbert_rope(hf: dict) -> tuple[float, float]:
 
 
 @FORMATS.register("modernbert")
-class ModernBertFormat(CheckpointFormat):
+class ModernBertFormat(SentenceModules, CheckpointFormat):
     model_type = "modernbert"
 
     def config_from_hf(self, hf: dict) -> EncoderConfig:
@@ -216,7 +217,7 @@ DEBERTA_LM_HEAD = {"lm_predictions.lm_head.dense.": "cls.predictions.transform.d
 
 
 @FORMATS.register("deberta-v2")
-class DebertaV2Format(CheckpointFormat):
+class DebertaV2Format(SentenceModules, CheckpointFormat):
     model_type = "deberta-v2"
 
     def config_from_hf(self, hf: dict) -> EncoderConfig:

@@ -20,6 +20,7 @@ from ...nn import (FFNS, NORMS, SOFTMAX, Attention, Block, Stack, attention_opti
 from ...nn.ffn import ACTIVATIONS
 from ...nn.positions import LearnedPositions
 from .config import EncoderConfig
+from .pooling import POOLING
 
 
 @dataclass
@@ -133,17 +134,29 @@ class EncoderModel(Stack):
                 out.loss = F.cross_entropy(out.logits.flatten(0, 1).float(), labels.flatten(), ignore_index=-100)
         return out
 
+    def sentence_inputs(self, texts: list[str], tokenizer, max_len: int | None = None):
+        """Token ids (B, T) and attention mask (B, T) of texts as `encode` sees them: stripped, lowercased when the
+        config says so, truncated to max_seq_length (sentence-transformers' settings; default max_positions)."""
+        cfg = self.config
+        texts = [t.strip() for t in texts]  # as sentence-transformers' Transformer.tokenize
+        if cfg.lowercase:
+            texts = [t.lower() for t in texts]
+        limit = min(x for x in (max_len, cfg.max_seq_length, cfg.max_positions) if x)
+        return tokenizer.batch(texts, max_len=limit)
+
+    def pool(self, h: torch.Tensor, mask: torch.Tensor, normalize: bool | None = None) -> torch.Tensor:
+        """Token states (B, T, D) -> sentence embeddings (B, D): the config's pooling, L2-normalised when
+        `normalize` (default: the config's `normalize`)."""
+        e = POOLING.get(self.config.pooling)(h, mask)
+        return F.normalize(e, dim=-1) if (self.config.normalize if normalize is None else normalize) else e
+
     @torch.no_grad()
-    def encode(self, texts: list[str], tokenizer, normalize: bool = True, batch_size: int = 64) -> torch.Tensor:
-        """Sentence embeddings (len(texts), D): pooled ("mean" over real tokens, or "cls") and normalised."""
+    def encode(self, texts: list[str], tokenizer, normalize: bool | None = None, batch_size: int = 64) -> torch.Tensor:
+        """Sentence embeddings (len(texts), D), as sentence-transformers' `encode` computes them from the same
+        directory: texts lowercased and truncated per the config, pooled (config.pooling), normalised (default:
+        config.normalize)."""
         rows = []
         for i in range(0, len(texts), batch_size):
-            ids, mask = tokenizer.batch(texts[i:i + batch_size], max_len=self.config.max_positions)
-            h = self(ids, attention_mask=mask).last_hidden_state
-            if self.config.pooling == "cls":
-                e = h[:, 0]
-            else:
-                m = mask[..., None].to(h.dtype)
-                e = (h * m).sum(1) / m.sum(1).clamp(min=1e-9)
-            rows.append(F.normalize(e, dim=-1) if normalize else e)
+            ids, mask = self.sentence_inputs(texts[i:i + batch_size], tokenizer)
+            rows.append(self.pool(self(ids, attention_mask=mask).last_hidden_state, mask, normalize))
         return torch.cat(rows)
