@@ -9,6 +9,7 @@ from pathlib import Path
 import torch
 
 from ..data import stdlib_corpus
+from ..data.domains import domain_corpus
 from ..errors import ConfigError
 from ..tokenizers import Tokenizer, train_bpe
 from .distributed import Dist
@@ -35,10 +36,17 @@ def run_tokenizer(run: Path, d: Dist, train) -> Tokenizer:
     return Tokenizer.from_dir(run)
 
 
-def prepare(cfg: DataConfig, run: Path, d: Dist, special_tokens: tuple[str, ...] = ()) -> tuple[Tokenizer, torch.Tensor, torch.Tensor]:
+def corpus_of(cfg: DataConfig):
+    """The recipe's corpus: the whole standard library, or a domain share of it (`genzoo.data.domains`)."""
+    if cfg.corpus.startswith("stdlib/"):
+        return domain_corpus(cfg.corpus, max_bytes=cfg.max_bytes)
     if cfg.corpus != "stdlib":
-        raise ConfigError(f"data.corpus={cfg.corpus!r} is not known; known: stdlib")
-    corpus = stdlib_corpus(max_bytes=cfg.max_bytes, val_percent=cfg.val_percent)
+        raise ConfigError(f"data.corpus={cfg.corpus!r} is not known; known: stdlib, stdlib/DOMAIN[+DOMAIN...]/ROLE")
+    return stdlib_corpus(max_bytes=cfg.max_bytes, val_percent=cfg.val_percent)
+
+
+def prepare(cfg: DataConfig, run: Path, d: Dist, special_tokens: tuple[str, ...] = ()) -> tuple[Tokenizer, torch.Tensor, torch.Tensor]:
+    corpus = corpus_of(cfg)
     train_texts = corpus.read("train")
     if d.is_main:
         (run / "data.json").write_text(json.dumps(corpus.manifest, indent=1) + "\n")

@@ -53,6 +53,7 @@ class Recipe:
     device: str = "auto"  # "auto": cuda when present, else cpu
     fsdp: bool = False  # shard the model with FSDP2 (fully_shard) under torchrun
     progress: bool = True
+    fuse: dict = field(default_factory=dict)  # task "fuse": genzoo.fuse.FuseConfig fields (sources' shards, method, lam)
 
     def __post_init__(self):
         if isinstance(self.data, dict):
@@ -72,6 +73,10 @@ class Recipe:
 
         # check the model fields now, before any data is read or compute is spent
         PRESETS.get(self.model["preset"]).make(**{k: v for k, v in self.model.items() if k != "preset"})
+        if self.fuse or self.task == "fuse":
+            from ..fuse.config import FuseConfig
+
+            FuseConfig.from_dict(self.fuse)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -152,6 +157,8 @@ def recipe_from_dict(data: dict, overrides: list[str] | dict | None = None) -> R
         head, _, rest = key.partition(".")
         if head == "model" and rest:  # model.* is checked against the model config when it is built
             data["model"][rest] = value
+        elif head == "fuse" and rest:  # fuse.* is checked by FuseConfig when the recipe is built
+            data["fuse"] = {**data.get("fuse", {}), rest: value}
         elif head == "data" and rest:
             dh = get_type_hints(DataConfig)
             if rest not in dh:
@@ -159,12 +166,13 @@ def recipe_from_dict(data: dict, overrides: list[str] | dict | None = None) -> R
             if not _type_ok(value, dh[rest]):
                 raise ConfigError(f"--set {key}={value!r} has the wrong type: expected {type_name(dh[rest])}")
             data["data"][rest] = value
-        elif key in hints and key not in ("model", "data", "name"):
+        elif key in hints and key not in ("model", "data", "name", "fuse"):
             if not _type_ok(value, hints[key]):
                 raise ConfigError(f"--set {key}={value!r} has the wrong type: expected {type_name(hints[key])}")
             data[key] = value
         else:
-            choices = [k for k in hints if k not in ("model", "data", "name")] + ["model.<field>", "data.<field>"]
+            choices = [k for k in hints if k not in ("model", "data", "name", "fuse")] + ["model.<field>", "data.<field>",
+                                                                                          "fuse.<field>"]
             raise ConfigError(f"unknown --set key {key!r}{nearest(key, choices)}; keys: {', '.join(choices)}")
     top = {k: v for k, v in data.items() if k != "data"}
     for k, v in top.items():

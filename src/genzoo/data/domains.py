@@ -1,0 +1,104 @@
+"""Named domains of the standard-library corpus (text processing, networking, numerics), each split by file into
+three roles: `source` (text a domain expert is trained on), `fuse` (text a fused model is trained on) and `val`
+(held-out text), so one model can know a domain from text another never sees.
+
+A corpus spec names domains and a role: ``stdlib/net/source`` is the networking modules' source share (its
+validation split is the networking `val` share), ``stdlib/text+net+num/fuse`` the union of the three fuse shares.
+Files go to roles whole (no file is cut between roles): in sorted-by-hash order each file joins the role furthest
+below its share of the domain's bytes, so every role gets text whatever the Python version's file sizes are.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import sysconfig
+from pathlib import Path
+
+from ..errors import ConfigError
+from ..registry import Registry, nearest
+from .stdlib import EXCLUDED_DIRS, Corpus
+
+DOMAINS: Registry = Registry("stdlib domain")  # name -> glob patterns relative to the standard library
+DOMAINS.register("text", (
+    "email/**/*.py", "html/*.py", "xml/**/*.py", "json/*.py", "re/*.py", "string.py", "textwrap.py", "difflib.py",
+    "csv.py", "gettext.py", "locale.py", "codecs.py", "_markupbase.py", "mailbox.py", "tomllib/*.py",
+    "configparser.py", "shlex.py", "fnmatch.py", "stringprep.py", "quopri.py", "base64.py", "sre_*.py"))
+DOMAINS.register("net", (
+    "asyncio/*.py", "http/*.py", "urllib/*.py", "socket.py", "ssl.py", "ftplib.py", "smtplib.py", "imaplib.py",
+    "poplib.py", "socketserver.py", "ipaddress.py", "selectors.py", "wsgiref/*.py", "xmlrpc/*.py", "mimetypes.py",
+    "nntplib.py", "telnetlib.py"))
+DOMAINS.register("num", (
+    "_pydecimal.py", "decimal.py", "fractions.py", "statistics.py", "random.py", "numbers.py", "colorsys.py",
+    "bisect.py", "heapq.py", "_pylong.py", "datetime.py", "_pydatetime.py", "_strptime.py", "calendar.py",
+    "zoneinfo/*.py", "timeit.py", "graphlib.py", "uuid.py", "hashlib.py", "hmac.py", "secrets.py", "struct.py",
+    "operator.py"))
+
+ROLES = {"source": 0.60, "fuse": 0.25, "val": 0.15}  # share of each domain's bytes
+
+
+def domain_files(name: str, root: str | None = None) -> list[str]:
+    """The domain's .py files (tests excluded), as sorted paths relative to the standard library."""
+    base = Path(root or sysconfig.get_paths()["stdlib"])
+    files = set()
+    for pattern in DOMAINS.get(name):
+        for p in base.glob(pattern):
+            rel = p.relative_to(base)
+            if p.is_file() and not EXCLUDED_DIRS.intersection(rel.parts[:-1]):
+                files.add(rel.as_posix())
+    if not files:
+        raise ConfigError(f"stdlib domain {name!r} has no .py files under {base}")
+    return sorted(files)
+
+
+def split_roles(files: list[str], sizes: dict[str, int]) -> dict[str, list[str]]:
+    """Files -> {role: files}: in hash order, each file joins the role furthest below its byte share."""
+    total = sum(sizes[f] for f in files)
+    got = dict.fromkeys(ROLES, 0)
+    out: dict[str, list[str]] = {r: [] for r in ROLES}
+    for f in sorted(files, key=lambda f: hashlib.sha1(f.encode()).hexdigest()):
+        role = max(ROLES, key=lambda r: ROLES[r] * total - got[r])
+        out[role].append(f)
+        got[role] += sizes[f]
+    return {r: sorted(v) for r, v in out.items()}
+
+
+def parse_spec(spec: str) -> tuple[list[str], str]:
+    """'stdlib/text+net/fuse' -> (['text', 'net'], 'fuse'), naming what is wrong otherwise."""
+    parts = spec.split("/")
+    if len(parts) != 3 or parts[0] != "stdlib":
+        raise ConfigError(f"data.corpus={spec!r} is invalid: 'stdlib' or 'stdlib/DOMAIN[+DOMAIN...]/ROLE' "
+                          f"(domains: {', '.join(DOMAINS.names())}; roles: {', '.join(ROLES)})")
+    names = parts[1].split("+")
+    for n in names:
+        DOMAINS.get(n)
+    if parts[2] not in ROLES or parts[2] == "val":
+        raise ConfigError(f"data.corpus={spec!r}: role {parts[2]!r} is not a training role"
+                          f"{nearest(parts[2], ROLES)}; roles: source, fuse (val is the held-out share)")
+    return names, parts[2]
+
+
+def domain_corpus(spec: str, max_bytes: int | None = None, root: str | None = None) -> Corpus:
+    """The Corpus of a spec: train files are the role's files of every named domain, val files their `val` files.
+    max_bytes caps the bytes kept per domain and split (files in sorted order, at least one each)."""
+    names, role = parse_spec(spec)
+    base = Path(root or sysconfig.get_paths()["stdlib"])
+    train, val = [], []
+    for n in names:
+        files = domain_files(n, str(base))
+        roles = split_roles(files, {f: (base / f).stat().st_size for f in files})
+        train += _cap(roles[role], base, max_bytes)
+        val += _cap(roles["val"], base, max_bytes)
+    return Corpus(str(base), train, val)
+
+
+def _cap(files: list[str], base: Path, max_bytes: int | None) -> list[str]:
+    if max_bytes is None:
+        return files
+    kept, total = [], 0
+    for f in files:
+        size = (base / f).stat().st_size
+        if kept and total + size > max_bytes:
+            continue  # a smaller file further on may still fit
+        kept.append(f)
+        total += size
+    return kept

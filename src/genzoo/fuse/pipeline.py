@@ -1,0 +1,59 @@
+"""`genzoo fuse`: FuseLLM end to end. The target recipe's training text is cut into sequences by the target's
+tokenizer (trained on that text, as any language-model run), the sources' aligned top-k distributions over them
+are precomputed once into OUT/topk (resumable), then the target trains under the shared loop (task "fuse") in
+the run directory OUT, with exact resume."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from ..errors import ConfigError, InputError
+from .chunks import Chunk, make_chunks
+from .config import FuseConfig
+from .shards import precompute
+
+
+def target_text(recipe, run: Path):
+    """The target's tokenizer (trained once into run/tokenizer.json) and its training text as sequences."""
+    from ..tokenizers import train_bpe
+    from ..train.data import corpus_of, run_tokenizer
+    from ..train.distributed import Dist
+    from ..train.fuse_task import max_chars
+
+    texts = corpus_of(recipe.data).read("train")
+    if not any(t.strip() for t in texts):
+        raise InputError(f"the training text of data.corpus={recipe.data.corpus!r} is empty")
+    run.mkdir(parents=True, exist_ok=True)
+    tokenizer = run_tokenizer(run, Dist(), lambda: train_bpe(texts, recipe.data.vocab_size))
+    cfg = FuseConfig.from_dict(recipe.fuse)
+    return tokenizer, make_chunks(texts, tokenizer, recipe.data.block_size + 1, max_chars(recipe, cfg))
+
+
+def prepare(sources: list[str | os.PathLike], recipe, out: str | os.PathLike, chunks: list[Chunk] | None = None,
+            tokenizer=None) -> Path:
+    """Precompute (or finish precomputing) the sources' distributions for `recipe` into out/topk and point the
+    recipe's fuse.shards at it. Returns that directory."""
+    if recipe.task != "fuse":
+        raise ConfigError(f"recipe {recipe.name or '(unnamed)'!r} trains task {recipe.task!r}; genzoo fuse needs a "
+                          "recipe of task 'fuse' (e.g. fusellm-target)")
+    out = Path(out)
+    if chunks is None:
+        tokenizer, chunks = target_text(recipe, out)
+    cfg = FuseConfig.from_dict(recipe.fuse)
+    topk = out / "topk"
+    precompute(sources, tokenizer, chunks, topk, top_k=cfg.top_k, align=cfg.align, shard_size=cfg.shard_size,
+               max_len=recipe.data.block_size + 1, progress=recipe.progress)
+    recipe.fuse = {**recipe.fuse, "shards": str(topk)}
+    return topk
+
+
+def fuse(sources: list[str | os.PathLike], recipe, out: str | os.PathLike, *, steps: int | None = None,
+         resume: bool = False) -> dict:
+    """Precompute, then train the target into `out`; returns the trainer's result."""
+    from ..train import train
+
+    if not sources:
+        raise ConfigError("genzoo fuse needs at least one source (--source DIR)")
+    prepare(sources, recipe, out)
+    return train(recipe, out, resume=resume, steps=steps)
