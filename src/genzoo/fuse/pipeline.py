@@ -16,7 +16,7 @@ from .shards import precompute
 
 def target_text(recipe, run: Path):
     """The target's tokenizer (trained once into run/tokenizer.json) and its training text as sequences."""
-    from ..tokenizers import train_bpe
+    from ..tokenizers import TOKENIZER_TRAINERS
     from ..train.data import corpus_of, run_tokenizer
     from ..train.distributed import Dist
     from ..train.fuse_task import max_chars
@@ -25,7 +25,7 @@ def target_text(recipe, run: Path):
     if not any(t.strip() for t in texts):
         raise InputError(f"the training text of data.corpus={recipe.data.corpus!r} is empty")
     run.mkdir(parents=True, exist_ok=True)
-    tokenizer = run_tokenizer(run, Dist(), lambda: train_bpe(texts, recipe.data.vocab_size))
+    tokenizer = run_tokenizer(run, Dist(), lambda: TOKENIZER_TRAINERS[recipe.data.tokenizer](texts, recipe.data.vocab_size))
     cfg = FuseConfig.from_dict(recipe.fuse)
     return tokenizer, make_chunks(texts, tokenizer, recipe.data.block_size + 1, max_chars(recipe, cfg))
 

@@ -11,7 +11,7 @@ import torch
 from ..data import stdlib_corpus
 from ..data.domains import domain_corpus
 from ..errors import ConfigError
-from ..tokenizers import Tokenizer, train_bpe
+from ..tokenizers import TOKENIZER_TRAINERS, Tokenizer
 from .distributed import Dist
 from .recipe import DataConfig
 
@@ -50,5 +50,6 @@ def prepare(cfg: DataConfig, run: Path, d: Dist, special_tokens: tuple[str, ...]
     train_texts = corpus.read("train")
     if d.is_main:
         (run / "data.json").write_text(json.dumps(corpus.manifest, indent=1) + "\n")
-    tokenizer = run_tokenizer(run, d, lambda: train_bpe(train_texts, cfg.vocab_size, special_tokens=special_tokens))
+    trainer = TOKENIZER_TRAINERS[cfg.tokenizer]
+    tokenizer = run_tokenizer(run, d, lambda: trainer(train_texts, cfg.vocab_size, special_tokens=special_tokens))
     return tokenizer, token_stream(tokenizer, train_texts), token_stream(tokenizer, corpus.read("val"))

@@ -21,6 +21,7 @@ class DataConfig:
     max_bytes: int | None = None  # cap on source bytes read (None: all)
     val_percent: float = 5.0
     vocab_size: int = 2048  # byte-level BPE trained on the corpus
+    tokenizer: str = "byte-bpe"  # genzoo.tokenizers.TOKENIZER_TRAINERS: "byte-bpe" (GPT-2) or "sentencepiece-bpe" (Llama)
     block_size: int = 128
     mask_prob: float = 0.15  # task "mlm": the fraction of tokens to predict (BERT 15%, ModernBERT 30%)
 
@@ -58,6 +59,11 @@ class Recipe:
     def __post_init__(self):
         if isinstance(self.data, dict):
             self.data = _build(DataConfig, self.data, "data")
+        from ..tokenizers import TOKENIZER_TRAINERS
+
+        if self.data.tokenizer not in TOKENIZER_TRAINERS:
+            raise ConfigError(f"recipe field data.tokenizer={self.data.tokenizer!r} is invalid: one of "
+                              f"{', '.join(TOKENIZER_TRAINERS)}")
         for f in ("steps", "batch_size", "grad_accum", "eval_every", "eval_batches", "save_every", "log_every",
                   "keep_checkpoints"):
             v = getattr(self, f)
