@@ -26,7 +26,7 @@ import torch.nn.functional as F
 
 from ..registry import Registry
 
-FUSIONS: Registry = Registry("fusion")  # name -> weights (B, S) from per-sequence CE (B, S), or None for no fusion
+FUSIONS: Registry = Registry("fusion")  # name -> weights (B, S) from per-sequence CE (B, S); None: no fusion
 
 
 @FUSIONS.register("min-ce")
@@ -41,7 +41,10 @@ def avg_ce(ce: torch.Tensor) -> torch.Tensor:
     return torch.softmax(-ce, dim=-1)
 
 
-FUSIONS.register("none", None)
+@FUSIONS.register("none")
+def no_fusion(ce: torch.Tensor | None = None) -> None:
+    """No fusion: the target learns from the gold tokens alone (the CLM baseline); the sources are not read."""
+    return None
 
 
 def fused_distribution(ids: torch.Tensor, probs: torch.Tensor, weights: torch.Tensor):

@@ -19,7 +19,7 @@ from ..errors import ConfigError
 from ..fuse.chunks import make_chunks
 from ..fuse.config import FuseConfig
 from ..fuse.evaluate import bits_per_char, nll_sums
-from ..fuse.fusion import FUSIONS, fused_distribution, fusion_loss
+from ..fuse.fusion import FUSIONS, fused_distribution, fusion_loss, no_fusion
 from ..fuse.shards import FusionShards
 from ..fuse.surface import surfaces
 from ..tokenizers import Tokenizer
@@ -62,7 +62,7 @@ class FuseLLM(ExampleTask):
 
     def next_batch(self):
         batch, mine, _ = self.take(self.shards.n)
-        rows = self.shards.rows(batch[mine].tolist(), sources=self.fusion is not None)
+        rows = self.shards.rows(batch[mine].tolist(), sources=self.fusion is not no_fusion)
         return {k: v.to(self.d.device) for k, v in rows.items()}
 
     def loss(self, model, batch, amp):
@@ -75,9 +75,9 @@ class FuseLLM(ExampleTask):
         labels = ids[:, 1:].masked_fill(~real, -100)  # (B, L-1): the next token, -100 past the sequence
         with autocast(ids.device, amp):
             logits = model(x, check=False).logits  # (B, L-1, V)
-        if self.fusion is None:
+        weights = self.fusion(batch.get("ce"))  # (B, S), or None without fusion
+        if weights is None:
             return fusion_loss(logits, labels, 1.0)
-        weights = self.fusion(batch["ce"])  # (B, S)
         f_ids, f_probs = fused_distribution(batch["ids"], batch["probs"], weights)  # (B, L-1, S k)
         return fusion_loss(logits, labels, self.cfg.lam, f_ids, f_probs)
 
