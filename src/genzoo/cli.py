@@ -61,7 +61,7 @@ def cmd_fuse(args) -> int:
     if args.no_progress:
         recipe.progress = False
     out = args.out or os.path.join("runs", "fuse-" + args.target)
-    result = fuse(args.source, recipe, out, steps=args.steps, resume=args.resume)
+    result = fuse(args.source, recipe, out, steps=args.steps, resume=args.resume, text=args.text)
     metrics = ", ".join(f"{k} {v:.4f}" for k, v in result.items() if k not in ("run", "step", "skipped"))
     print(f"fused {len(args.source)} sources into {args.target}: {result['step']} steps ({metrics}); "
           f"run directory: {result['run']} (precomputed distributions: {os.path.join(out, 'topk')})")
@@ -179,6 +179,8 @@ def build_parser() -> Parser:
     s.add_argument("--target", required=True, metavar="RECIPE", help="the target's recipe, of task 'fuse' "
                    "(e.g. fusellm-target)")
     s.add_argument("--out", help="run directory (default runs/fuse-RECIPE); the distributions go to OUT/topk")
+    s.add_argument("--text", metavar="PATH", help="fuse on this text file, or the .txt/.md/.rst/.py files under "
+                   "this directory, instead of the recipe's corpus (validation stays on the corpus's held-out split)")
     s.add_argument("--steps", type=int, help="number of optimizer steps (overrides the recipe)")
     s.add_argument("--set", action="append", metavar="KEY=VALUE",
                    help="override a recipe field, e.g. --set fuse.method=avg-ce --set fuse.lam=0.8 (repeatable)")

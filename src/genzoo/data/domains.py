@@ -79,7 +79,7 @@ def parse_spec(spec: str) -> tuple[list[str], str]:
 
 def domain_corpus(spec: str, max_bytes: int | None = None, root: str | None = None) -> Corpus:
     """The Corpus of a spec: train files are the role's files of every named domain, val files their `val` files.
-    max_bytes caps the bytes kept per domain and split (files in sorted order, at least one each)."""
+    max_bytes caps the bytes kept per domain and split (`_cap`: at least one file each)."""
     names, role = parse_spec(spec)
     base = Path(root or sysconfig.get_paths()["stdlib"])
     train, val = [], []
@@ -92,13 +92,14 @@ def domain_corpus(spec: str, max_bytes: int | None = None, root: str | None = No
 
 
 def _cap(files: list[str], base: Path, max_bytes: int | None) -> list[str]:
-    if max_bytes is None:
+    """The files, in sorted order, that fit in max_bytes together (a file that does not fit is skipped, a smaller
+    one further on may still fit); the smallest file alone if none fits."""
+    if max_bytes is None or not files:
         return files
+    sizes = {f: (base / f).stat().st_size for f in files}
     kept, total = [], 0
     for f in files:
-        size = (base / f).stat().st_size
-        if kept and total + size > max_bytes:
-            continue  # a smaller file further on may still fit
-        kept.append(f)
-        total += size
-    return kept
+        if total + sizes[f] <= max_bytes:
+            kept.append(f)
+            total += sizes[f]
+    return kept or [min(files, key=lambda f: (sizes[f], f))]
