@@ -40,9 +40,9 @@ def world(tmp_path_factory):
     sources = [_source(root / "bytes", "gpt2-tiny", train_bpe(texts, 257), max_positions=512),
                _source(root / "sp", "llama-tiny", train_sentencepiece_bpe(texts, 400), max_positions=512),
                _source(root / "bpe", "mistral-tiny", train_bpe(texts, 350), max_positions=512)]
-    chunks = make_chunks(texts, target, 129, 512)
+    chunks = make_chunks(texts, target, 65, 256)
     topk = root / "topk"
-    manifest = precompute(sources, target, chunks, topk, top_k=4, shard_size=8, max_len=129, progress=False)
+    manifest = precompute(sources, target, chunks, topk, top_k=4, shard_size=8, max_len=65, progress=False)
     return {"root": root, "texts": texts, "target": target, "sources": sources, "chunks": chunks, "topk": topk,
             "manifest": manifest}
 
@@ -52,7 +52,7 @@ def test_shards_hold_distributions_that_sum_to_one(world):
     assert shards.n == len(world["chunks"]) and shards.n_sources == 3 and world["manifest"]["complete"]
     rows = shards.rows(list(range(8)))  # the first shard
     b, s, t, k = rows["ids"].shape
-    assert (s, t, k) == (3, 128, 4) and rows["input_ids"].shape == (b, 129)
+    assert (s, t, k) == (3, 64, 4) and rows["input_ids"].shape == (b, 65)
     real = torch.arange(t)[None, :] < (rows["length"] - 1)[:, None]  # (b, t)
     dense = torch.zeros(b, s, t, 300).scatter_add_(-1, rows["ids"], rows["probs"])
     torch.testing.assert_close(dense.sum(-1)[real[:, None].expand(b, s, t)], torch.ones(int(real.sum()) * s))
@@ -74,11 +74,11 @@ def test_precompute_resumes_and_refuses_other_inputs(world):
     other = topk / "src-0" / "shard-00000.safetensors"
     stamp = other.stat().st_mtime_ns
     shard.unlink()
-    precompute(world["sources"], world["target"], world["chunks"], topk, top_k=4, shard_size=8, max_len=129,
+    precompute(world["sources"], world["target"], world["chunks"], topk, top_k=4, shard_size=8, max_len=65,
                progress=False)
     assert shard.read_bytes() == before and other.stat().st_mtime_ns == stamp  # only the missing shard
     with pytest.raises(ConfigError, match="top_k"):
-        precompute(world["sources"], world["target"], world["chunks"], topk, top_k=5, shard_size=8, max_len=129)
+        precompute(world["sources"], world["target"], world["chunks"], topk, top_k=5, shard_size=8, max_len=65)
 
 
 def test_target_training_resumes_exactly(world, tmp_path):
@@ -148,7 +148,7 @@ def test_a_source_with_no_common_token_string_is_refused(world, tmp_path):
 
 def test_empty_text_is_refused(world, tmp_path, capsys):
     with pytest.raises(InputError, match="empty"):
-        make_chunks(["", " \n\n "], world["target"], 129, 512)
+        make_chunks(["", " \n\n "], world["target"], 65, 256)
     (tmp_path / "empty.txt").write_text(" \n\n")
     with pytest.raises(InputError, match="empty"):
         prepare(world["sources"], load_recipe("fusellm-target", RECIPE), tmp_path / "z",

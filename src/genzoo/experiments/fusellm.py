@@ -37,10 +37,11 @@ DOMAINS = ("text", "net", "num")
 SMALL = {  # the shrunken version for the test suite: tiny models, little text, a few steps
     "source": ["model.d_model=32", "model.n_layers=1", "model.n_heads=2", "model.d_ff=64", "steps=3",
                "batch_size=2", "warmup_steps=1", "eval_every=3", "save_every=3", "eval_batches=1",
-               "data.max_bytes=15000", "progress=false"],
+               "data.max_bytes=15000", "data.block_size=64", "progress=false"],
     "target": ["model.d_model=32", "model.n_layers=1", "model.n_heads=2", "model.d_ff=64", "steps=3",
                "batch_size=4", "warmup_steps=1", "eval_every=3", "save_every=3", "eval_batches=1",
-               "data.max_bytes=15000", "data.vocab_size=400", "progress=false", "fuse.shard_size=16"],
+               "data.max_bytes=6000", "data.vocab_size=400", "data.block_size=32", "progress=false",
+               "fuse.shard_size=16"],
 }
 
 
