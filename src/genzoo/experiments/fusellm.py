@@ -143,7 +143,8 @@ def run(out: str, small: bool = False, sets: tuple[str, ...] = (), eval_chunks: 
 
 
 def evaluate(arm_dirs: dict, source_dirs: dict, tokenizer, base, limit: int, chars: int, n_chunks: int) -> dict:
-    """Bits per character of every target and source on the first n_chunks held-out sequences of each domain."""
+    """Bits per character of every target and source on n_chunks held-out sequences of each domain, spread
+    evenly over its held-out files."""
     import genzoo
     from ..data.domains import domain_corpus
     from ..fuse.chunks import make_chunks
@@ -152,8 +153,8 @@ def evaluate(arm_dirs: dict, source_dirs: dict, tokenizer, base, limit: int, cha
     from ..fuse.surface import surfaces
 
     target_surfaces = surfaces(tokenizer)
-    held = {d: make_chunks(domain_corpus(f"stdlib/{d}/fuse", base.data.max_bytes).read("val"), tokenizer, limit,
-                           chars)[:n_chunks] for d in DOMAINS}
+    held = {d: spread(make_chunks(domain_corpus(f"stdlib/{d}/fuse", base.data.max_bytes).read("val"), tokenizer,
+                                  limit, chars), n_chunks) for d in DOMAINS}
     sums: dict[str, dict[str, dict]] = {}
     for arm, run_dir in arm_dirs.items():
         model = genzoo.load(run_dir)
@@ -171,12 +172,19 @@ def evaluate(arm_dirs: dict, source_dirs: dict, tokenizer, base, limit: int, cha
             "held_out_chars": {d: sums["clm"][d]["chars"] for d in DOMAINS}}
 
 
+def spread(items: list, n: int) -> list:
+    """n items evenly spaced through the list (all of them when it is no longer)."""
+    if len(items) <= n:
+        return items
+    return [items[i * len(items) // n] for i in range(n)]
+
+
 def min_ce_choices(shards, domain_of: list[str]) -> dict:
     """Per domain of the training sequences: the share of sequences MinCE takes from each source."""
     counts = {d: [0] * shards.n_sources for d in DOMAINS}
     for start in range(0, shards.n, 256):
         rows = list(range(start, min(shards.n, start + 256)))
-        ce = torch.stack([shards._get(f"src-{q}", "ce", rows) for q in range(shards.n_sources)], 1)  # (n, S)
+        ce = torch.stack([shards.get(f"src-{q}", "ce", rows) for q in range(shards.n_sources)], 1)  # (n, S)
         for i, q in zip(rows, ce.argmin(1).tolist()):
             counts[domain_of[i]][q] += 1
     return {d: {n: c / max(1, sum(counts[d])) for n, c in zip(SOURCES, counts[d])} for d in DOMAINS}

@@ -35,8 +35,12 @@ _BIG = np.int64(1) << 60  # "infinite" path cost that cannot overflow when a few
 def edit_distances(a: list[str], b: list[str]) -> np.ndarray:
     """Levenshtein distance (unit insert / delete / substitute) of every pair: (len(a), len(b)) int64.
     Computed by rapidfuzz (C++); tests check it against the textbook dynamic programme."""
-    from rapidfuzz.distance import Levenshtein
-    from rapidfuzz.process import cdist
+    try:
+        from rapidfuzz.distance import Levenshtein
+        from rapidfuzz.process import cdist
+    except ImportError:
+        raise ConfigError("FuseLLM's token alignment computes edit distances with rapidfuzz: "
+                          "pip install 'genzoo[fuse]' (or rapidfuzz)") from None
 
     if not a or not b:
         return np.zeros((len(a), len(b)), dtype=np.int64)

@@ -171,7 +171,8 @@ class FusionShards:
         self.n_sources = len(self.manifest["sources"])
         self._open: dict[Path, object] = {}
 
-    def _get(self, part: str, name: str, rows: list[int]) -> torch.Tensor:
+    def get(self, part: str, name: str, rows: list[int]) -> torch.Tensor:
+        """Rows of one stored tensor: part "target" or "src-Q", name as in the module docstring."""
         size = self.manifest["shard_size"]
         out = []
         for i in rows:
@@ -188,14 +189,14 @@ class FusionShards:
 
     def rows(self, rows: list[int], sources: bool = True) -> dict[str, torch.Tensor]:
         """input_ids (B, L) int64, length (B,), chars (B,); with sources: ids, probs (B, S, L-1, k), ce (B, S)."""
-        batch = {"input_ids": self._get("target", "input_ids", rows).long(),
-                 "length": self._get("target", "length", rows).long(),
-                 "chars": self._get("target", "chars", rows).long()}
+        batch = {"input_ids": self.get("target", "input_ids", rows).long(),
+                 "length": self.get("target", "length", rows).long(),
+                 "chars": self.get("target", "chars", rows).long()}
         if sources:
             parts = [f"src-{q}" for q in range(self.n_sources)]
-            batch["ids"] = torch.stack([self._get(p, "ids", rows) for p in parts], 1).long()
-            batch["probs"] = torch.stack([self._get(p, "probs", rows) for p in parts], 1)
-            batch["ce"] = torch.stack([self._get(p, "ce", rows) for p in parts], 1)
+            batch["ids"] = torch.stack([self.get(p, "ids", rows) for p in parts], 1).long()
+            batch["probs"] = torch.stack([self.get(p, "probs", rows) for p in parts], 1)
+            batch["ce"] = torch.stack([self.get(p, "ce", rows) for p in parts], 1)
         return batch
 
     def alignment_rates(self) -> list[dict]:

@@ -5,8 +5,8 @@ and every source's aligned top-k next-token distribution and cross-entropy. A ba
 seeded order per epoch (`ExampleTask`: the position is the whole data state, so resume is exact). The loss is
 lambda * CLM + (1 - lambda) * CE(target, fused), the fusion function (`fuse.method`) choosing the weights per
 sequence; `fuse.method=none` trains on the same sequences with the CLM loss alone (the baseline).
-Validation: the CLM loss per token and the bits per character on the recipe's held-out text, cut into
-sequences the same way.
+Validation: the CLM loss per token and the bits per character on eval_batches x batch_size sequences spread
+over the recipe's held-out text, cut into sequences the same way.
 """
 
 from __future__ import annotations
@@ -53,7 +53,9 @@ class FuseLLM(ExampleTask):
         self.surfaces = surfaces(self.tokenizer)
         val = corpus_of(recipe.data).read("val")
         chunks = make_chunks(val, self.tokenizer, recipe.data.block_size + 1, max_chars(recipe, self.cfg))
-        self.val_rows = [c.ids for c in chunks[: recipe.eval_batches * recipe.batch_size]]
+        n = recipe.eval_batches * recipe.batch_size  # spread over the held-out files, every domain of a union
+        self.val_rows = [chunks[i * len(chunks) // n].ids for i in range(n)] if len(chunks) > n else \
+            [c.ids for c in chunks]
 
     def build_model(self):
         tok = self.tokenizer
