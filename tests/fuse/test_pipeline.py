@@ -159,3 +159,28 @@ def test_empty_text_is_refused(world, tmp_path, capsys):
     assert len(err) == 1 and "the given text is empty" in err[0]
     with pytest.raises(ConfigError, match="task 'fuse'"):
         prepare(world["sources"], load_recipe("gpt-nano"), tmp_path / "w")
+
+
+def test_a_hugging_face_source_scores_as_transformers_does(world, tmp_path):
+    import transformers as tf
+
+    from genzoo.fuse.sources import load_source, score
+
+    tok = train_bpe(world["texts"], 320)
+    cfg = tf.MistralConfig(vocab_size=tok.vocab_size, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                           num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256, sliding_window=16)
+    hf = tf.MistralForCausalLM(cfg).eval()
+    hf.save_pretrained(tmp_path / "hf")
+    tok.save(tmp_path / "hf")
+    text = world["chunks"][0].text
+    got = score(load_source(tmp_path / "hf"), [text], top_k=4)[0]
+    ids = torch.tensor([tok.encode(text)])
+    with torch.no_grad():
+        logp = torch.log_softmax(hf(ids).logits[0].float(), -1)
+    want_p, want_i = logp.topk(4, -1)
+    torch.testing.assert_close(got.topk_probs, want_p.exp(), atol=1e-5, rtol=0)
+    assert (got.topk_ids == want_i).all()
+    torch.testing.assert_close(torch.tensor(got.nll), -logp[:-1].gather(1, ids[0, 1:, None]).sum(), atol=1e-4, rtol=0)
+    manifest = precompute([tmp_path / "hf", world["sources"][0]], world["target"], world["chunks"][:8],
+                          tmp_path / "topk", top_k=4, shard_size=8, max_len=65, progress=False)
+    assert manifest["complete"] and manifest["sources"][0]["overlap"] > 0
