@@ -12,6 +12,7 @@ from ..errors import ConfigError, InputError
 from .chunks import Chunk, make_chunks
 from .config import FuseConfig
 from .shards import precompute
+from .sources import load_source
 
 
 TEXT_SUFFIXES = (".txt", ".md", ".rst", ".py")
@@ -53,6 +54,10 @@ def prepare(sources: list[str | os.PathLike], recipe, out: str | os.PathLike, ch
         raise ConfigError(f"recipe {recipe.name or '(unnamed)'!r} trains task {recipe.task!r}; genzoo fuse needs a "
                           "recipe of task 'fuse' (e.g. fusellm-target)")
     out = Path(out)
+    if not sources:
+        raise ConfigError("FuseLLM needs at least one source (--source DIR)")
+    for path in sources:  # each source loads and is a causal LM, before the target's tokenizer is trained
+        load_source(path)
     if chunks is None:
         tokenizer, chunks = target_text(recipe, out, texts)
     cfg = FuseConfig.from_dict(recipe.fuse)
