@@ -1,6 +1,7 @@
 """Named domains of the standard-library corpus (text processing, networking, numerics), each split by file into
-three roles: `source` (text a domain expert is trained on), `fuse` (text a fused model is trained on) and `val`
-(held-out text), so one model can know a domain from text another never sees.
+three roles: `source` (text only a domain expert is trained on), `fuse` (text a fused model is trained on) and
+`val` (held-out text, seen by no model). Roles join with "+": `stdlib/net/source+fuse` is every training file of
+the networking modules.
 
 A corpus spec names domains and a role: ``stdlib/net/source`` is the networking modules' source share (its
 validation split is the networking `val` share), ``stdlib/text+net+num/fuse`` the union of the three fuse shares.
@@ -62,8 +63,8 @@ def split_roles(files: list[str], sizes: dict[str, int]) -> dict[str, list[str]]
     return {r: sorted(v) for r, v in out.items()}
 
 
-def parse_spec(spec: str) -> tuple[list[str], str]:
-    """'stdlib/text+net/fuse' -> (['text', 'net'], 'fuse'), naming what is wrong otherwise."""
+def parse_spec(spec: str) -> tuple[list[str], list[str]]:
+    """'stdlib/text+net/fuse' -> (['text', 'net'], ['fuse']), naming what is wrong otherwise."""
     parts = spec.split("/")
     if len(parts) != 3 or parts[0] != "stdlib":
         raise ConfigError(f"data.corpus={spec!r} is invalid: 'stdlib' or 'stdlib/DOMAIN[+DOMAIN...]/ROLE' "
@@ -71,22 +72,24 @@ def parse_spec(spec: str) -> tuple[list[str], str]:
     names = parts[1].split("+")
     for n in names:
         DOMAINS.get(n)
-    if parts[2] not in ROLES or parts[2] == "val":
-        raise ConfigError(f"data.corpus={spec!r}: role {parts[2]!r} is not a training role"
-                          f"{nearest(parts[2], ROLES)}; roles: source, fuse (val is the held-out share)")
-    return names, parts[2]
+    roles = parts[2].split("+")
+    for r in roles:
+        if r not in ROLES or r == "val":
+            raise ConfigError(f"data.corpus={spec!r}: role {r!r} is not a training role"
+                              f"{nearest(r, ROLES)}; roles: source, fuse, source+fuse (val is the held-out share)")
+    return names, roles
 
 
 def domain_corpus(spec: str, max_bytes: int | None = None, root: str | None = None) -> Corpus:
     """The Corpus of a spec: train files are the role's files of every named domain, val files their `val` files.
     max_bytes caps the bytes kept per domain and split (`_cap`: at least one file each)."""
-    names, role = parse_spec(spec)
+    names, roles_wanted = parse_spec(spec)
     base = Path(root or sysconfig.get_paths()["stdlib"])
     train, val = [], []
     for n in names:
         files = domain_files(n, str(base))
         roles = split_roles(files, {f: (base / f).stat().st_size for f in files})
-        train += _cap(roles[role], base, max_bytes)
+        train += _cap(sorted(f for r in roles_wanted for f in roles[r]), base, max_bytes)
         val += _cap(roles["val"], base, max_bytes)
     return Corpus(str(base), train, val)
 
