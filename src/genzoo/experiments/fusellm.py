@@ -3,15 +3,16 @@ architectures and tokenizers (FuseLLM, Wan et al. 2024, arXiv 2401.10491) predic
 the same target trained with the language-modelling loss alone, and how many target tokens does MinED align
 that exact matching leaves to the fallback?
 
-1. Three sources, each trained (shared loop, task "lm") on the `source` share of one standard-library domain:
-   a GPT-2-style model on bytes (text processing), a Llama-style model with a SentencePiece-style BPE
-   (networking), a Mistral-style model with a byte-level BPE of 2048 (numerics).
-2. The target's tokenizer (byte-level BPE) is trained on the union of the domains' `fuse` shares, which no
-   source has seen; that text is cut into sequences and the sources' top-10 distributions are aligned onto the
-   target tokens (MinED) and stored once (safetensors shards).
+1. Three sources, each trained (shared loop, task "lm") on the training files (`source+fuse` shares) of one
+   standard-library domain: a GPT-2-style model on bytes (text processing), a Llama-style model with a
+   SentencePiece-style BPE (networking), a Mistral-style model with a byte-level BPE of 2048 (numerics).
+2. The target's tokenizer (byte-level BPE) is trained on the union of the domains' `fuse` shares (each known to
+   its own domain's source, none to the others); that text is cut into sequences and the sources' top-10
+   distributions are aligned onto the target tokens (MinED) and stored once (safetensors shards).
 3. Three targets, the same recipe, data, order and steps: CLM only, MinCE, AvgCE (lambda = 0.9).
-4. Bits per character of every target and every source on each domain's held-out (`val`) text; alignment
-   rate per source (share of target positions with a non-fallback mapping) under exact matching and MinED.
+4. Bits per character of every target and every source on each domain's held-out (`val`) files, which no
+   model has seen; alignment rate per source (share of target positions with a non-fallback mapping) under
+   exact matching and MinED.
 
 Writes report.md, bits_per_char.png, alignment.png, curves.png and results.json.
 """
@@ -273,11 +274,13 @@ def report(r: dict, targets_md: str) -> str:
     verdict = "beats" if r["min_ce_beats_avg_ce"] else "does not beat"
     lines = [
         "# FuseLLM: knowledge fusion of language models with different tokenizers and architectures", "",
-        f"Three sources, each trained on one standard-library domain; a Llama-style target trained for "
-        f"{s['target_steps']} steps (batch {s['batch_size']}) on {s['sequences']} sequences (at most "
-        f"{s['sequence_tokens']} target tokens, {s['sequence_chars']} characters) of text no source has seen, with "
-        f"lambda = {s['lambda']} and the sources' top-{s['top_k']} distributions aligned by MinED. "
-        "Bits per character on each domain's held-out files (sources on their own tokenization):", "",
+        f"Three sources, each trained on the training files of one standard-library domain; a Llama-style target "
+        f"trained for {s['target_steps']} steps (batch {s['batch_size']}) on {s['sequences']} sequences (at most "
+        f"{s['sequence_tokens']} target tokens, {s['sequence_chars']} characters) of the three domains' fuse "
+        f"files (each seen by its own domain's source, as the paper's sources know the kind of text they are fused "
+        f"on), with lambda = {s['lambda']} and the sources' top-{s['top_k']} distributions aligned by MinED. "
+        "Bits per character on each domain's held-out files, which no model has seen (sources on their own "
+        "tokenization):", "",
         *rows, "",
         f"MinCE {verdict} AvgCE on the union of domains ({u['min-ce']:.4f} vs {u['avg-ce']:.4f} bits/char; the paper "
         f"finds MinCE better). MinCE vs CLM: {100 * (u['clm'] - u['min-ce']) / u['clm']:+.2f}% "
