@@ -72,12 +72,11 @@ def cmd_generate(args) -> int:
     import torch
 
     import genzoo
-    from .rundir import resolve_checkpoint_dir
+    from .streamers import TextStreamer
     from .tokenizers import Tokenizer
 
-    directory = resolve_checkpoint_dir(args.dir)
-    model = genzoo.load(directory)
-    tok = Tokenizer.from_dir(directory)
+    model = genzoo.load(args.dir)
+    tok = Tokenizer.load(args.dir)
     ids = tok.encode(args.prompt)
     if not ids:
         raise ArgumentError("genzoo generate: --prompt encodes to no tokens")
@@ -96,38 +95,110 @@ def cmd_generate(args) -> int:
             raise ArgumentError(f"genzoo generate: --compile: {type(model).__name__}.generate has no compiled "
                                 "decoding step (causal LMs do)")
         extra["compile"] = True
+    if args.repetition_penalty != 1.0 or args.min_new_tokens or args.stop:
+        extra.update(repetition_penalty=args.repetition_penalty, min_new_tokens=args.min_new_tokens)
+        if args.stop:
+            extra.update(stop=args.stop, tokenizer=tok)
+    causal = hasattr(model, "make_cache")
+    stream = args.num_samples == 1 and args.num_beams == 1 and not args.no_stream
+    if stream:  # print tokens as they come (a causal LM echoes the prompt first)
+        extra["streamer"] = TextStreamer(tok, skip_prompt=not causal)
     out = model.generate(
         prompt, max_new_tokens=min(args.max_new_tokens, model.config.max_positions - len(ids)),
         do_sample=sample, temperature=args.temperature if sample else 1.0, top_k=args.top_k, top_p=args.top_p,
         eos_token_id=tok.eos_id, seed=args.seed, **extra,
     )
-    for i, row in enumerate(out.tolist()):
-        if args.num_samples > 1:
-            print(f"--- sample {i + 1} ---")
-        print(tok.decode(row))
+    if not stream:
+        for i, row in enumerate(out.tolist()):
+            if args.num_samples > 1:
+                print(f"--- sample {i + 1} ---")
+            print(tok.decode(row))
     return 0
+
+
+def cmd_chat(args) -> int:
+    import torch
+
+    import genzoo
+    from .streamers import TextStreamer
+    from .tokenizers import Tokenizer
+
+    model = genzoo.load(args.path)
+    tok = Tokenizer.load(args.path)
+    if not hasattr(model, "make_cache"):
+        raise ArgumentError(f"genzoo chat: {args.path} holds a {type(model).__name__}, not a causal LM")
+    if tok.chat_template is None:
+        raise ArgumentError(f"genzoo chat: {args.path} has no chat template (tokenizer_config.json 'chat_template', "
+                            "chat_template.jinja or GGUF 'tokenizer.chat_template')")
+    eos = [i for i in (tok.eos_id, model.config.eos_token_id) if i is not None]
+    messages = [{"role": "system", "content": args.system}] if args.system else []
+    interactive = not args.message and sys.stdin.isatty()
+    for text in args.message or _user_lines(interactive):
+        if text == "/reset":
+            messages = messages[:1] if args.system else []
+            continue
+        messages.append({"role": "user", "content": text})
+        ids = tok.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)
+        room = model.config.max_positions - len(ids)
+        if room < 1:
+            raise ArgumentError(f"genzoo chat: the conversation is {len(ids)} tokens, the model's limit is "
+                                f"{model.config.max_positions}; start a new one (/reset)")
+        streamer = TextStreamer(tok, skip_prompt=True, skip_special_tokens=True)
+        sample = args.temperature > 0
+        model.generate(torch.tensor([ids]), max_new_tokens=min(args.max_new_tokens, room), do_sample=sample,
+                       temperature=args.temperature if sample else 1.0, top_k=args.top_k, top_p=args.top_p,
+                       repetition_penalty=args.repetition_penalty, eos_token_id=sorted(set(eos)), seed=args.seed,
+                       streamer=streamer)
+        messages.append({"role": "assistant", "content": streamer.text.strip()})
+    return 0
+
+
+def _user_lines(interactive: bool):
+    """The user's messages: typed lines (with a prompt) or stdin's lines; /exit ends, /reset starts over."""
+    while True:
+        try:
+            line = input("> ") if interactive else sys.stdin.readline()
+        except EOFError:
+            return
+        if not interactive and not line:
+            return
+        line = line.strip()
+        if line in ("/exit", "/quit"):
+            return
+        if line:
+            yield line
 
 
 def cmd_embed(args) -> int:
     import json
 
     import genzoo
-    from .rundir import resolve_checkpoint_dir
     from .tokenizers import Tokenizer
 
-    directory = resolve_checkpoint_dir(args.dir)
-    model = genzoo.load(directory)
+    model = genzoo.load(args.dir)
     if not hasattr(model, "encode"):
-        raise ArgumentError(f"genzoo embed: {directory} holds a {type(model).__name__}, not an encoder")
+        raise ArgumentError(f"genzoo embed: {args.dir} holds a {type(model).__name__}, not an encoder")
     if args.pooling:
         model.config.pooling = args.pooling
-    emb = model.encode(args.text, Tokenizer.from_dir(directory), normalize=not args.no_normalize)
-    for text, row in zip(args.text, emb.tolist()):
-        print(json.dumps({"text": text, "embedding": [round(v, 6) for v in row]}))
+    emb = model.encode(args.text, Tokenizer.load(args.dir), normalize=not args.no_normalize)
+    norms = emb.norm(dim=-1)
+    sims = (emb / norms[:, None].clamp(min=1e-12)) @ (emb / norms[:, None].clamp(min=1e-12)).t()
+    if args.format == "jsonl":  # one JSON object per text, nothing else on stdout
+        for text, row, cos in zip(args.text, emb.tolist(), sims.tolist()):
+            print(json.dumps({"text": text, "embedding": [round(v, 6) for v in row],
+                              "cosine": [round(v, 6) for v in cos]}))
+        return 0
+    width = max(len(t) for t in args.text[:50])
+    width = min(max(width, 4), 40)
+    print(f"{'#':>3}  {'text':{width}}  {'dim':>4}  {'norm':>7}  first values")
+    for i, (text, row) in enumerate(zip(args.text, emb.tolist())):
+        short = text if len(text) <= width else text[: width - 3] + "..."
+        print(f"{i:>3}  {short:{width}}  {len(row):>4}  {norms[i]:7.4f}  " + " ".join(f"{v:+.4f}" for v in row[:4]))
     if len(args.text) > 1:
-        sims = emb @ emb.t()
+        print("\ncosine similarity")
+        print("     " + " ".join(f"{j:>7}" for j in range(len(args.text))))
         for i in range(len(args.text)):
-            print("cosine " + " ".join(f"{v:+.4f}" for v in sims[i].tolist()))
+            print(f"{i:>3}  " + " ".join(f"{v:+7.4f}" for v in sims[i].tolist()))
     return 0
 
 
@@ -157,7 +228,10 @@ def cmd_experiment(args) -> int:
 
 
 def build_parser() -> Parser:
+    from . import __version__
+
     p = Parser(prog="genzoo", description="The models of generative AI from one set of parts.")
+    p.add_argument("--version", action="version", version=f"genzoo {__version__}")
     sub = p.add_subparsers(dest="command", required=True, parser_class=Parser)
 
     s = sub.add_parser("list", help="architectures, presets, recipes, experiments, benchmarks")
@@ -189,8 +263,8 @@ def build_parser() -> Parser:
     s.add_argument("--no-progress", action="store_true", help="no progress bars")
     s.set_defaults(fn=cmd_fuse)
 
-    s = sub.add_parser("generate", help="generate text from a run or Hugging Face directory")
-    s.add_argument("dir", help="a run directory or a Hugging Face-format model directory")
+    s = sub.add_parser("generate", help="generate text from a run or Hugging Face directory, or a GGUF file")
+    s.add_argument("dir", help="a run directory, a Hugging Face-format model directory or a .gguf file")
     s.add_argument("--prompt", required=True)
     s.add_argument("--max-new-tokens", type=int, default=64)
     s.add_argument("--temperature", type=float, default=0.8, help="0 for greedy decoding")
@@ -203,13 +277,33 @@ def build_parser() -> Parser:
                    help="beam search: a finished hypothesis scores sum(log p) / length ** this")
     s.add_argument("--compile", action="store_true",
                    help="decode through torch.compile (causal LMs): a one-off compilation, then a faster step")
+    s.add_argument("--repetition-penalty", type=float, default=1.0, help="> 1 discourages repeating tokens")
+    s.add_argument("--min-new-tokens", type=int, default=0, help="no end-of-text before this many new tokens")
+    s.add_argument("--stop", action="append", metavar="TEXT", help="stop once this text is generated (repeatable)")
+    s.add_argument("--no-stream", action="store_true", help="print the text at the end, not as it is generated")
     s.set_defaults(fn=cmd_generate)
+
+    s = sub.add_parser("chat", help="chat with a causal LM through its chat template (HF directory or GGUF file)")
+    s.add_argument("path", help="a model directory with a chat template, or a .gguf file")
+    s.add_argument("--message", action="append", metavar="TEXT",
+                   help="a user message (repeatable: a conversation); without it, read messages from stdin")
+    s.add_argument("--system", help="a system message")
+    s.add_argument("--max-new-tokens", type=int, default=256)
+    s.add_argument("--temperature", type=float, default=0.0, help="0 (default): greedy decoding")
+    s.add_argument("--top-k", type=int, default=None)
+    s.add_argument("--top-p", type=float, default=None)
+    s.add_argument("--repetition-penalty", type=float, default=1.0)
+    s.add_argument("--seed", type=int, default=0)
+    s.set_defaults(fn=cmd_chat)
 
     s = sub.add_parser("embed", help="sentence embeddings from an encoder (run or Hugging Face directory)")
     s.add_argument("dir", help="an encoder directory, e.g. the all-MiniLM-L6-v2 checkpoint")
     s.add_argument("--text", action="append", required=True, help="a text to embed (repeatable)")
     s.add_argument("--pooling", choices=["mean", "cls"], help="override the model's pooling")
     s.add_argument("--no-normalize", action="store_true", help="do not L2-normalise the embeddings")
+    s.add_argument("--format", choices=["jsonl", "table"], default="jsonl",
+                   help="jsonl (default): one JSON object per text with its embedding and cosine similarities; "
+                        "table: a readable summary and the cosine matrix")
     s.set_defaults(fn=cmd_embed)
 
     s = sub.add_parser("eval", help="validation metrics of a run directory (loss and perplexity, exact match, ...)")

@@ -17,8 +17,8 @@ from .files import SAFETENSORS, SAFETENSORS_INDEX, read_config, read_weights
 from .formats import FORMATS, CheckpointFormat, KeyMap
 from .meta import assign_weights, empty_parameters
 
-__all__ = ["FORMATS", "CheckpointFormat", "KeyMap", "atomic_dir", "checked_state", "empty_parameters", "load",
-           "load_weights_into", "resolve_checkpoint_dir", "save"]
+__all__ = ["FORMATS", "CheckpointFormat", "KeyMap", "atomic_dir", "check_state", "checked_state", "empty_parameters",
+           "load", "load_weights_into", "resolve_checkpoint_dir", "save"]
 
 
 def tied_parameters(model) -> list[str]:
@@ -38,7 +38,7 @@ def format_for(hf_config: dict, file: Path) -> CheckpointFormat:
 
 
 def load(path: str | os.PathLike, *, dtype: torch.dtype | None = None, device: str | torch.device = "cpu"):
-    """Load a Hugging Face-format directory or genzoo run directory; returns the model in eval mode.
+    """Load a Hugging Face-format directory, a genzoo run directory or a GGUF file; returns the model in eval mode.
 
     Loading is strict: tensors the model lacks, tensors the checkpoint lacks and mis-shaped tensors
     raise `CheckpointError`, listing them.
@@ -51,6 +51,10 @@ def load(path: str | os.PathLike, *, dtype: torch.dtype | None = None, device: s
     dtype: floating-point tensors are converted to it one by one as they are read (default: the model's own
     dtype, fp32); device: each tensor is moved there as it is assigned.
     """
+    if Path(path).suffix == ".gguf":  # a single GGUF file (interop.gguf)
+        from .gguf import load_gguf
+
+        return load_gguf(path, dtype=dtype, device=device)
     directory = resolve_checkpoint_dir(path)
     hf_config = read_config(directory)
     fmt = format_for(hf_config, directory / "config.json")
@@ -81,6 +85,12 @@ def checked_state(model, directory: Path, fmt: CheckpointFormat | None = None,
     if fmt is None:
         fmt = format_for(read_config(directory), directory / "config.json")
     state, unexpected = fmt.state_from_hf(read_weights(directory, cast), config)
+    return check_state(model, state, unexpected, directory)
+
+
+def check_state(model, state: dict[str, torch.Tensor], unexpected: list[str], where) -> dict[str, torch.Tensor]:
+    """`state` (tied names left out) if its keys and shapes are exactly the model's; otherwise CheckpointError lists
+    what is missing, unexpected (with the checkpoint keys no format name reads), mis-shaped."""
     expected = model.state_dict()
     for name in tied_parameters(model):
         expected.pop(name, None)
@@ -95,7 +105,7 @@ def checked_state(model, directory: Path, fmt: CheckpointFormat | None = None,
     if missing or unexpected or shapes:
         parts = [f"{name} ({len(keys)}): {keys[:20]}" for name, keys in
                  (("missing", missing), ("unexpected", unexpected), ("mis-shaped", shapes)) if keys]
-        raise CheckpointError(f"{directory}: checkpoint does not match the model; " + "; ".join(parts))
+        raise CheckpointError(f"{where}: checkpoint does not match the model; " + "; ".join(parts))
     return state
 
 

@@ -29,6 +29,7 @@ def tokenize(tok: Tokenizer, texts: list[str], max_len: int) -> tuple[torch.Tens
 
 @TASKS.register("clip")
 class ImageTextContrastive(DigitsTask):
+    loss_label = "contrastive cross-entropy (nats/pair)"
     def __init__(self, recipe: Recipe, run: Path, d: Dist):
         super().__init__(recipe, run, d)
         self.tokenizer = caption_tokenizer(run, recipe.data.vocab_size, d)

@@ -34,6 +34,7 @@ def mask_tokens(ids: torch.Tensor, prob: float, mask_id: int, vocab: int, g: tor
 
 @TASKS.register("mlm")
 class MaskedLanguageModelling(LanguageModelling):
+    loss_label = "cross-entropy (nats/masked token)"
     """The language-modelling corpus and tokenizer (with [PAD] [MASK] [CLS] [SEP]), masked instead of shifted."""
 
     special_tokens = SPECIALS

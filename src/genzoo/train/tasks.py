@@ -28,6 +28,7 @@ class Task:
     """The interface the trainer uses. `units` names what `units_per_step` counts (for throughput)."""
 
     units = "items"
+    loss_label = "cross-entropy (nats/token)"  # the y axis of loss.png
 
     def __init__(self, recipe: Recipe, run: Path, d: Dist):
         self.recipe, self.run, self.d = recipe, run, d

@@ -191,7 +191,8 @@ def _train(recipe: Recipe, run: Path, resume: bool, d: Dist) -> dict:
             last_val = task.validate(wrapped, amp)
             if log is not None:
                 log.write({"step": step, **last_val})
-                plot_losses(log.records(), run / "loss.png", f"{recipe.name or 'run'}: {run.name}")
+                plot_losses(log.records(), run / "loss.png", f"{recipe.name or 'run'}: {run.name}",
+                            getattr(task, "loss_label", "loss"))
             if d.is_main and recipe.progress:
                 bar.write(f"step {step}: " + ", ".join(f"{k} {v:.4f}" for k, v in last_val.items()))
         if step % recipe.save_every == 0 or step == recipe.steps:
