@@ -61,6 +61,21 @@ def cmd_train(args) -> int:
     return 0
 
 
+def cmd_fuse(args) -> int:
+    from .fuse import fuse
+    from .train import load_recipe
+
+    recipe = load_recipe(args.target, args.set or [])
+    if args.no_progress:
+        recipe.progress = False
+    out = args.out or os.path.join("runs", "fuse-" + args.target)
+    result = fuse(args.source, recipe, out, steps=args.steps, resume=args.resume, text=args.text)
+    metrics = ", ".join(f"{k} {v:.4f}" for k, v in result.items() if k not in ("run", "step", "skipped"))
+    print(f"fused {len(args.source)} sources into {args.target}: {result['step']} steps ({metrics}); "
+          f"run directory: {result['run']} (precomputed distributions: {os.path.join(out, 'topk')})")
+    return 0
+
+
 def cmd_generate(args) -> int:
     import torch
 
@@ -285,6 +300,22 @@ def build_parser() -> Parser:
                    "(its weights and tokenizer); add --set lora.r=8 to train LoRA adapters only")
     s.add_argument("--no-progress", action="store_true", help="no progress bar")
     s.set_defaults(fn=cmd_train)
+
+    s = sub.add_parser("fuse", help="FuseLLM: train a target LM on the fused distributions of source LMs")
+    s.add_argument("--source", action="append", required=True, metavar="DIR",
+                   help="a source causal LM: a run or Hugging Face directory with its tokenizer.json (repeatable)")
+    s.add_argument("--target", required=True, metavar="RECIPE", help="the target's recipe, of task 'fuse' "
+                   "(e.g. fusellm-target)")
+    s.add_argument("--out", help="run directory (default runs/fuse-RECIPE); the distributions go to OUT/topk")
+    s.add_argument("--text", metavar="PATH", help="fuse on this text file, or the .txt/.md/.rst/.py files under "
+                   "this directory, instead of the recipe's corpus (validation stays on the corpus's held-out split)")
+    s.add_argument("--steps", type=int, help="number of optimizer steps (overrides the recipe)")
+    s.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="override a recipe field, e.g. --set fuse.method=avg-ce --set fuse.lam=0.8 (repeatable)")
+    s.add_argument("--resume", action="store_true", help="continue the training from OUT's latest checkpoint "
+                   "(the precomputation always continues where it stopped)")
+    s.add_argument("--no-progress", action="store_true", help="no progress bars")
+    s.set_defaults(fn=cmd_fuse)
 
     s = sub.add_parser("generate", help="generate text from a run or Hugging Face directory, or a GGUF file")
     s.add_argument("dir", help="a run directory, a Hugging Face-format model directory or a .gguf file")

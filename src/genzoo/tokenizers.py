@@ -224,3 +224,31 @@ def train_bpe(texts, vocab_size: int, min_frequency: int = 2, special_tokens: tu
     )
     tok.train_from_iterator(texts, trainer=trainer)
     return Tokenizer(tok, EOS, "[PAD]" if "[PAD]" in special_tokens else None)
+
+
+def train_sentencepiece_bpe(texts, vocab_size: int, min_frequency: int = 2,
+                            special_tokens: tuple[str, ...] = ()) -> Tokenizer:
+    """A SentencePiece-style BPE as Llama and Mistral ship it (Kudo & Richardson 2018): spaces become "▁" and
+    start a piece (Metaspace; no dummy prefix, so decoding gives the text back exactly), characters outside the
+    vocabulary fall back to their UTF-8 bytes "<0x00>".."<0xFF>".
+    `vocab_size` entries: the end-of-text token and specials, the 256 byte tokens, then characters and merges."""
+    tok = _HFTokenizer(models.BPE(byte_fallback=True))
+    tok.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="never")  # lossless: no dummy prefix
+    tok.decoder = decoders.Sequence([decoders.Replace("▁", " "), decoders.ByteFallback(), decoders.Fuse()])
+    specials = [EOS, *special_tokens]
+    byte_tokens = [f"<0x{b:02X}>" for b in range(256)]
+    trainer = trainers.BpeTrainer(vocab_size=max(1, vocab_size - len(byte_tokens)), min_frequency=min_frequency,
+                                  special_tokens=specials, show_progress=False)
+    tok.train_from_iterator(texts, trainer=trainer)
+    data = json.loads(tok.to_str())  # the byte tokens join the model's own vocabulary (not added tokens)
+    learned = sorted(data["model"]["vocab"].items(), key=lambda kv: kv[1])
+    vocab = {t: i for i, t in enumerate(specials)}
+    for t in byte_tokens + [t for t, _ in learned if t not in vocab]:
+        vocab.setdefault(t, len(vocab))
+    data["model"]["vocab"] = vocab
+    for added in data.get("added_tokens", []):
+        added["id"] = vocab[added["content"]]
+    return Tokenizer(_HFTokenizer.from_str(json.dumps(data)), EOS, "[PAD]" if "[PAD]" in special_tokens else None)
+
+
+TOKENIZER_TRAINERS = {"byte-bpe": train_bpe, "sentencepiece-bpe": train_sentencepiece_bpe}  # data.tokenizer

@@ -10,8 +10,9 @@ from pathlib import Path
 import torch
 
 from ..data import stdlib_corpus
+from ..data.domains import domain_corpus
 from ..errors import ConfigError
-from ..tokenizers import Tokenizer, train_bpe
+from ..tokenizers import TOKENIZER_TRAINERS, Tokenizer
 from .distributed import Dist
 from .recipe import DataConfig
 
@@ -36,19 +37,28 @@ def run_tokenizer(run: Path, d: Dist, train) -> Tokenizer:
     return Tokenizer.from_dir(run)
 
 
+def corpus_of(cfg: DataConfig):
+    """The recipe's corpus: the whole standard library, or a domain share of it (`genzoo.data.domains`)."""
+    if cfg.corpus.startswith("stdlib/"):
+        return domain_corpus(cfg.corpus, max_bytes=cfg.max_bytes)
+    if cfg.corpus != "stdlib":
+        raise ConfigError(f"data.corpus={cfg.corpus!r} is not known; known: stdlib, stdlib/DOMAIN[+DOMAIN...]/ROLE")
+    return stdlib_corpus(max_bytes=cfg.max_bytes, val_percent=cfg.val_percent)
+
+
 def prepare(cfg: DataConfig, run: Path, d: Dist, special_tokens: tuple[str, ...] = (),
             tokenizer: Tokenizer | None = None) -> tuple[Tokenizer, torch.Tensor, torch.Tensor]:
-    """-> (tokenizer, train tokens, validation tokens). tokenizer: the initial checkpoint's (else one is trained)."""
+    """-> (tokenizer, train tokens, validation tokens). tokenizer: the initial checkpoint's (else one is trained
+    by the recipe's `data.tokenizer` trainer)."""
     if cfg.source is not None:
         return prepare_source(cfg, run, d, special_tokens, tokenizer)
-    if cfg.corpus != "stdlib":
-        raise ConfigError(f"data.corpus={cfg.corpus!r} is not known; known: stdlib")
-    corpus = stdlib_corpus(max_bytes=cfg.max_bytes, val_percent=cfg.val_percent)
+    corpus = corpus_of(cfg)
     train_texts = corpus.read("train")
     if d.is_main:
         (run / "data.json").write_text(json.dumps(corpus.manifest, indent=1) + "\n")
-    tokenizer = run_tokenizer(run, d, lambda: tokenizer or train_bpe(train_texts, cfg.vocab_size,
-                                                                     special_tokens=special_tokens))
+    trainer = TOKENIZER_TRAINERS[cfg.tokenizer]
+    tokenizer = run_tokenizer(run, d, lambda: tokenizer or trainer(train_texts, cfg.vocab_size,
+                                                                   special_tokens=special_tokens))
     return tokenizer, token_stream(tokenizer, train_texts), token_stream(tokenizer, corpus.read("val"))
 
 
@@ -85,8 +95,9 @@ def prepare_source(cfg: DataConfig, run: Path, d: Dist, special_tokens: tuple[st
             return (p.text for p in source.pieces(cfg.text_column, cfg.max_bytes)
                     if not in_val(p.key(source), cfg.val_percent))
 
-        tok = run_tokenizer(run, Dist(), lambda: tokenizer or train_bpe(train_texts(), cfg.vocab_size,
-                                                                      special_tokens=special_tokens))
+        trainer = TOKENIZER_TRAINERS[cfg.tokenizer]
+        tok = run_tokenizer(run, Dist(), lambda: tokenizer or trainer(train_texts(), cfg.vocab_size,
+                                                                    special_tokens=special_tokens))
         if not fresh:
             record.unlink(missing_ok=True)
             counts = write_token_files(source, tok, directory, column=cfg.text_column, val_percent=cfg.val_percent,

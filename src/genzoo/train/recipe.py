@@ -23,6 +23,7 @@ class DataConfig:
     max_bytes: int | None = None  # cap on source bytes read (None: all)
     val_percent: float = 5.0
     vocab_size: int = 2048  # byte-level BPE trained on the corpus
+    tokenizer: str = "byte-bpe"  # genzoo.tokenizers.TOKENIZER_TRAINERS: "byte-bpe" (GPT-2) or "sentencepiece-bpe" (Llama)
     block_size: int = 128
     mask_prob: float = 0.15  # task "mlm": the fraction of tokens to predict (BERT 15%, ModernBERT 30%)
     # the user's own data (genzoo.data.sources); None: the embedded corpus above
@@ -75,6 +76,7 @@ class Recipe:
     device: str = "auto"  # "auto": cuda when present, else cpu
     fsdp: bool = False  # shard the model with FSDP2 (fully_shard) under torchrun
     progress: bool = True
+    fuse: dict = field(default_factory=dict)  # task "fuse": genzoo.fuse.FuseConfig fields (sources' shards, method, lam)
 
     def __post_init__(self):
         if isinstance(self.data, dict):
@@ -83,6 +85,11 @@ class Recipe:
             self.lora = _build(LoraSettings, self.lora, "lora")
         if not (isinstance(self.lora.r, int) and self.lora.r >= 0):
             raise ConfigError(f"recipe field lora.r={self.lora.r!r} is invalid: an integer >= 0 (0: no adapters)")
+        from ..tokenizers import TOKENIZER_TRAINERS
+
+        if self.data.tokenizer not in TOKENIZER_TRAINERS:
+            raise ConfigError(f"recipe field data.tokenizer={self.data.tokenizer!r} is invalid: one of "
+                              f"{', '.join(TOKENIZER_TRAINERS)}")
         for f in ("steps", "batch_size", "grad_accum", "eval_every", "eval_batches", "save_every", "log_every",
                   "keep_checkpoints"):
             v = getattr(self, f)
@@ -98,6 +105,10 @@ class Recipe:
 
         # check the model fields now, before any data is read or compute is spent
         PRESETS.get(self.model["preset"]).make(**{k: v for k, v in self.model.items() if k != "preset"})
+        if self.fuse or self.task == "fuse":
+            from ..fuse.config import FuseConfig
+
+            FuseConfig.from_dict(self.fuse)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -196,6 +207,8 @@ def recipe_from_dict(data: dict, overrides: list[str] | dict | None = None) -> R
         head, _, rest = key.partition(".")
         if head == "model" and rest:  # model.* is checked against the model config when it is built
             data["model"][rest] = value
+        elif head == "fuse" and rest:  # fuse.* is checked by FuseConfig when the recipe is built
+            data["fuse"] = {**data.get("fuse", {}), rest: value}
         elif head == "data" and rest:
             dh = get_type_hints(DataConfig)
             if rest not in dh:
@@ -210,13 +223,13 @@ def recipe_from_dict(data: dict, overrides: list[str] | dict | None = None) -> R
             if not _type_ok(value, lh[rest]):
                 raise ConfigError(f"--set {key}={value!r} has the wrong type: expected {type_name(lh[rest])}")
             data["lora"][rest] = value
-        elif key in hints and key not in ("model", "data", "name", "lora"):
+        elif key in hints and key not in ("model", "data", "name", "lora", "fuse"):
             if not _type_ok(value, hints[key]):
                 raise ConfigError(f"--set {key}={value!r} has the wrong type: expected {type_name(hints[key])}")
             data[key] = value
         else:
-            choices = [k for k in hints if k not in ("model", "data", "name", "lora")] + \
-                ["model.<field>", "data.<field>", "lora.<field>"]
+            choices = [k for k in hints if k not in ("model", "data", "name", "lora", "fuse")] + \
+                ["model.<field>", "data.<field>", "lora.<field>", "fuse.<field>"]
             raise ConfigError(f"unknown --set key {key!r}{nearest(key, choices)}; keys: {', '.join(choices)}")
     top = {k: v for k, v in data.items() if k not in ("data", "lora")}
     for k, v in top.items():
