@@ -135,7 +135,7 @@ class TextState:
     Text is decoded after a few of the prompt's last tokens (`context`) and that prefix's text removed, so a
     tokenizer that drops the leading space of a first token (SentencePiece) writes the new text as it reads
     after the prompt. A piece ending in an incomplete character, or that could be the start of a stop string, is
-    held back until the next token decides it; stop strings end the text before them (OpenAI's `stop`)."""
+    held back until the next tokens decide it; stop strings end the text before them (OpenAI's `stop`)."""
 
     def __init__(self, tokenizer, prompt: list[int], stop: list[str], context: int = 4):
         self.tok, self.stop = tokenizer, stop
@@ -144,7 +144,7 @@ class TextState:
         self.ids: list[int] = []
         self.text = ""
         self.sent = 0
-        self.hold = max((len(s) for s in stop), default=1) - 1
+        self.hold = max((len(s) for s in stop), default=1) - 1  # a stop string found now starts at most this far
         self.stopped = False
 
     def _decode(self, ids: list[int]) -> str:
@@ -165,13 +165,23 @@ class TextState:
         self.text = text
         if self.stopped:
             return self.flush()
-        safe = len(text) - self.hold if self.stop else len(text)
+        safe = len(text) - self._held(text)
         if text.endswith("\ufffd"):
             safe = min(safe, len(text) - 1)
         if safe <= self.sent:
             return ""
         piece, self.sent = text[self.sent:safe], safe
         return piece
+
+    def _held(self, text: str) -> int:
+        """How many characters at the end of `text` could be the start of a stop string."""
+        held = 0
+        for s in self.stop:
+            for k in range(min(len(s) - 1, len(text)), held, -1):
+                if text.endswith(s[:k]):
+                    held = k
+                    break
+        return held
 
     def flush(self) -> str:
         """The rest of the text (the request has finished)."""

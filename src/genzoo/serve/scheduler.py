@@ -63,6 +63,8 @@ class Stats:
     cancelled: int = 0
     peak_batch: int = 0
     row_steps: int = 0  # sum over steps of the rows decoded (mean batch = row_steps / steps)
+    shifts: int = 0  # the running rows moved right for a longer prompt
+    compactions: int = 0  # the running rows moved left to reuse the slots before the earliest start
 
     def as_dict(self) -> dict:
         d = dict(self.__dict__)
@@ -232,8 +234,10 @@ class Scheduler:
         else:
             if self._span(group)[1] > s.max_len:
                 s.compact()
+                self.stats.compactions += 1
             if p > s.length:
                 s.shift(p - s.length)
+                self.stats.shifts += 1
         new = []
         for i, q in enumerate(group):
             s.place(cache, i, len(q.prompt))
@@ -245,9 +249,7 @@ class Scheduler:
         self._advance(new, tokens)
 
     def _step(self) -> None:
-        s = self.slots
-        if s.length >= s.max_len:
-            s.compact()
+        s = self.slots  # admission keeps every row's last slot inside the cache (`_span`): no room check here
         n = len(self.rows)
         tok = torch.tensor([[r.last] for r in self.rows], device=self.device)  # (n, 1)
         view = s.view()
