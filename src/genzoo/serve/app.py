@@ -28,6 +28,8 @@ STATIC = resources.files("genzoo.serve") / "static"
 def create_app(served: Served, settings: ServeSettings | None = None) -> FastAPI:
     """The app; its scheduler and worker start with the app's lifespan (uvicorn, or `with TestClient(app)`)."""
     settings = settings or ServeSettings()
+    if settings.model_name:
+        served.name = settings.model_name
     state = {"scheduler": None, "worker": None, "started": int(time.time())}
 
     @contextlib.asynccontextmanager

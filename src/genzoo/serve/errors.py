@@ -50,7 +50,8 @@ def _field(loc) -> str:
             continue
         if isinstance(part, int):
             out += f"[{part}]"
-        elif part in ("function-after", "union") or str(part).startswith(("list[", "constrained-", "str", "int")):
+        elif str(part) in ("str", "int", "float", "bool") or str(part).startswith(
+                ("list[", "dict[", "constrained-", "function-", "union[", "tagged-union[", "json-or-python[")):
             continue  # the type a union branch tried, not a field
         else:
             out += f".{part}" if out else str(part)

@@ -19,6 +19,8 @@ from .scheduler import QueueFull
 from .scheduler import Request as Job
 from .schemas import ChatRequest, CompletionRequest, _Sampling
 
+POLL_S = 0.5  # how often a whole answer being waited for checks that its client is still there
+
 
 class LMRoutes:
     def __init__(self, served, settings, scheduler):
@@ -103,28 +105,26 @@ class LMRoutes:
         return jobs, events
 
     # ---- answers ---------------------------------------------------------------------------------------------
-    @staticmethod
-    async def _next(request: Request, events: asyncio.Queue, jobs, poll: bool = True) -> tuple:
-        """The next event. poll: check every 0.5 s whether the client has gone (a whole answer being waited for;
-        a stream is cancelled by the server itself when its client goes), and if so cancel the jobs and raise
-        ClientGone."""
-        if not poll:
-            return await events.get()
-        while True:
-            try:
-                return await asyncio.wait_for(events.get(), timeout=0.5)
-            except asyncio.TimeoutError:
-                if await request.is_disconnected():
-                    for j in jobs:
-                        j.cancel()
-                    raise ClientGone()
-
     async def collect(self, request: Request, jobs, events) -> tuple[list[str], list[str]]:
+        """The whole answer of each job. Every POLL_S seconds, whether or not tokens are arriving, it checks whether the
+        client has gone (a stream is cancelled by the server itself when its client goes); if so it cancels the
+        jobs (`finally`) and raises ClientGone."""
+        loop = asyncio.get_running_loop()
         texts, reasons = [""] * len(jobs), [None] * len(jobs)
         left = len(jobs)
+        check = loop.time() + POLL_S
         try:
             while left:
-                i, (kind, value) = await self._next(request, events, jobs)
+                try:
+                    i, (kind, value) = await asyncio.wait_for(events.get(), timeout=max(0.0, check - loop.time()))
+                except asyncio.TimeoutError:
+                    kind = None
+                if loop.time() >= check:
+                    if await request.is_disconnected():
+                        raise ClientGone()
+                    check = loop.time() + POLL_S
+                if kind is None:
+                    continue
                 if kind == "text":
                     texts[i] += value
                 elif kind == "done":
@@ -147,7 +147,7 @@ class LMRoutes:
                 for i in range(len(jobs)):
                     yield _sse(first(i))
             while left:
-                i, (kind, value) = await self._next(request, events, jobs, poll=False)
+                i, (kind, value) = await events.get()
                 if kind == "text":
                     yield _sse(chunk(i, value, None))
                 elif kind == "done":
@@ -288,9 +288,22 @@ def _sse(obj) -> str:
     return f"data: {json.dumps(obj, ensure_ascii=False)}\n\n"
 
 
+class _EventStream(StreamingResponse):
+    """Server-sent events whose generator is always closed when the response ends. Starlette cancels the sending
+    task when the client disconnects; if that task was blocked writing (a client that stopped reading: the socket's
+    buffers are full) rather than waiting on the generator, the generator stays suspended at its `yield` and its
+    `finally` (which frees the rows) would only run when garbage collection finds it."""
+
+    async def __call__(self, scope, receive, send):
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            await self.body_iterator.aclose()
+
+
 def _sse_response(gen) -> StreamingResponse:
-    return StreamingResponse(gen, media_type="text/event-stream",
-                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+    return _EventStream(gen, media_type="text/event-stream",
+                        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
 
 def add_routes(app: FastAPI, served, settings, scheduler_of) -> None:
