@@ -30,7 +30,8 @@ demo: $(VENV)/.base
 # tests/serve/test_page.py drives the web page in Debian's chromium through playwright (never a browser that
 # playwright downloads). Installed here when missing and we are root with apt-get. When it cannot be (not root, no
 # apt, the Debian mirror unreachable), the suite still passes: those tests are SKIPPED with a reason starting
-# "BROWSER TEST NOT RUN", which `pytest -rs` prints in the summary; GENZOO_REQUIRE_BROWSER=1 makes that a failure.
+# "BROWSER TEST NOT RUN", which pytest prints in its summary (-ra in pyproject.toml); GENZOO_REQUIRE_BROWSER=1
+# makes that a failure.
 browser:
 	@command -v chromium >/dev/null 2>&1 || { \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
@@ -41,7 +42,7 @@ browser:
 	    "tests/serve/test_page.py will report BROWSER TEST NOT RUN"; fi; }
 
 test: $(VENV)/.test browser
-	$(PY) -m pytest -q -rs tests
+	$(PY) -m pytest -q tests
 
 bench: $(VENV)/.test
 	$(VENV)/bin/genzoo bench decode

@@ -6,7 +6,7 @@ layout sanity (panels side by side or stacked, nothing overlapping, no sideways 
 
 Where no Chromium can be started (not installed and `make browser` could not install it: not root, no apt, no
 Debian mirror), these tests are SKIPPED with a reason that starts "BROWSER TEST NOT RUN" (`make test` prints skip
-reasons: pytest -rs): an environment it cannot control never fails the suite. GENZOO_REQUIRE_BROWSER=1 turns that
+reasons: -ra in pyproject.toml): an environment it cannot control never fails the suite. GENZOO_REQUIRE_BROWSER=1 turns that
 skip into a failure; GENZOO_CHROMIUM=PATH picks the browser. Anything that goes wrong once Chromium runs fails."""
 
 import os
