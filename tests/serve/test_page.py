@@ -5,9 +5,10 @@ similarity matrix and the images tab the samples; screenshots at a desktop and a
 layout sanity (panels side by side or stacked, nothing overlapping, no sideways scrolling, text drawn).
 
 Where no Chromium can be started (not installed and `make browser` could not install it: not root, no apt, no
-Debian mirror), these tests are SKIPPED with a reason that starts "BROWSER TEST NOT RUN" (`make test` prints skip
-reasons: -ra in pyproject.toml): an environment it cannot control never fails the suite. GENZOO_REQUIRE_BROWSER=1 turns that
-skip into a failure; GENZOO_CHROMIUM=PATH picks the browser. Anything that goes wrong once Chromium runs fails."""
+Debian mirror), these tests are SKIPPED with a reason that starts "BROWSER TEST NOT RUN" (pytest prints skip
+reasons: -ra in pyproject.toml): an environment it cannot control never fails the suite.
+GENZOO_REQUIRE_BROWSER=1 turns that skip into a failure; GENZOO_CHROMIUM=PATH picks the browser. Anything that goes
+wrong once Chromium runs fails."""
 
 import os
 import shutil

@@ -195,11 +195,11 @@ class LMRoutes:
                 return {"id": rid, "object": "text_completion", "created": created, "model": name,
                         "choices": [{"index": i, "text": text or "", "logprobs": None, "finish_reason": reason}]}
 
-            usage = None
-            if body.stream_options is not None and body.stream_options.include_usage:
-                def usage():
-                    return {"id": rid, "object": "text_completion", "created": created, "model": name,
-                            "choices": [], "usage": usage_of()}
+            def closing():  # the usage chunk (stream_options.include_usage)
+                return {"id": rid, "object": "text_completion", "created": created, "model": name, "choices": [],
+                        "usage": usage_of()}
+
+            usage = closing if body.stream_options is not None and body.stream_options.include_usage else None
             return _sse_response(self.stream(request, jobs, events, chunk, usage=usage))
         outs, reasons = await self.collect(request, jobs, events)
         return JSONResponse({"id": rid, "object": "text_completion", "created": created, "model": name,
@@ -270,11 +270,11 @@ class LMRoutes:
                 return {"id": rid, "object": "chat.completion.chunk", "created": created, "model": name,
                         "choices": [{"index": i, "delta": delta, "logprobs": None, "finish_reason": reason}]}
 
-            usage = None
-            if body.stream_options is not None and body.stream_options.include_usage:
-                def usage():
-                    return {"id": rid, "object": "chat.completion.chunk", "created": created, "model": name,
-                            "choices": [], "usage": usage_of()}
+            def closing():  # the usage chunk (stream_options.include_usage)
+                return {"id": rid, "object": "chat.completion.chunk", "created": created, "model": name, "choices": [],
+                        "usage": usage_of()}
+
+            usage = closing if body.stream_options is not None and body.stream_options.include_usage else None
             return _sse_response(self.stream(request, jobs, events, chunk, first=head, usage=usage))
         outs, reasons = await self.collect(request, jobs, events)
         return JSONResponse({"id": rid, "object": "chat.completion", "created": created, "model": name,
