@@ -100,3 +100,57 @@ def generation_episode(rng: random.Random, w: PromptWords, pool: list[int], labe
     rng.shuffle(support)
     c = rng.randrange(n)
     return generation_prompt(support, names[c], w), _sample(classes[c], rng, pool, 0.0) + [w.end]
+
+
+# ---- running a frozen LM on such prompts ----
+def _batch(prompts: list[list[int]], pad: int):
+    import torch
+
+    from ...tokenizers import pad_rows
+
+    if not prompts:
+        raise InputError("no prompts given")
+    ids, mask = pad_rows(prompts, pad, side="left")
+    return ids, mask, torch.tensor([len(p) for p in prompts])
+
+
+def next_tokens(lm, prompts: list[list[int]], pad: int, batch_size: int = 64):
+    """The frozen LM's greedy next token after each prompt (N,) (its in-context answer)."""
+    import torch
+
+    out = []
+    for i in range(0, len(prompts), batch_size):
+        ids, mask, _ = _batch(prompts[i: i + batch_size], pad)
+        out.append(lm.generate(ids, attention_mask=mask, max_new_tokens=1)[:, -1])
+    return torch.cat(out)
+
+
+def generate_tokens(lm, prompts: list[list[int]], n_tokens: int, allowed, pad: int, batch_size: int = 32,
+                    do_sample: bool = False, generator=None):
+    """The frozen LM's continuation of each prompt by `n_tokens` tokens, each chosen among the `allowed` ids (V,)
+    bool (an image tokenizer's vocabulary): greedy, or sampled. -> (N, n_tokens)."""
+    import torch
+
+    from ...modes import evaluating
+
+    rows = []
+    with torch.inference_mode(), evaluating(lm):
+        for i in range(0, len(prompts), batch_size):
+            ids, mask, lengths = _batch(prompts[i: i + batch_size], pad)
+            b, t = ids.shape
+            padded = bool((lengths < t).any())
+            cache = lm.make_cache(b, t + n_tokens, key_valid=mask if padded else None)
+            pos = (mask.cumsum(-1) - 1).clamp(min=0) if padded else None  # positions count real tokens
+            logits = lm(ids, position_ids=pos, cache=cache, logits_to_keep=1).logits[:, -1]  # (B, V)
+            nxt = pos[:, -1:] + 1 if padded else None
+            new = []
+            for _ in range(n_tokens):
+                scores = logits.float().masked_fill(~allowed, float("-inf"))
+                tok = torch.multinomial(scores.softmax(-1), 1, generator=generator)[:, 0] if do_sample \
+                    else scores.argmax(-1)  # (B,)
+                new.append(tok)
+                logits = lm(tok[:, None], position_ids=nxt, cache=cache, logits_to_keep=1).logits[:, -1]
+                if padded:
+                    nxt = nxt + 1
+            rows.append(torch.stack(new, 1))  # (B, n_tokens)
+    return torch.cat(rows)
