@@ -50,17 +50,33 @@ CLASSIFY_LAYERS = 2  # SPAE's coarse layers (1 + 4 tokens) describe an image for
 GEN_WAY, GEN_SHOTS = 3, 2
 
 
-def train_parts(out: Path, steps: int | None, small: bool) -> dict[str, Path]:
+FROZEN = ("clip", "lm", "captioner")  # the parts LENS and SPAE only read
+
+
+def file_hash(path: Path) -> str:
+    import hashlib
+
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def train_parts(out: Path, steps: int | None, small: bool) -> tuple[dict[str, Path], dict]:
+    """Train every part not already in `out` -> (run directories, facts: seconds per part trained now, and
+    whether the frozen parts' weight files are bitwise the same after the SPAE runs that read them)."""
     from ..train import load_recipe, train
 
-    dirs = {}
+    dirs, seconds, before = {}, {}, {}
     for name, (recipe, extra) in RUNS.items():
         d = out / name
+        if name.startswith("spae") and not before:  # the frozen parts as the SPAE runs find them
+            before = {k: file_hash(dirs[k] / "model.safetensors") for k in FROZEN}
         if not (d / "model.safetensors").exists():
             sets = ["progress=false", *[s.format(dir=out) for s in extra], *(SMALL[name] if small else [])]
+            t = time.perf_counter()
             train(load_recipe(recipe, sets), d, steps=steps)
+            seconds[name] = round(time.perf_counter() - t, 1)
         dirs[name] = d
-    return dirs
+    after = {k: file_hash(dirs[k] / "model.safetensors") for k in FROZEN}
+    return dirs, {"train_seconds_per_part": seconds, "frozen_files_unchanged_by_spae_training": before == after}
 
 
 def fingerprint(model) -> str:
@@ -207,7 +223,7 @@ def run(out: str, steps: int | None = None, small: bool = False, episodes: int =
     t0 = time.perf_counter()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    dirs = train_parts(out, steps, small)
+    dirs, facts = train_parts(out, steps, small)
     train_seconds = time.perf_counter() - t0
     clip, clip_tok = genzoo.load(dirs["clip"]), Tokenizer.load(dirs["clip"])
     lm, tok = genzoo.load(dirs["lm"]), Tokenizer.load(dirs["lm"])
@@ -233,6 +249,8 @@ def run(out: str, steps: int | None = None, small: bool = False, episodes: int =
     results["generation"] = {k: v for k, v in gen.items() if k not in ("images", "wanted")}
     frozen_after = {"lm": fingerprint(lm), "clip": fingerprint(clip), "captioner": fingerprint(captioner)}
     results["frozen_unchanged"] = frozen_before == frozen_after and all(
-        torch.equal(m.codebook, lm.embed.weight) for m in spaes.values())
+        torch.equal(m.codebook, lm.embed.weight) for m in spaes.values()) and \
+        facts["frozen_files_unchanged_by_spae_training"]
     results["train_seconds"] = round(train_seconds, 1)
+    results.update(facts)
     return write_outputs(out, results, spaes, tok, images, labels, gen, time.perf_counter() - t0)
