@@ -60,8 +60,9 @@ def file_hash(path: Path) -> str:
 
 
 def train_parts(out: Path, steps: int | None, small: bool) -> tuple[dict[str, Path], dict]:
-    """Train every part not already in `out` -> (run directories, facts: seconds per part trained now, and
-    whether the frozen parts' weight files are bitwise the same after the SPAE runs that read them)."""
+    """Train every part not already in `out` -> (run directories, facts: seconds per part trained now, the frozen
+    parts' weight-file hashes, and whether those files are bitwise the same after the SPAE runs that read them;
+    None when no SPAE run trained in this call, so nothing was observed)."""
     from ..train import load_recipe, train
 
     dirs, seconds, before = {}, {}, {}
@@ -76,7 +77,9 @@ def train_parts(out: Path, steps: int | None, small: bool) -> tuple[dict[str, Pa
             seconds[name] = round(time.perf_counter() - t, 1)
         dirs[name] = d
     after = {k: file_hash(dirs[k] / "model.safetensors") for k in FROZEN}
-    return dirs, {"train_seconds_per_part": seconds, "frozen_files_unchanged_by_spae_training": before == after}
+    observed = any(k.startswith("spae") for k in seconds)
+    return dirs, {"train_seconds_per_part": seconds, "frozen_file_sha256": after,
+                  "frozen_files_unchanged_by_spae_training": before == after if observed else None}
 
 
 def fingerprint(model) -> str:
@@ -250,7 +253,7 @@ def run(out: str, steps: int | None = None, small: bool = False, episodes: int =
     frozen_after = {"lm": fingerprint(lm), "clip": fingerprint(clip), "captioner": fingerprint(captioner)}
     results["frozen_unchanged"] = frozen_before == frozen_after and all(
         torch.equal(m.codebook, lm.embed.weight) for m in spaes.values()) and \
-        facts["frozen_files_unchanged_by_spae_training"]
+        facts["frozen_files_unchanged_by_spae_training"] is not False
     results["train_seconds"] = round(train_seconds, 1)
     results.update(facts)
     return write_outputs(out, results, spaes, tok, images, labels, gen, time.perf_counter() - t0)

@@ -166,7 +166,16 @@ def report(r: dict, targets: dict) -> str:
         "",
         "![generated](generated.png)",
         "",
-        f"Training {r['train_seconds']:.0f} s; whole experiment {r.get('seconds', 0):.0f} s.",
+        "## Frozen parts",
+        "",
+        "LENS's CLIP, captioner and LM are frozen (eval mode, no gradients); their tensors hash the same before and "
+        f"after the evaluation: {r['frozen_unchanged']}. SPAE's codebook equals the LM's embedding table. The LM, "
+        "CLIP and captioner weight files are bitwise the same after the SPAE runs that read them: "
+        + {True: "yes", False: "**no**", None: "not observed (no SPAE run trained in this call)"}[
+            r.get("frozen_files_unchanged_by_spae_training")] + ".",
+        "",
+        f"Training {r['train_seconds']:.0f} s (seconds per part trained in this call: "
+        f"{r.get('train_seconds_per_part', {})}); whole experiment {r.get('seconds', 0):.0f} s.",
         "",
     ]
     return "\n".join(lines)
