@@ -11,7 +11,8 @@ import genzoo
 from genzoo.data import digit_qa
 from genzoo.errors import ConfigError, InputError
 from genzoo.models.vl import LENS, Description, ImagePrefixLM, PromptWords, classification_prompt, generation_prompt
-from genzoo.models.vl.incontext import classification_episode, generate_tokens, generation_episode
+from genzoo.models.vl.incontext import (classification_episode, generate_tokens, generation_episode,
+                                       next_token_among)
 from genzoo.train.clip_task import tokenize
 from genzoo.tokenizers import train_bpe
 
@@ -159,3 +160,16 @@ def test_lens_bad_input(clip_parts, captioner, tok):
         from genzoo.models.vl import LENSConfig
 
         LENSConfig(tag_top_k=0)
+
+
+def test_closed_set_answer_is_the_likeliest_candidate(tok):
+    torch.manual_seed(0)
+    lm = genzoo.build("llama-tiny", vocab_size=tok.vocab_size, n_layers=1).eval()
+    prompts, cands = [[0, 5, 6, 7, 8], [0, 9]], [[20, 21, 22], [30, 31]]  # different lengths: left padding
+    got = next_token_among(lm, prompts, cands, pad=0)
+    for p, c, g in zip(prompts, cands, got.tolist()):  # one prompt at a time, no padding
+        with torch.no_grad():
+            logits = lm(torch.tensor([p])).logits[0, -1]
+        assert g == c[int(logits[c].argmax())]
+    with pytest.raises(InputError, match="candidate ids"):
+        next_token_among(lm, prompts, [[20], []], pad=0)

@@ -146,9 +146,10 @@ def episode_rng(seed: int, *key) -> random.Random:
 
 
 def evaluate_icl(lm, spae, tok, images, labels, episodes: int, seed: int) -> dict:
-    """5-way k-shot classification of SPAE tokens (the first CLASSIFY_LAYERS layers) by the frozen LM."""
+    """5-way k-shot classification of SPAE tokens (the first CLASSIFY_LAYERS layers) by the frozen LM: accuracy
+    per k among the prompt's 5 label words (closed set, chance 20%), and of its open-ended greedy next token."""
     from ..data.digit_qa import LABEL_WORDS
-    from ..models.vl.incontext import PromptWords, classification_prompt, next_tokens
+    from ..models.vl.incontext import PromptWords, classification_prompt, next_token_among, next_tokens
 
     w = PromptWords.of(tok)
     n = sum(spae.config.layer_sizes[:CLASSIFY_LAYERS])
@@ -157,7 +158,7 @@ def evaluate_icl(lm, spae, tok, images, labels, episodes: int, seed: int) -> dic
     label_ids = [tok.tok.token_to_id(x) for x in LABEL_WORDS]
     out = {}
     for k in SHOTS:
-        prompts, answers = [], []
+        prompts, answers, offered = [], [], []
         for e in range(episodes):
             rng = episode_rng(seed, "classify", k, e)
             classes = rng.sample(range(10), N_WAY)
@@ -172,8 +173,12 @@ def evaluate_icl(lm, spae, tok, images, labels, episodes: int, seed: int) -> dic
             rng.shuffle(support)
             prompts.append(classification_prompt(support, tokens[query], w))
             answers.append(names[query_c])
-        pred = next_tokens(lm, prompts, tok.pad_id)
-        out[k] = (pred == torch.tensor(answers)).float().mean().item()
+            offered.append(names)
+        answers = torch.tensor(answers)
+        # closed set (the target; chance 1/N_WAY): the likeliest of the prompt's label words
+        out[k] = (next_token_among(lm, prompts, offered, tok.pad_id) == answers).float().mean().item()
+        # open-ended: the LM's greedy next token over its whole vocabulary
+        out[f"{k}_open"] = (next_tokens(lm, prompts, tok.pad_id) == answers).float().mean().item()
     return out
 
 

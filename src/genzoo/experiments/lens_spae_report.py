@@ -151,13 +151,14 @@ def report(r: dict, targets: dict) -> str:
         "",
         "## In-context use by the frozen LM",
         "",
-        f"5-way classification of SPAE tokens (the first 5: layers 1 and 2), made-up label words, chance "
-        f"{100 * CHANCE:.0f}%:",
+        f"5-way classification of SPAE tokens (the first 5: layers 1 and 2), made-up label words. Closed set: the "
+        f"LM's likeliest of the prompt's 5 label words (chance {100 * CHANCE:.0f}%, the target's); open-ended: its "
+        "greedy next token over the whole vocabulary must be the label.",
         "",
-        "| SPAE | 1-shot | 5-shot |",
-        "|---|---|---|",
-        *[f"| {'with' if n == 'spae' else 'without'} semantic loss | {100 * a[1]:.1f}% | {100 * a[5]:.1f}% |"
-          for n, a in icl.items()],
+        "| SPAE | 1-shot | 5-shot | 1-shot open-ended | 5-shot open-ended |",
+        "|---|---|---|---|---|",
+        *[f"| {'with' if n == 'spae' else 'without'} semantic loss | {100 * a[1]:.1f}% | {100 * a[5]:.1f}% | "
+          f"{100 * a['1_open']:.1f}% | {100 * a['5_open']:.1f}% |" for n, a in icl.items()],
         "",
         f"Class-conditional generation: the LM writes 21 SPAE tokens after two examples of each of three classes; "
         f"the frozen digit classifier reads the requested digit in {100 * g['accuracy']:.1f}% of the decoded images "

@@ -125,6 +125,27 @@ def next_tokens(lm, prompts: list[list[int]], pad: int, batch_size: int = 64):
     return torch.cat(out)
 
 
+def next_token_among(lm, prompts: list[list[int]], candidates: list[list[int]], pad: int, batch_size: int = 64):
+    """Closed-set answers: for each prompt, the one of its candidate token ids (e.g. the label words its examples
+    use) that the frozen LM gives the highest next-token probability (N,). Chance is 1 / len(candidates)."""
+    import torch
+
+    from ...modes import evaluating
+
+    if len(candidates) != len(prompts) or any(not c for c in candidates):
+        raise InputError("next_token_among needs a non-empty list of candidate ids for every prompt")
+    out = []
+    with torch.inference_mode(), evaluating(lm):
+        for i in range(0, len(prompts), batch_size):
+            ids, mask, _ = _batch(prompts[i: i + batch_size], pad)  # left-padded: the last position is real
+            pos = (mask.cumsum(-1) - 1).clamp(min=0)  # positions count real tokens, as in generate
+            logits = lm(ids, attention_mask=mask, position_ids=pos).logits[:, -1]  # (B, V)
+            for row, cand in zip(logits, candidates[i: i + batch_size]):
+                c = torch.tensor(cand)
+                out.append(c[row[c].argmax()])
+    return torch.stack(out)
+
+
 def generate_tokens(lm, prompts: list[list[int]], n_tokens: int, allowed, pad: int, batch_size: int = 32,
                     do_sample: bool = False, generator=None):
     """The frozen LM's continuation of each prompt by `n_tokens` tokens, each chosen among the `allowed` ids (V,)
