@@ -5,12 +5,23 @@ outputs are written, every target the issue names is reported, the frozen module
 import json
 
 import pytest
+import torch
 
 from genzoo.experiments import EXPERIMENTS
 
 
+@pytest.fixture
+def one_thread():
+    """Many tiny kernels: on a shared 2-core machine, 2 torch threads wait on each other (measured at load 15-25:
+    406 s and > 600 s with 2 threads, 170 s with 1)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 @pytest.mark.slow
-def test_experiment_writes_outputs(tmp_path):
+def test_experiment_writes_outputs(tmp_path, one_thread):
     r = EXPERIMENTS.get("lens-spae")(out=str(tmp_path), small=True)
     for f in ("report.md", "results.json", "reconstructions.png", "words.png", "generated.png", "vqa.png"):
         assert (tmp_path / f).exists(), f
