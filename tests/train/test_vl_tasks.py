@@ -49,6 +49,7 @@ def resumed_equals_straight(recipe, sets, tmp_path):
     return a
 
 
+@pytest.mark.slow
 def test_spae_training_leaves_the_frozen_lm_unchanged_and_resumes_exactly(frozen_lm, tmp_path):
     before = sha(frozen_lm / "model.safetensors")
     spae = resumed_equals_straight("spae-digits", TINY_SPAE + [f"vl.lm={frozen_lm}"], tmp_path)
@@ -61,6 +62,7 @@ def test_spae_training_leaves_the_frozen_lm_unchanged_and_resumes_exactly(frozen
     assert bool(spae.allowed[ids].all())
 
 
+@pytest.mark.slow
 def test_text_qa_resumes_exactly(tmp_path):
     lm = resumed_equals_straight("lens-lm", TINY_LM, tmp_path)
     assert lm.config.vocab_size == word_tokenizer().vocab_size
