@@ -55,10 +55,14 @@ def backbone(arch: str, directory: Path, vocab_size: int) -> None:
                                                      position_buckets=8, max_relative_positions=32,
                                                      pos_att_type=["p2c", "c2p"], position_biased_input=False,
                                                      norm_rel_ebd="layer_norm", share_att_key=True))
+    with torch.no_grad():  # random init gives near-equal states at every <<ENT>>; widen them so types differ
+        for p in model.parameters():
+            if p.dim() > 1:
+                p.normal_(std=0.2)
     model.save_pretrained(directory)
 
 
-def tiny_gliner(arch: str, root: Path, *, safetensors: bool = False, hidden_size: int = 48, max_len: int = 24,
+def tiny_gliner(arch: str, root: Path, *, safetensors: bool = False, hidden_size: int = 48, max_len: int = 32,
                 max_width: int = 4, **config):
     """(the package's model, the directory it saved itself to)."""
     from gliner import GLiNER, GLiNERConfig

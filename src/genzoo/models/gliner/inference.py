@@ -10,8 +10,9 @@ pass each), and beyond it where the package cuts or depends on its input order:
   windows it took (`Entities.windows`).
 - Many labels: more than `max_types` labels run in groups of `max_types` (one prompt each), decoded together.
 - Label order: a type's score depends on the other labels and their order in the prompt. label_order="average"
-  runs the prompt in `n_orders` orders (the given one, its reverse, then seeded shuffles) and averages each
-  (span, type) probability over them before thresholding.
+  runs the prompt in `n_orders` orders chosen from the label names alone (sorted, reversed, seeded shuffles) and
+  averages each (span, type) probability over them before thresholding: the result no longer depends on the order
+  the labels are given in.
 """
 
 from __future__ import annotations
@@ -57,16 +58,18 @@ def check_texts(texts) -> None:
             raise InputError(f"text {i} is {t!r}: expected a non-empty string")
 
 
-def label_orders(group: list[int], how: str, n_orders: int, seed: int = 0) -> list[list[int]]:
-    """The orders a label group is prompted in: the given one, or for "average" also its reverse and seeded
-    shuffles (n_orders in all, fewer when the group has fewer distinct orders)."""
+def label_orders(group: list[int], names: list[str], how: str, n_orders: int, seed: int = 0) -> list[list[int]]:
+    """The orders a label group is prompted in: the given one; for "average", n_orders orders that depend only on
+    the group's label names, not on the order they came in (sorted, reversed, then seeded shuffles; fewer when the
+    group has fewer distinct orders), so the averaged scores do not depend on it either."""
     if how == "given" or len(group) < 2:
         return [group]
-    orders, rng = [group, group[::-1]], random.Random(seed)
+    base = sorted(group, key=lambda i: names[i])
+    orders, rng = [base, base[::-1]], random.Random(seed)
     for _ in range(20 * n_orders):
         if len(orders) >= n_orders:
             break
-        p = rng.sample(group, len(group))
+        p = rng.sample(base, len(base))
         if p not in orders:
             orders.append(p)
     return orders[:n_orders]
@@ -100,7 +103,10 @@ def predict(model, texts: list[str], labels, *, threshold: float = 0.5, flat_ner
         raise InputError(f"overlap={overlap!r} is invalid: words, an integer >= 0")
     max_tokens = min(cfg.encoder.max_positions, tok.max_length or cfg.encoder.max_positions)
 
-    groups = [list(range(i, min(i + cfg.max_types, len(names)))) for i in range(0, len(names), cfg.max_types)]
+    # groups of at most max_types labels (for "average", of the sorted names: independent of the given order)
+    ordered = sorted(range(len(names)), key=names.__getitem__) if label_order == "average" else range(len(names))
+    ordered = list(ordered)
+    groups = [ordered[i:i + cfg.max_types] for i in range(0, len(names), cfg.max_types)]
     words = [split_words(t) for t in texts]
     rows, regions = [], {}  # regions: (text, group, window) -> (first owned word, end of owned words, window start)
     n_windows = [0] * len(texts)
@@ -121,7 +127,7 @@ def predict(model, texts: list[str], labels, *, threshold: float = 0.5, flat_ner
             n_windows[t] = max(n_windows[t], len(spans))
             for j, ((a, b), own) in enumerate(zip(spans, owned(spans))):
                 regions[t, g, j] = (*own, a)
-                for order in label_orders(group, label_order, n_orders):
+                for order in label_orders(group, names, label_order, n_orders):
                     p = prompt_words([names[i] for i in order], cfg.ent_token, cfg.sep_token)
                     rows.append((t, g, j, Row(t, order, a, b - a, *encode_row(tok, p, w[a:b]))))
 
