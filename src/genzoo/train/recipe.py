@@ -23,6 +23,8 @@ class DataConfig:
     vocab_size: int = 2048  # byte-level BPE trained on the corpus
     block_size: int = 128
     mask_prob: float = 0.15  # task "mlm": the fraction of tokens to predict (BERT 15%, ModernBERT 30%)
+    neg_type_ratio: float = 1.0  # task "gliner": the share of a prompt's free type slots filled with batch negatives
+    type_drop: float = 0.0  # task "gliner": the probability of dropping some of a sentence's entity types
 
 
 @dataclass

@@ -76,7 +76,7 @@ def label_orders(group: list[int], names: list[str], how: str, n_orders: int, se
 
 
 def predict(model, texts: list[str], labels, *, threshold: float = 0.5, flat_ner: bool = True,
-            multi_label: bool = False, label_order: str = "given", n_orders: int = 4, batch_size: int = 16,
+            multi_label: bool = False, label_order: str = "given", n_orders: int = 4, batch_size: int = 32,
             overlap: int | None = None) -> list[Entities]:
     """Entities of each text: [{"start", "end" (character offsets, end exclusive), "text", "label", "score"}], kept
     by greedy decoding (`decoding.greedy`). threshold: a (span, type) is a candidate when its probability is above

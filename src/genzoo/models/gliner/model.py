@@ -5,11 +5,11 @@ The encoder reads ``<<ENT>> type_1 <<ENT>> type_2 ... <<SEP>> word_1 word_2 ...`
     h      = encoder(prompt + words)                                   (B, T, De), unpadded on ragged batches
     q_c    = prompt_rep(h at the c-th <<ENT>>)                         (B, C, D)   entity types (sec. 2.2, eq. 1)
     x_i    = BiLSTM(h at the first sub-token of word i)                (B, W, D)   words
-    s_ij   = span_rep(x, i, j), 1 <= j - i + 1 <= max_width            (N, D)      spans (eq. 2, `span.py`)
-    score  = s_ij . q_c, p = sigmoid(score)                            (N, C)      (eq. 3)
+    s_ij   = span_rep(x, i, j), 1 <= j - i + 1 <= max_width            (B, W, K, D) spans (eq. 2, `span.py`)
+    score  = s_ij . q_c, p = sigmoid(score)                            (B, W, K, C) (eq. 3)
 
-Only the spans that lie inside their text are computed (N of them, no padding); `logits` lays them out as the
-`gliner` package does, (B, W, K, C) over (start word, width - 1, type), -inf where a span runs past its text.
+`logits` lays the scores out as the `gliner` package does, over (start word, width - 1, type), -inf where a span
+runs past its text; `MarkerV0.scores` computes them width by width without forming the span vectors.
 Training minimises binary cross-entropy over (span, type) pairs (sec. 2.3), padding spans and types masked out.
 """
 
@@ -126,13 +126,9 @@ class GLiNERModel(nn.Module):
         h = self.encoder(input_ids, attention_mask=attention_mask).last_hidden_state  # (B, T, De)
         types, type_mask = self.entity_types(h, input_ids, attention_mask)  # (B, C, D), (B, C)
         x, word_mask = self.words(h, words_mask, text_lengths)  # (B, W, D), (B, W)
-        rows, starts, widths = self.spans(text_lengths, x.shape[1])  # 3 x (N,)
-        reps = self.span_rep(x, rows, starts, starts + widths)  # (N, D)
-        counts = torch.bincount(rows, minlength=x.shape[0]).tolist()
-        scores = torch.cat([s @ q.t() for s, q in zip(reps.split(counts), types)])  # (N, C): each span vs its row
-        b, w, k, c = x.shape[0], x.shape[1], self.config.max_width, types.shape[1]
-        logits = scores.new_full((b, w, k, c), float("-inf"))
-        logits[rows, starts, widths] = scores
+        logits = self.span_rep.scores(x, types, text_lengths)  # (B, W, K, C), -inf past each text
+        b, w, k, c = logits.shape
+        rows, starts, widths = self.spans(text_lengths, w)  # 3 x (N,): the spans inside their text
         span_mask = torch.zeros(b, w, k, dtype=torch.bool, device=x.device)
         span_mask[rows, starts, widths] = True
         out = GLiNEROutput(logits, span_mask=span_mask, prompts_embedding=types, prompts_embedding_mask=type_mask,
@@ -140,7 +136,8 @@ class GLiNERModel(nn.Module):
         if labels is not None:
             if labels.shape[:3] != (b, w, k) or labels.shape[3] < c:
                 raise InputError(f"labels have shape {tuple(labels.shape)}; expected (B, W, K, C) = {(b, w, k, c)}")
-            target = labels[rows, starts, widths, :c].to(scores.dtype)  # (N, C)
+            scores = logits[rows, starts, widths]  # (N, C)
+            target = labels[rows, starts, widths, :c]  # (N, C)
             bce = F.binary_cross_entropy_with_logits(scores.float(), target.float(), reduction="none")
             out.loss = (bce * type_mask[rows]).sum() / b
         return out

@@ -44,10 +44,38 @@ class MarkerV0(nn.Module):
         self.drop = make_dropout(dropout)
         self.out = nn.Linear(4 * dim, dim)
 
-    def forward(self, h: torch.Tensor, rows: torch.Tensor, starts: torch.Tensor, ends: torch.Tensor) -> torch.Tensor:
+    def hidden(self, h: torch.Tensor, rows: torch.Tensor, starts: torch.Tensor, ends: torch.Tensor) -> torch.Tensor:
         """h (B, W, D) word states; rows, starts, ends (N,): each span's batch row and its first and last word
-        (inclusive) -> (N, D)."""
+        (inclusive) -> the hidden layer of out_project (N, 4D)."""
         s = self.start_in(F.relu(self.project_start(h)))  # (B, W, 4D)
         e = self.end_in(F.relu(self.project_end(h)))  # (B, W, 4D)
-        x = s[rows, starts] + e[rows, ends]  # (N, 4D) = the first layer of out_project on cat(start, end)
-        return self.out(self.drop(F.relu(x)))  # (N, D)
+        return self.drop(F.relu(s[rows, starts] + e[rows, ends]))  # (N, 4D): out_project's first layer on cat(s, e)
+
+    def forward(self, h: torch.Tensor, rows: torch.Tensor, starts: torch.Tensor, ends: torch.Tensor) -> torch.Tensor:
+        """-> span representations (N, D)."""
+        return self.out(self.hidden(h, rows, starts, ends))
+
+    def scores(self, h: torch.Tensor, types: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """Span . type scores (B, W, K, C) of every span (start i, width k + 1) against the types (B, C, D) of its
+        row; -inf where the span runs past its row's `lengths` (B,).
+
+        Width by width, the spans (i, i + k) of a batch are the contiguous slices s[:, :W-k] + e[:, k:] (no
+        gather). And out(z) . q = z . (W_out^T q) + b_out . q: the last layer maps each row's C types into the
+        hidden space once, instead of every span into D, so a span costs 4D x C instead of 4D x D. Exact (dropout
+        acts on z, before it); taken when `out` is a plain nn.Linear (a quantised or adapter-wrapped `out` runs its
+        own forward on every span)."""
+        b, w, _ = h.shape
+        k_max = self.max_width
+        s = self.start_in(F.relu(self.project_start(h)))  # (B, W, 4D)
+        e = self.end_in(F.relu(self.project_end(h)))  # (B, W, 4D)
+        fused = type(self.out) is nn.Linear
+        if fused:
+            q4 = (types @ self.out.weight).transpose(1, 2)  # (B, 4D, C)
+            qb = (types @ self.out.bias)[:, None] if self.out.bias is not None else 0.0  # (B, 1, C)
+        out = h.new_full((b, w, k_max, types.shape[1]), float("-inf"))
+        for k in range(min(k_max, w)):
+            z = self.drop(F.relu(s[:, : w - k] + e[:, k:]))  # (B, W - k, 4D): the spans (i, i + k)
+            out[:, : w - k, k] = z @ q4 + qb if fused else self.out(z) @ types.transpose(1, 2)  # (B, W - k, C)
+        start = torch.arange(w, device=h.device)[None, :, None]  # (1, W, 1)
+        width = torch.arange(k_max, device=h.device)[None, None, :]  # (1, 1, K)
+        return out.masked_fill(~(start + width < lengths[:, None, None])[..., None], float("-inf"))
