@@ -83,3 +83,37 @@ def tiny_gliner(arch: str, root: Path, *, safetensors: bool = False, hidden_size
     out = root / f"{arch}-gliner"
     model.save_pretrained(out, safe_serialization=safetensors)
     return model.eval(), out
+
+
+def wordpiece(directory: Path, texts) -> int:
+    """A BERT-style WordPiece tokenizer trained on `texts` (most words one piece: short rows, fast tests)."""
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors, trainers
+
+    tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+    tok.normalizer = normalizers.BertNormalizer(lowercase=True)
+    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tok.train_from_iterator(texts, trainers.WordPieceTrainer(
+        vocab_size=3000, special_tokens=["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"], show_progress=False))
+    tok.post_processor = processors.TemplateProcessing(single="[CLS] $A [SEP]", special_tokens=[("[CLS]", 2),
+                                                                                             ("[SEP]", 3)])
+    directory.mkdir(parents=True, exist_ok=True)
+    tok.save(str(directory / "tokenizer.json"))
+    cfg = {"tokenizer_class": "BertTokenizer", "do_lower_case": True, "pad_token": "[PAD]", "unk_token": "[UNK]",
+           "cls_token": "[CLS]", "sep_token": "[SEP]", "mask_token": "[MASK]", "model_max_length": 512}
+    (directory / "tokenizer_config.json").write_text(json.dumps(cfg))
+    return tok.get_vocab_size()
+
+
+def ner_backbone(directory: Path) -> Path:
+    """A tiny random BERT (genzoo's bert-tiny) with a WordPiece tokenizer of the generated NER sentences, as a
+    Hugging Face directory: a backbone for the gliner task that trains in seconds."""
+    import genzoo
+    from genzoo.data import ner
+
+    texts = [s.text for s in ner.sentences(3000, 0, ner.SEEN + ner.HELD_OUT)] + list(ner.TEMPLATES)
+    n = wordpiece(directory / "tok", texts)
+    torch.manual_seed(0)
+    genzoo.save(genzoo.build("bert-tiny", vocab_size=n), directory / "bert")
+    for f in (directory / "tok").iterdir():
+        (directory / "bert" / f.name).write_bytes(f.read_bytes())
+    return directory / "bert"

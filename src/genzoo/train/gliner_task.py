@@ -94,6 +94,7 @@ def batch_inputs(cfg, tok, batch: list[ner.Sentence], rng: random.Random, neg_ra
     from ..models.gliner.processing import Row, collate, encode_row, prompt_words
 
     pool = sorted({k for s in batch for _, _, k in s.spans})
+    limit = min(cfg.encoder.max_positions, tok.max_length or cfg.encoder.max_positions)
     rows, spans = [], []
     for i, s in enumerate(batch):
         own = sorted({k for _, _, k in s.spans})
@@ -107,9 +108,13 @@ def batch_inputs(cfg, tok, batch: list[ner.Sentence], rng: random.Random, neg_ra
         if not types:  # a sentence without entities and nothing to sample: one absent type
             types = [rng.choice(ner.SEEN)]
         rng.shuffle(types)
+        prompt = prompt_words(types, cfg.ent_token, cfg.sep_token)
         words = s.words[: cfg.max_len]
-        rows.append(Row(i, list(range(len(types))), 0, len(words),
-                        *encode_row(tok, prompt_words(types, cfg.ent_token, cfg.sep_token), words)))
+        ids, mask = encode_row(tok, prompt, words)
+        while len(ids) > limit:  # training reads what fits (prediction reads long texts in windows)
+            words = words[: max(0, max(mask[: limit - 1]) - 1)]
+            ids, mask = encode_row(tok, prompt, words)
+        rows.append(Row(i, list(range(len(types))), 0, len(words), ids, mask))
         spans.append([(a, b - a, types.index(k)) for a, b, k in s.spans
                       if k in types and b < len(words) and b - a < cfg.max_width])
     inputs = collate(rows, tok.pad_id)
