@@ -207,3 +207,22 @@ def test_backbone_config_beside_the_checkpoint(model, tmp_path):
     edit_config(tmp_path / "m", encoder_config=None)
     again = genzoo.load(tmp_path / "m")
     assert again.predict_entities(TEXT, LABELS, threshold=0.3) == model.predict_entities(TEXT, LABELS, threshold=0.3)
+
+
+def test_cli_ner(model, tmp_path, capsys):
+    """`genzoo ner` prints one JSON line per entity (a note on stderr for a text read in windows); bad input is one
+    line on stderr and exit status 1."""
+    from genzoo.cli import main
+
+    genzoo.save(model, tmp_path / "m")
+    long = " ".join([TEXT] * 3)
+    assert main(["ner", str(tmp_path / "m"), "--text", TEXT, "--text", long, "--label", "person", "--label", "city",
+                 "--threshold", "0.3", "--nested"]) == 0
+    out = capsys.readouterr()
+    lines = [json.loads(x) for x in out.out.splitlines()]
+    expected = model.batch_predict_entities([TEXT, long], ["person", "city"], threshold=0.3, flat_ner=False)
+    assert lines == [{"text_index": i, **e} for i, ents in enumerate(expected) for e in ents] and lines
+    assert "read in" in out.err and "windows" in out.err
+    assert main(["ner", str(tmp_path / "m"), "--text", TEXT, "--label", "person", "--threshold", "2"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "threshold=2.0 is invalid" in err[0]

@@ -91,3 +91,18 @@ def test_bad_recipes(backbone):
         train(load_recipe("gliner-nano", ["model.model_name=/no/such/dir", *SMALL]), "/tmp/never", steps=1)
     with pytest.raises(ConfigError, match="neg_type_ratio"):
         train(recipe(backbone, "data.neg_type_ratio=1.5"), "/tmp/never", steps=1)
+
+
+def test_lr_scales_give_the_backbone_its_own_learning_rate():
+    from genzoo.train.trainer import make_optimizer
+
+    model = genzoo.build("gliner-tiny")
+    r = load_recipe("gliner-nano", ["lr=1e-3", "lr_scales={encoder: 0.1}"])
+    opt = make_optimizer(model, r)
+    lrs = {id(p): g["lr"] for g in opt.param_groups for p in g["params"]}
+    for name, p in model.named_parameters():
+        assert lrs[id(p)] == pytest.approx(1e-4 if name.startswith("encoder.") else 1e-3), name
+    decay = {id(p): g["weight_decay"] for g in opt.param_groups for p in g["params"]}
+    assert all(decay[id(p)] == (r.weight_decay if p.dim() >= 2 else 0.0) for p in model.parameters())
+    with pytest.raises(ConfigError, match="lr_scales"):
+        load_recipe("gliner-nano", ["lr_scales={encoder: -1}"])

@@ -38,6 +38,7 @@ class Recipe:
     batch_size: int = 16  # per rank, per micro-step
     grad_accum: int = 1
     lr: float = 3e-3
+    lr_scales: dict = field(default_factory=dict)  # {module name: factor}: that module's parameters train at factor x lr
     min_lr_ratio: float = 0.1  # cosine decays to lr * min_lr_ratio
     warmup_steps: int = 20
     weight_decay: float = 0.1
@@ -66,6 +67,9 @@ class Recipe:
                 raise ConfigError(f"recipe field {f}={v!r} is invalid: must be a positive integer")
         if self.nan_policy not in ("error", "skip"):
             raise ConfigError(f"recipe field nan_policy={self.nan_policy!r} is invalid: 'error' or 'skip'")
+        if not all(isinstance(k, str) and isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0
+                   for k, v in self.lr_scales.items()):
+            raise ConfigError(f"recipe field lr_scales={self.lr_scales!r} is invalid: {{module name: factor >= 0}}")
         if self.precision not in ("auto", "fp32", "bf16"):
             raise ConfigError(f"recipe field precision={self.precision!r} is invalid: 'auto', 'fp32' or 'bf16'")
         if "preset" not in self.model:

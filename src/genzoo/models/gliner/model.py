@@ -62,6 +62,10 @@ class GLiNERModel(nn.Module):
     def tied_parameters(self) -> list[str]:
         return []
 
+    def shardable_blocks(self) -> list[nn.Module]:
+        """The modules FSDP shards one by one (`train.distributed.wrap`): the encoder's blocks."""
+        return list(self.encoder.blocks)
+
     # ---- the pieces of the forward pass ----
     def project(self, h: torch.Tensor) -> torch.Tensor:
         """Encoder states -> hidden_size (a per-position linear map, applied only where states are read)."""
