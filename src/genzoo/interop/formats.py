@@ -94,8 +94,8 @@ def merge_fused(tensors: dict, fused: str, parts: list[str]) -> dict:
 class CheckpointFormat:
     """Subclasses set `model_type` and implement the four conversions. A format whose directories name their
     architecture in another file than config.json sets `config_file` (`interop.directory_format` recognises a
-    directory by it); one that keeps more than weights beside them (a tokenizer) implements `read_files` /
-    `write_files`."""
+    directory by it); one whose tokenizer is not the generic one implements `read_files` (`save` writes any
+    `model.tokenizer` with its own `save`)."""
 
     model_type: str = ""
     config_file: str = "config.json"
@@ -109,9 +109,6 @@ class CheckpointFormat:
     def read_files(self, model, directory) -> None:
         """After the weights are loaded: read what else the directory holds for the model (default: nothing)."""
 
-    def write_files(self, model, directory) -> None:
-        """Before a save is renamed into place: write what else the model needs beside its weights."""
-
     def config_from_hf(self, hf: dict):
         raise NotImplementedError
 
@@ -123,6 +120,28 @@ class CheckpointFormat:
         raise NotImplementedError
 
     def state_to_hf(self, state: dict[str, torch.Tensor], config) -> dict[str, torch.Tensor]:
+        raise NotImplementedError
+
+    # optional: files beside config.json that carry settings of their own (sentence-transformers modules)
+    def read_extras(self, config, directory):
+        """The config completed from the directory's other files (default: as it is)."""
+        return config
+
+    def write_extras(self, model, directory) -> None:
+        """Write the files `read_extras` reads (default: none)."""
+
+    # optional: a format with a directory layout of its own (diffusers pipelines), read and written whole
+    @classmethod
+    def detect(cls, directory) -> bool:
+        """True when `directory` is in this format's own layout (then `load_directory` reads it)."""
+        return False
+
+    writes_directory = False  # True: `save_directory(model, tmp)` writes the whole directory
+
+    def load_directory(self, directory, *, dtype=None, device="cpu"):
+        raise NotImplementedError
+
+    def save_directory(self, model, directory) -> None:
         raise NotImplementedError
 
 

@@ -151,7 +151,3 @@ class GLiNERFormat(CheckpointFormat):
             raise CheckpointError(f"{directory}: class_token_index={cfg.class_token_index} in {self.config_file}, but "
                                   f"the tokenizer gives {cfg.ent_token!r} the id {tok.token_id(cfg.ent_token)}")
         model.tokenizer = tok
-
-    def write_files(self, model, directory) -> None:
-        if getattr(model, "tokenizer", None) is not None:
-            model.tokenizer.save(directory)
