@@ -226,3 +226,19 @@ def test_cli_ner(model, tmp_path, capsys):
     assert main(["ner", str(tmp_path / "m"), "--text", TEXT, "--label", "person", "--threshold", "2"]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "threshold=2.0 is invalid" in err[0]
+
+
+def test_token_classification_pipeline(model, tmp_path):
+    """genzoo.pipeline("token-classification", DIR): the entities of predict_entities, with transformers' grouped
+    names beside the package's; labels are required."""
+    genzoo.save(model, tmp_path / "m")
+    ner = genzoo.pipeline("token-classification", tmp_path / "m")
+    got = ner([TEXT, TEXT + " Bob"], labels=["person", "city"], threshold=0.3)
+    expected = model.batch_predict_entities([TEXT, TEXT + " Bob"], ["person", "city"], threshold=0.3)
+    assert got == [[{**e, "entity_group": e["label"], "word": e["text"]} for e in ents] for ents in expected]
+    single = ner(TEXT, labels=["person", "city"], threshold=0.3)  # alone: no padding, scores equal to 1e-6
+    assert got[0] and [(e["start"], e["end"], e["label"]) for e in single] == [(e["start"], e["end"], e["label"])
+                                                                              for e in got[0]]
+    assert [e["score"] for e in single] == pytest.approx([e["score"] for e in got[0]], abs=1e-6)
+    with pytest.raises(InputError, match="label"):
+        ner(TEXT, labels=[])
