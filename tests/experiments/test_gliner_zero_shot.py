@@ -3,6 +3,8 @@ report, figures and results with every target the issue names, and the random-na
 
 import json
 
+import pytest
+
 from genzoo.experiments import EXPERIMENTS
 from genzoo.experiments.gliner_zero_shot import random_names
 from tests.gliner_models import ner_backbone
@@ -10,6 +12,7 @@ from tests.gliner_models import ner_backbone
 TARGETS = {"seen_f1", "held_out_f1", "held_out_f1_minus_2x_random_string_f1", "seen_precision_gain_with_negatives"}
 
 
+@pytest.mark.slow
 def test_experiment_writes_outputs(tmp_path):
     backbone = ner_backbone(tmp_path / "backbone")
     sets = (f"model.model_name={backbone}", "model.hidden_size=32", "batch_size=8", "eval_batches=1",

@@ -76,6 +76,7 @@ def assert_same(mine, ref, context=None):
     assert all(abs(a["score"] - b["score"]) < 1e-5 for a, b in zip(mine, ref)), context
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("flat_ner", [True, False])
 @pytest.mark.parametrize("multi_label", [False, True])
 def test_predict_entities_equal(pair, flat_ner, multi_label):

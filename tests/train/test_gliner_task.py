@@ -35,6 +35,7 @@ def losses(run):
     return {r["step"]: r["loss"] for r in recs if "loss" in r}
 
 
+@pytest.mark.slow
 def test_learns_and_loads_in_the_package(backbone, tmp_path):
     from gliner import GLiNER
 
@@ -55,6 +56,7 @@ def test_learns_and_loads_in_the_package(backbone, tmp_path):
         assert [(e["start"], e["end"], e["label"]) for e in a] == [(e["start"], e["end"], e["label"]) for e in b]
 
 
+@pytest.mark.slow
 def test_stop_then_resume_equals_the_uninterrupted_run(backbone, tmp_path):
     """A warmup longer than the run: the lr depends on the step alone, not on the run's total steps."""
     full, cut = tmp_path / "full", tmp_path / "cut"
