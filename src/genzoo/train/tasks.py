@@ -223,7 +223,17 @@ def lm_validation(model, tokens: torch.Tensor, recipe: Recipe, d: Dist, amp) -> 
 
 
 def _register():
-    from . import clip_task, diffusion_task, fuse_task, mlm_task, pairs_task, seq2seq_task, spae_task, vl_tasks  # noqa: F401
+    from . import (  # noqa: F401
+        clip_task,
+        diffusion_task,
+        fuse_task,
+        gliner_task,
+        mlm_task,
+        pairs_task,
+        seq2seq_task,
+        spae_task,
+        vl_tasks,
+    )
 
 
 _register()
