@@ -1,0 +1,153 @@
+"""Gato (Reed et al., 2022, "A Generalist Agent", arXiv 2205.06175): one decoder-only transformer over a flat
+sequence of text, image-patch, discrete- and continuous-value tokens.
+
+    h = GatoEmbedding(tokens)                      (B, T, D)   sec. 2.2: lookup or patch ResNet, by token kind
+    h = Stack(h)                                   (B, T, D)   the decoder genre's causal blocks and positions
+    logits = lm_head(h)                            (B, T, V)   one head over the joint vocabulary
+    loss = CE(logits[:, t], token[t + 1]) over the t where token t + 1 is text or an action   (sec. 2.3)
+
+The transformer is built by the decoder genre (`decoder.model.make_block` from `GatoConfig.decoder()`); the
+shared `Stack` takes the embeddings directly (its `embed` is None), so attention, positions, masks and the KV
+cache are the shared parts'. Acting in an environment is `agent.GatoAgent`.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ...config import GENRES
+from ...errors import InputError
+from ...nn import NORMS, StaticKVCache, Stack, make_positions
+from ...outputs import CausalLMOutput
+from ..decoder.model import make_block
+from .config import GatoConfig
+from .embedding import GatoEmbedding
+from .sequence import Tokens, loss_mask
+from .tokens import IMAGE, KIND_NAMES, SEPARATOR, TEXT
+
+
+@GENRES.register("gato")
+class Gato(Stack):
+    """The causal `Stack` over Gato's embeddings, and one output head over the joint vocabulary."""
+
+    config_class = GatoConfig
+
+    def __init__(self, config: GatoConfig):
+        dec = config.decoder()
+        positions = make_positions(dec.position, causal=True, max_positions=dec.max_positions, dim=dec.d_model,
+                                   head_dim=dec.head_dim, n_heads=dec.n_heads, theta=dec.rope_theta)
+        super().__init__(
+            [make_block(dec, positions) for _ in range(dec.n_layers)],
+            embed=None,  # the caller (forward) embeds: lookups and patches, by token kind
+            positions=positions,
+            final_norm=NORMS.get(dec.norm)(dec.d_model, dec.norm_eps, dec.norm_bias),
+            dropout=dec.dropout,
+            causal=True,
+        )
+        self.config, self.vocab = config, config.vocab
+        self.embedding = GatoEmbedding(config)
+        self.lm_head = nn.Linear(dec.d_model, config.vocab_size, bias=False)
+        if config.tie_embeddings:
+            self.lm_head.weight = self.embedding.tokens.weight
+        self.reset_parameters()
+
+    def tied_parameters(self) -> list[str]:
+        return ["lm_head.weight"] if self.config.tie_embeddings else []
+
+    def shardable_blocks(self) -> list[nn.Module]:
+        return list(self.blocks)
+
+    def reset_parameters(self) -> None:
+        """Normal(0, init_std) weights of the transformer and the tables, zero biases, unit norms; residual output
+        projections scaled by 1/sqrt(2 n_layers) (GPT-2, sec. 2.3); the patch ResNet keeps torch's init."""
+        std = self.config.init_std
+        for name, p in self.named_parameters():
+            if name.startswith("embedding.patches."):
+                continue
+            if p.dim() == 1:
+                nn.init.ones_(p) if name.endswith("norm.weight") else nn.init.zeros_(p)
+            elif name.endswith(("o_proj.weight", "ffn.down.weight")):
+                nn.init.normal_(p, std=std / math.sqrt(2 * self.config.n_layers))
+            else:
+                nn.init.normal_(p, std=std)
+
+    # ---- input checks (before any compute) ----
+    def check_inputs(self, t: Tokens, start: int = 0) -> None:
+        cfg = self.config
+        if not isinstance(t, Tokens):
+            raise InputError(f"Gato takes a sequence.Tokens, got {type(t).__name__}")
+        if t.ids.dim() != 2:
+            raise InputError(f"tokens must be batched (batch, seq_len); ids have shape {tuple(t.ids.shape)}")
+        b, n = t.ids.shape
+        if n == 0:
+            raise InputError("tokens have seq_len 0")
+        for name in ("kinds", "local", "target"):
+            if tuple(getattr(t, name).shape) != (b, n):
+                raise InputError(f"tokens.{name} has shape {tuple(getattr(t, name).shape)}; expected {(b, n)}")
+        for name, shape in (("patches", (b, n, cfg.patch_dim)), ("rows", (b, n, 2)), ("cols", (b, n, 2))):
+            if tuple(getattr(t, name).shape) != shape:
+                raise InputError(f"tokens.{name} has shape {tuple(getattr(t, name).shape)}; expected {shape} "
+                                 f"(patch_dim = channels x patch_size^2 = {cfg.patch_dim})")
+        if int(t.kinds.min()) < 0 or int(t.kinds.max()) > SEPARATOR:
+            raise InputError(f"tokens.kinds must be in 0..{SEPARATOR} ({', '.join(KIND_NAMES)})")
+        if start + n > cfg.max_positions:
+            raise InputError(f"sequence length {start + n} exceeds the model's max_positions={cfg.max_positions}")
+        ids = t.ids[t.kinds != IMAGE]
+        if ids.numel() and (int(ids.min()) < 0 or int(ids.max()) >= cfg.vocab_size):
+            raise InputError(f"token id {int(ids.max()) if int(ids.max()) >= cfg.vocab_size else int(ids.min())} "
+                             f"is out of range: the joint vocabulary has {cfg.vocab_size} ids")
+        text = t.ids[t.kinds == TEXT]
+        if text.numel() and int(text.max()) >= cfg.text_vocab_size:
+            raise InputError(f"text token id {int(text.max())} is out of range [0, {cfg.text_vocab_size})")
+        if int(t.local.max()) >= cfg.max_local_positions:
+            raise InputError(f"local observation position {int(t.local.max())} is out of range: an observation has "
+                             f"at most max_local_positions={cfg.max_local_positions} tokens")
+        image = t.kinds == IMAGE
+        for name in ("rows", "cols"):
+            iv = getattr(t, name)[image]
+            if iv.numel() and (int(iv.min()) < 0 or int(iv.max()) > cfg.position_bins
+                               or bool((iv[:, 1] <= iv[:, 0]).any())):
+                raise InputError(f"tokens.{name}: patch intervals must be [from, to) with 0 <= from < to <= "
+                                 f"position_bins={cfg.position_bins}")
+
+    def make_cache(self, batch: int, max_len: int | None = None) -> StaticKVCache:
+        dec = self.config.decoder()
+        w = self.lm_head.weight
+        return StaticKVCache(dec.n_layers, batch, dec.n_kv_heads, max_len or dec.max_positions, dec.head_dim,
+                             dtype=w.dtype, device=w.device)
+
+    def forward(self, tokens: Tokens, cache: StaticKVCache | None = None, logits_to_keep: int = 0,
+                return_loss: bool = False, check: bool = True) -> CausalLMOutput:
+        """tokens (B, T) -> logits (B, T, V) over the joint vocabulary.
+
+        cache: a `StaticKVCache`; the T tokens are written at positions [cache.length, cache.length + T).
+        logits_to_keep: logits of the last K positions only (0 = all).
+        return_loss: the next-token loss over the positions whose next token is text or an action (`loss_mask`).
+        """
+        start = cache.length if cache is not None else 0
+        if check:
+            self.check_inputs(tokens, start)
+        h = self.embedding(tokens)  # (B, T, D)
+        x = super().forward(h, cache=cache)  # (B, T, D)
+        keep = x[:, -logits_to_keep:] if logits_to_keep else x
+        logits = self.lm_head(keep)  # (B, T or K, V)
+        loss = masked_loss(logits, tokens) if return_loss and not logits_to_keep else None
+        return CausalLMOutput(logits=logits, loss=loss, last_hidden_state=x)
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+
+def masked_loss(logits: torch.Tensor, tokens: Tokens, reduction: str = "mean") -> torch.Tensor:
+    """Cross-entropy of logits (B, T, V) against the next tokens, over the positions `loss_mask` marks (B, T - 1):
+    the mean over those positions, or ("none") the (B, T - 1) losses with zeros elsewhere."""
+    mask = loss_mask(tokens)  # (B, T - 1)
+    ce = F.cross_entropy(logits[:, :-1].flatten(0, 1).float(), tokens.ids[:, 1:].flatten(), reduction="none")
+    ce = ce.view_as(mask) * mask  # (B, T - 1)
+    if reduction == "none":
+        return ce
+    return ce.sum() / mask.sum().clamp(min=1)
