@@ -23,6 +23,8 @@ class DataConfig:
     vocab_size: int = 2048  # byte-level BPE trained on the corpus
     block_size: int = 128
     mask_prob: float = 0.15  # task "mlm": the fraction of tokens to predict (BERT 15%, ModernBERT 30%)
+    mixture: dict | None = None  # task "gato": {task: sampling weight} (data.mixture.task_names())
+    episodes: dict | None = None  # task "gato": {control task: expert episodes trained on} (default: control.CONTROL)
 
 
 @dataclass

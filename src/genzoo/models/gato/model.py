@@ -21,6 +21,7 @@ from torch import nn
 
 from ...config import GENRES
 from ...errors import InputError
+from ...modes import evaluating
 from ...nn import NORMS, StaticKVCache, Stack, make_positions
 from ...outputs import CausalLMOutput
 from ..decoder.model import make_block
@@ -137,6 +138,38 @@ class Gato(Stack):
         logits = self.lm_head(keep)  # (B, T or K, V)
         loss = masked_loss(logits, tokens) if return_loss and not logits_to_keep else None
         return CausalLMOutput(logits=logits, loss=loss, last_hidden_state=x)
+
+    @torch.no_grad()
+    def generate_text(self, prefix: Tokens, max_new_tokens: int, eos_token_id: int | None = None) -> torch.Tensor:
+        """Greedy text after a prefix (B, P) of any kinds (an image's patches: captioning), through a KV cache;
+        only text ids are candidates. -> new text ids (B, max_new_tokens); after end-of-text, eos repeats."""
+        from .sequence import text_tokens
+
+        if not (isinstance(max_new_tokens, int) and max_new_tokens > 0):
+            raise InputError(f"max_new_tokens must be a positive integer, got {max_new_tokens!r}")
+        self.check_inputs(prefix)
+        b = prefix.ids.shape[0]
+        if len(prefix) + max_new_tokens > self.config.max_positions:
+            raise InputError(f"prefix {len(prefix)} + max_new_tokens {max_new_tokens} exceeds max_positions="
+                             f"{self.config.max_positions}")
+        device = self.lm_head.weight.device
+        cache = self.make_cache(b, len(prefix) + max_new_tokens)
+        with evaluating(self) as net:
+            logits = net(prefix.to(device), cache=cache, logits_to_keep=1, check=False).logits[:, -1]
+            out, done = [], torch.zeros(b, dtype=torch.bool, device=device)
+            for i in range(max_new_tokens):
+                tok = logits[:, : self.config.text_vocab_size].argmax(-1)  # (B,)
+                if eos_token_id is not None:
+                    tok = tok.masked_fill(done, eos_token_id)
+                    done |= tok == eos_token_id
+                out.append(tok)
+                if i + 1 < max_new_tokens and not bool(done.all()):
+                    step = text_tokens(tok[:, None].cpu(), self.config.layout).to(device)  # (B, 1)
+                    logits = net(step, cache=cache, check=False).logits[:, -1]
+                elif i + 1 < max_new_tokens:
+                    out += [tok] * (max_new_tokens - i - 1)
+                    break
+        return torch.stack(out, dim=1)  # (B, N)
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())

@@ -51,6 +51,10 @@ class Tokens:
                       cols=self.cols[..., start:stop, :], local=self.local[..., start:stop],
                       target=self.target[..., start:stop])
 
+    def batch_slice(self, start: int, stop: int) -> "Tokens":
+        """Rows [start, stop) of a batch (B, T)."""
+        return self._map(lambda t: t[start:stop])
+
     def row(self, i: int) -> "Tokens":
         """Row i of a batch (B, T) -> (T,)."""
         return self._map(lambda t: t[i])
