@@ -92,8 +92,10 @@ def task_for_env(env_id: str) -> ControlTask:
 
 def make_env(spec: ControlSpec, render_mode: str | None = None):
     """The gymnasium environment of a spec; its spaces are checked against the spec."""
-    import gymnasium as gym
-
+    try:
+        import gymnasium as gym
+    except ImportError:
+        raise ConfigError("control tasks need gymnasium: pip install 'genzoo[gato]'") from None
     from . import gridworld  # noqa: F401  (registers genzoo/GridWorld-v0)
 
     env = gym.make(spec.env_id, render_mode=render_mode)

@@ -32,6 +32,7 @@ from . import EXPERIMENTS
 SMALL = {  # the shrunken experiment of the test suite: a tiny model, a few steps, few episodes
     "model.preset": "gato-tiny", "data.block_size": 64, "data.vocab_size": 300, "data.max_bytes": 150_000,
     "steps": 6, "batch_size": 4, "eval_batches": 1, "warmup_steps": 2,
+    "data.episodes": {"cartpole": 2, "pendulum": 3, "mountaincar": 3, "gridworld": 30},
 }
 
 
@@ -100,15 +101,21 @@ def caption_accuracy(model, tokenizer, n: int | None = None) -> tuple[float, lis
     return correct / len(labels), texts[:10]
 
 
-def text_loss(model, tokenizer, recipe, windows: int = 64) -> float:
+def text_windows(tokenizer, recipe, layout, windows: int = 64):
+    """The first `windows` blocks of the held-out standard-library files."""
     from ..data import stdlib_corpus
     from ..data.mixture import TextStream, validation_windows
-    from ..models.gato.model import masked_loss
     from ..train.data import token_stream
 
     corpus = stdlib_corpus(max_bytes=recipe.data.max_bytes, val_percent=recipe.data.val_percent)
-    stream = TextStream(token_stream(tokenizer, corpus.read("val")), model.config.layout)
-    w = validation_windows(stream, recipe.data.block_size, windows)
+    stream = TextStream(token_stream(tokenizer, corpus.read("val")), layout)
+    return validation_windows(stream, recipe.data.block_size, windows)
+
+
+def text_loss(model, w) -> float:
+    """The masked next-token loss over text windows w (N, T)."""
+    from ..models.gato.model import masked_loss
+
     with torch.no_grad():
         total = [masked_loss(model(w.batch_slice(i, i + 16)).logits, w.batch_slice(i, i + 16), "none").sum()
                  for i in range(0, w.ids.shape[0], 16)]
@@ -166,9 +173,9 @@ def run(out: str, small: bool = False, sets: tuple[str, ...] = (), episodes: int
             acc_s, _ = caption_accuracy(genzoo.load(out / "specialist-caption"), tok, n)
             results["caption"] = {"generalist": acc_g, "specialist": acc_s, "examples": examples}
         if "text" in weights:
-            n = 4 if small else 64
-            lg = text_loss(models["generalist"], tok, recipe, n)
-            ls = text_loss(genzoo.load(out / "specialist-text"), tok, recipe, n)
+            w = text_windows(tok, recipe, models["generalist"].config.layout, 4 if small else 64)
+            lg = text_loss(models["generalist"], w)
+            ls = text_loss(genzoo.load(out / "specialist-text"), w)
             results["text"] = {"generalist": lg, "text_only": ls, "ratio": lg / ls}
 
     c = results["control"]

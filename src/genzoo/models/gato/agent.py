@@ -12,6 +12,8 @@ in lockstep (one row each), so every row has the same token layout and the cache
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 
 from ...errors import InputError
@@ -87,7 +89,7 @@ class GatoAgent:
         model = self.model
         device = model.lm_head.weight.device
         obs_tok = observation_tokens(obs, self.spec, self.layout)  # (B, n_obs + 1)
-        with evaluating(model) as net:
+        with evaluating(model) if model.training else contextlib.nullcontext(model) as net:
             new = obs_tok if self.pending is None else Tokens.cat([self.pending, obs_tok])
             if self.cache is None or self.cache.length + len(new) + self.spec.action_tokens - 1 > self.max_len:
                 new = self._rebuild(obs_tok)
