@@ -104,8 +104,10 @@ def test_cached_action_decode_equals_uncached_forward(spec):
         n = len(ctx)
         for j in range(a_tok):
             torch.testing.assert_close(recorded[j], full[:, n - a_tok - 1 + j], rtol=0, atol=1e-5)
-        lo, hi = agent.allowed  # greedy among the action's ids: value tokens [offset, offset + n)
-        assert lo == layout.vocab.value_offset
+        lo, hi = agent.allowed  # greedy among the action's ids: [offset, offset + n) of its kind
+        v = layout.vocab
+        assert (lo, hi) == ((v.discrete_offset, v.discrete_offset + spec.n_actions) if spec.action == "discrete"
+                            else (v.continuous_offset, v.separator))
         assert torch.equal(ctx.ids[:, n - a_tok:], torch.stack([r[:, lo:hi].argmax(-1) + lo for r in recorded], 1))
         if spec.action == "discrete":
             assert actions.shape == (3,) and bool(((actions >= 0) & (actions < spec.n_actions)).all())

@@ -38,7 +38,7 @@ def test_mu_law_round_trip_error_bound():
     x = torch.cat([torch.linspace(-256, 256, 20001, dtype=torch.float64), torch.tensor([0.0, 1e-6, -1e-6])])
     ids = v.continuous(x)
     back = v.continuous_values(ids)
-    k = ids - v.value_offset
+    k = ids - v.continuous_offset
     edges = bin_edges()
     lo, hi = inverse_mu_law(edges[k]), inverse_mu_law(edges[(k + 1).clamp(max=BINS)])
     assert bool(((x >= lo - 1e-9) & (x <= hi + 1e-9)).all())
@@ -66,12 +66,15 @@ def test_bin_edges():
 
 def test_offsets_never_collide_with_text():
     v = Vocab(text_size=1000)
-    assert (v.value_offset, v.separator, v.size) == (1000, 1000 + BINS, 1000 + BINS + 1)
-    values = v.continuous(torch.linspace(-1e4, 1e4, 5001))
+    assert (v.discrete_offset, v.continuous_offset, v.separator, v.size) == (1000, 1000 + BINS, 1000 + 2 * BINS,
+                                                                            1001 + 2 * BINS)
+    continuous = v.continuous(torch.linspace(-1e4, 1e4, 5001))
     discrete = v.discrete(torch.arange(BINS))
-    for ids in (values, discrete):
+    assert int(continuous.min()) == v.continuous_offset and int(continuous.max()) == v.separator - 1
+    assert torch.equal(discrete, torch.arange(1000, 1000 + BINS))  # [text_size, text_size + bins)
+    for ids in (continuous, discrete):  # above every text id, below the separator, never each other
         assert int(ids.min()) >= v.text_size and int(ids.max()) < v.separator
-    assert discrete[0] == 1000 and discrete[-1] == 1000 + BINS - 1
+    assert not set(continuous.tolist()) & set(discrete.tolist())
     assert torch.equal(v.discrete_values(discrete), torch.arange(BINS))
     with pytest.raises(InputError, match="out of range"):
         v.discrete(torch.tensor([BINS]))
@@ -81,6 +84,8 @@ def test_offsets_never_collide_with_text():
         v.text(torch.tensor([1000]))
     with pytest.raises(InputError, match="finite"):
         v.continuous(torch.tensor([float("nan")]))
+    with pytest.raises(InputError, match="continuous token ids must lie in"):
+        v.continuous_values(discrete[:3])
 
 
 def test_patch_extraction_and_normalisation():
@@ -138,6 +143,8 @@ def test_observation_and_action_tokens():
     assert obs.kinds.tolist() == [[CONTINUOUS] * 4 + [SEPARATOR]] and obs.local.tolist() == [[0, 1, 2, 3, -1]]
     act = action_tokens(torch.tensor([1]), CARTPOLE, layout)
     assert act.ids.tolist() == [[101]] and act.kinds.tolist() == [[DISCRETE]] and act.target.all()
+    arm = action_tokens(torch.tensor([[0.0, 1.0]]), ARM, layout)
+    assert arm.ids.tolist() == [[100 + BINS + BINS // 2, 100 + BINS + int((mu_law(torch.tensor(1.0)) + 1) * BINS / 2)]]
 
 
 @pytest.mark.parametrize("obs, match", [(torch.zeros(1, 5), r"shape \(5,\); the task spec \(CartPole-v1\) expects "

@@ -39,8 +39,9 @@ class GatoAgent:
         self.prompt = prompt
         self.greedy, self.temperature, self.generator = greedy, temperature, generator
         vocab = self.layout.vocab
-        n = spec.n_actions if spec.action == "discrete" else vocab.bins
-        self.allowed = (vocab.value_offset, vocab.value_offset + n)  # the action's token ids [lo, hi)
+        lo, n = ((vocab.discrete_offset, spec.n_actions) if spec.action == "discrete"
+                 else (vocab.continuous_offset, vocab.bins))
+        self.allowed = (lo, lo + n)  # the action's token ids [lo, hi)
         self.record, self.logits = record, []
         self.reset(1)
 

@@ -12,10 +12,15 @@ from .sequence import Layout
 from .tokens import BINS, POSITION_BINS, Vocab
 
 
+# "normal": like every other row; "sinusoidal": sin/cos of each bin's centre at geometric frequencies, so that
+# neighbouring bins start alike (the paper leaves the initialisation open; see embedding.sinusoidal_values)
+VALUE_INITS = ("sinusoidal", "normal")
+
+
 @dataclass
 class GatoConfig:
     text_vocab_size: int = 32000  # the paper's SentencePiece vocabulary; a run sets its BPE's size
-    value_bins: int = BINS  # discrete values and discretised continuous values, after the text ids
+    value_bins: int = BINS  # discrete values, then as many continuous-value bins, after the text ids
     # images: C x image patches of P x P pixels, each embedded by one ResNet block of `patch_channels`
     channels: int = 1
     patch_size: int = 4
@@ -23,6 +28,7 @@ class GatoConfig:
     patch_groups: int = 8  # GroupNorm groups in the patch ResNet block
     position_bins: int = POSITION_BINS  # quantised patch row / column intervals (appendix C.3)
     max_local_positions: int = 64  # tokens per observation (local observation positions)
+    value_init: str = "sinusoidal"  # VALUE_INITS: how the value tokens' rows of the table start
     # the transformer (decoder genre)
     max_positions: int = 1024  # the context: the paper's 1024 tokens
     d_model: int = 2048
@@ -52,6 +58,7 @@ class GatoConfig:
               f"must divide patch_channels={self.patch_channels}")
         check(self.eos_token_id is None or 0 <= self.eos_token_id < self.text_vocab_size, "eos_token_id",
               self.eos_token_id, f"None or a text id in [0, {self.text_vocab_size})")
+        check(self.value_init in VALUE_INITS, "value_init", self.value_init, f"one of {VALUE_INITS}")
         check(self.checkpoint_format == "genzoo", "checkpoint_format", self.checkpoint_format,
               "'genzoo' (Gato has no external checkpoint format)")
         self.decoder()  # the transformer's fields, checked by the decoder genre

@@ -14,6 +14,8 @@ The sequence position of every token is the transformer's own (the shared `Stack
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -21,6 +23,21 @@ from torch import nn
 from .config import GatoConfig
 from .sequence import Tokens
 from .tokens import IMAGE, interval_index
+
+
+def sinusoidal_values(bins: int, dim: int, std: float) -> torch.Tensor:
+    """(bins, dim) initial rows of the value tokens: [sin(w_k y), cos(w_k y)] of each bin's centre y in [-1, 1], at
+    dim / 2 geometric frequencies w_k from pi / 2 (monotone over the whole range) to pi * bins / 4 (a period of 8
+    bins), scaled to standard deviation `std`. A lookup table still (every row is trained on its own), but bins
+    that are close in value start close, so a value seen rarely starts near its neighbours, and the tied output
+    head gives neighbouring bins of a continuous action similar logits."""
+    y = -1.0 + (2.0 * torch.arange(bins, dtype=torch.float64) + 1.0) / bins  # (bins,) bin centres
+    k = torch.arange(dim // 2, dtype=torch.float64) / max(dim // 2 - 1, 1)
+    w = (torch.pi / 2) * (bins / 2.0) ** k  # (dim / 2,) from pi / 2 to pi * bins / 4
+    angles = y[:, None] * w[None]  # (bins, dim / 2)
+    table = torch.zeros(bins, dim, dtype=torch.float64)
+    table[:, 0:2 * (dim // 2):2], table[:, 1:2 * (dim // 2):2] = angles.sin(), angles.cos()
+    return (table * (std * math.sqrt(2.0))).float()
 
 
 class PatchResNet(nn.Module):

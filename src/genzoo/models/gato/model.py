@@ -26,7 +26,7 @@ from ...nn import NORMS, StaticKVCache, Stack, make_positions
 from ...outputs import CausalLMOutput
 from ..decoder.model import make_block
 from .config import GatoConfig
-from .embedding import GatoEmbedding
+from .embedding import GatoEmbedding, sinusoidal_values
 from .sequence import Tokens, loss_mask
 from .tokens import IMAGE, KIND_NAMES, SEPARATOR, TEXT
 
@@ -64,7 +64,8 @@ class Gato(Stack):
 
     def reset_parameters(self) -> None:
         """Normal(0, init_std) weights of the transformer and the tables, zero biases, unit norms; residual output
-        projections scaled by 1/sqrt(2 n_layers) (GPT-2, sec. 2.3); the patch ResNet keeps torch's init."""
+        projections scaled by 1/sqrt(2 n_layers) (GPT-2, sec. 2.3); the patch ResNet keeps torch's init; the value
+        tokens' rows as `config.value_init` says."""
         std = self.config.init_std
         for name, p in self.named_parameters():
             if name.startswith("embedding.patches."):
@@ -75,6 +76,11 @@ class Gato(Stack):
                 nn.init.normal_(p, std=std / math.sqrt(2 * self.config.n_layers))
             else:
                 nn.init.normal_(p, std=std)
+        if self.config.value_init == "sinusoidal":
+            v = self.vocab
+            with torch.no_grad():
+                self.embedding.tokens.weight[v.continuous_offset:v.separator] = sinusoidal_values(
+                    v.bins, self.config.d_model, std).to(self.embedding.tokens.weight.dtype)
 
     # ---- input checks (before any compute) ----
     def check_inputs(self, t: Tokens, start: int = 0) -> None:

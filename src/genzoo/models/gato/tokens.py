@@ -8,9 +8,8 @@ Every modality becomes integers of one joint vocabulary, or image patches:
 
       F(x) = sgn(x) * ln(|x| mu + 1) / ln(M mu + 1),   mu = 100, M = 256,
 
-  clipped to [-1, 1], discretised into `bins` = 1024 uniform bins and shifted after the text vocabulary: the value
-  tokens are [text_size, text_size + bins), shared by discrete and continuous values as in the paper;
-- the separator `|` between an observation and its action: one id after the value tokens;
+  clipped to [-1, 1], discretised into `bins` = 1024 uniform bins and shifted after the discrete values;
+- the separator `|` between an observation and its action: the last id;
 - images: non-overlapping P x P patches in raster order, each pixel normalised to [-1, 1] and divided by sqrt(P)
   (the paper's 16 x 16 patches divided by 4; here 4 x 4 patches of an 8 x 8 image), embedded by a ResNet block
   (`embedding.PatchResNet`) rather than looked up. Each patch carries its row and column interval, normalised
@@ -66,37 +65,44 @@ def bin_centres(index: torch.Tensor, bins: int = BINS) -> torch.Tensor:
 
 @dataclass(frozen=True)
 class Vocab:
-    """The joint vocabulary: text [0, text_size), values [text_size, text_size + bins), separator, in this order."""
+    """The joint vocabulary, in this order: text [0, text_size), discrete values [text_size, text_size + bins),
+    continuous-value bins [text_size + bins, text_size + 2 bins), the separator. The paper shifts the value tokens
+    past its 32000 text ids; here discrete values and continuous bins get a range each, so a token's id alone says
+    what it is (and the continuous bins' rows can start smooth: `embedding.sinusoidal_values`)."""
 
     text_size: int
     bins: int = BINS
 
     @property
-    def value_offset(self) -> int:
+    def discrete_offset(self) -> int:
         return self.text_size
 
     @property
-    def separator(self) -> int:
+    def continuous_offset(self) -> int:
         return self.text_size + self.bins
 
     @property
+    def separator(self) -> int:
+        return self.text_size + 2 * self.bins
+
+    @property
     def size(self) -> int:
-        return self.text_size + self.bins + 1
+        return self.separator + 1
 
     def continuous(self, x, name: str = "continuous value") -> torch.Tensor:
-        """Continuous values (any shape) -> value token ids: mu-law, clip to [-1, 1], discretise, shift."""
+        """Continuous values (any shape) -> token ids: mu-law, clip to [-1, 1], discretise, shift."""
         x = torch.as_tensor(x, dtype=torch.float64)
         if not bool(torch.isfinite(x).all()):
             raise InputError(f"{name} must be finite, got {x.flatten()[~torch.isfinite(x.flatten())][:3].tolist()}")
-        return discretise(mu_law(x), self.bins) + self.value_offset
+        return discretise(mu_law(x), self.bins) + self.continuous_offset
 
     def continuous_values(self, ids: torch.Tensor) -> torch.Tensor:
-        """Value token ids -> the continuous value at each bin's centre (float64)."""
-        self._check_values(ids)
-        return inverse_mu_law(bin_centres(ids - self.value_offset, self.bins))
+        """Continuous-bin token ids -> the value at each bin's centre (float64)."""
+        self._check_range(ids, self.continuous_offset, "continuous")
+        return inverse_mu_law(bin_centres(ids - self.continuous_offset, self.bins))
 
     def discrete(self, v, name: str = "discrete value") -> torch.Tensor:
-        """Integers in [0, bins) -> value token ids."""
+        """Integers in [0, bins) -> token ids."""
         v = torch.as_tensor(v)
         if v.is_floating_point() and not bool((v == v.round()).all()):
             raise InputError(f"{name} must be integers, got {v.flatten()[:4].tolist()}")
@@ -104,11 +110,11 @@ class Vocab:
         if v.numel() and (int(v.min()) < 0 or int(v.max()) >= self.bins):
             bad = int(v.min()) if int(v.min()) < 0 else int(v.max())
             raise InputError(f"{name} {bad} is out of range: discrete values are integers in [0, {self.bins})")
-        return v + self.value_offset
+        return v + self.discrete_offset
 
     def discrete_values(self, ids: torch.Tensor) -> torch.Tensor:
-        self._check_values(ids)
-        return ids - self.value_offset
+        self._check_range(ids, self.discrete_offset, "discrete")
+        return ids - self.discrete_offset
 
     def text(self, ids) -> torch.Tensor:
         ids = torch.as_tensor(ids, dtype=torch.long)
@@ -116,10 +122,10 @@ class Vocab:
             raise InputError(f"text token ids must lie in [0, {self.text_size}), got {ids.min()}..{ids.max()}")
         return ids
 
-    def _check_values(self, ids: torch.Tensor) -> None:
-        lo, hi = self.value_offset, self.value_offset + self.bins
+    def _check_range(self, ids: torch.Tensor, lo: int, what: str) -> None:
+        hi = lo + self.bins
         if ids.numel() and (int(ids.min()) < lo or int(ids.max()) >= hi):
-            raise InputError(f"value token ids must lie in [{lo}, {hi}), got {int(ids.min())}..{int(ids.max())}")
+            raise InputError(f"{what} token ids must lie in [{lo}, {hi}), got {int(ids.min())}..{int(ids.max())}")
 
 
 # ---- images ----
