@@ -12,8 +12,8 @@ from .sequence import Layout
 from .tokens import BINS, POSITION_BINS, Vocab
 
 
-# "normal": like every other row; "sinusoidal": sin/cos of each bin's centre at geometric frequencies, so that
-# neighbouring bins start alike (the paper leaves the initialisation open; see embedding.sinusoidal_values)
+# "normal": like every other table; "sinusoidal": sin/cos of each bin's centre at geometric frequencies, so that
+# neighbouring bins start alike (the paper leaves the initialisation open; see embedding.sinusoidal_table)
 VALUE_INITS = ("sinusoidal", "normal")
 
 
@@ -28,7 +28,7 @@ class GatoConfig:
     patch_groups: int = 8  # GroupNorm groups in the patch ResNet block
     position_bins: int = POSITION_BINS  # quantised patch row / column intervals (appendix C.3)
     max_local_positions: int = 64  # tokens per observation (local observation positions)
-    value_init: str = "sinusoidal"  # VALUE_INITS: how the value tokens' rows of the table start
+    value_init: str = "sinusoidal"  # VALUE_INITS: how the continuous-value rows and the patch positions start
     # the transformer (decoder genre)
     max_positions: int = 1024  # the context: the paper's 1024 tokens
     d_model: int = 2048
@@ -96,7 +96,9 @@ def _preset(name: str, **fields) -> None:
 
 # The paper's 1.18B model (Table 1: 24 layers, 2048 wide, 16 heads, 8192 feed-forward), and small variants.
 _preset("gato")
+# gato-nano: 8 x 8 images cut into 2 x 2 patches of 4 x 4; 16 position bins make a patch's interval 8 bins wide, about the paper's
+# 128 / 12 for 192-pixel images of 16-pixel patches
 _preset("gato-nano", text_vocab_size=1024, max_positions=128, d_model=128, n_layers=4, n_heads=4, d_ff=512,
-        patch_channels=16, patch_groups=4)
+        patch_channels=16, patch_groups=4, position_bins=16)
 _preset("gato-tiny", text_vocab_size=300, max_positions=64, d_model=32, n_layers=2, n_heads=2, d_ff=64,
         patch_channels=8, patch_groups=2, position_bins=16, max_local_positions=16)

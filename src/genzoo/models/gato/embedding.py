@@ -25,19 +25,22 @@ from .sequence import Tokens
 from .tokens import IMAGE, interval_index
 
 
-def sinusoidal_values(bins: int, dim: int, std: float) -> torch.Tensor:
-    """(bins, dim) initial rows of the value tokens: [sin(w_k y), cos(w_k y)] of each bin's centre y in [-1, 1], at
-    dim / 2 geometric frequencies w_k from pi / 2 (monotone over the whole range) to pi * bins / 4 (a period of 8
-    bins), scaled to standard deviation `std`. A lookup table still (every row is trained on its own), but bins
-    that are close in value start close, so a value seen rarely starts near its neighbours, and the tied output
-    head gives neighbouring bins of a continuous action similar logits."""
+def sinusoidal_table(bins: int, dim: int, std: float) -> torch.Tensor:
+    """(bins, dim) initial rows of a table over ordered bins (continuous values, quantised patch positions):
+    a_k [sin(w_k y), cos(w_k y)] of each bin's centre y in [-1, 1], at dim / 2 geometric frequencies w_k from pi / 2
+    (monotone over the whole range) to pi * bins / 4 (a period of 8 bins), with amplitudes a_k = (w_0 / w_k)^(1/2),
+    scaled to standard deviation `std`. The rows are still a lookup table (each is trained on its own), but bins
+    close in value start close (for 1024 bins: cosine 0.86 at 32 bins apart, 0.48 at 128), so a value seen rarely
+    starts near its neighbours, a patch position drawn in its interval starts near the interval's mean, and the
+    tied output head gives neighbouring bins of a continuous action similar logits."""
     y = -1.0 + (2.0 * torch.arange(bins, dtype=torch.float64) + 1.0) / bins  # (bins,) bin centres
     k = torch.arange(dim // 2, dtype=torch.float64) / max(dim // 2 - 1, 1)
     w = (torch.pi / 2) * (bins / 2.0) ** k  # (dim / 2,) from pi / 2 to pi * bins / 4
+    a = (w[0] / w).sqrt()  # (dim / 2,) low frequencies carry most of the norm
     angles = y[:, None] * w[None]  # (bins, dim / 2)
     table = torch.zeros(bins, dim, dtype=torch.float64)
-    table[:, 0:2 * (dim // 2):2], table[:, 1:2 * (dim // 2):2] = angles.sin(), angles.cos()
-    return (table * (std * math.sqrt(2.0))).float()
+    table[:, 0:2 * (dim // 2):2], table[:, 1:2 * (dim // 2):2] = angles.sin() * a, angles.cos() * a
+    return (table * (std / table.std())).float()
 
 
 class PatchResNet(nn.Module):
@@ -67,7 +70,7 @@ class GatoEmbedding(nn.Module):
         self.channels, self.patch = config.channels, config.patch_size
         self.tokens = nn.Embedding(config.vocab_size, d)
         self.patches = PatchResNet(config.channels, config.patch_size, config.patch_channels, config.patch_groups, d)
-        self.rows = nn.Embedding(config.position_bins, d)
+        self.rows = nn.Embedding(config.position_bins, d)  # quantised patch row / column positions (appendix C.3)
         self.cols = nn.Embedding(config.position_bins, d)
         self.local = nn.Embedding(config.max_local_positions, d)
 

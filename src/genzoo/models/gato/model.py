@@ -26,7 +26,7 @@ from ...nn import NORMS, StaticKVCache, Stack, make_positions
 from ...outputs import CausalLMOutput
 from ..decoder.model import make_block
 from .config import GatoConfig
-from .embedding import GatoEmbedding, sinusoidal_values
+from .embedding import GatoEmbedding, sinusoidal_table
 from .sequence import Tokens, loss_mask
 from .tokens import IMAGE, KIND_NAMES, SEPARATOR, TEXT
 
@@ -64,23 +64,27 @@ class Gato(Stack):
 
     def reset_parameters(self) -> None:
         """Normal(0, init_std) weights of the transformer and the tables, zero biases, unit norms; residual output
-        projections scaled by 1/sqrt(2 n_layers) (GPT-2, sec. 2.3); the patch ResNet keeps torch's init; the value
-        tokens' rows as `config.value_init` says."""
+        projections scaled by 1/sqrt(2 n_layers) (GPT-2, sec. 2.3). The patch ResNet's convolutions keep torch's
+        init and its output projection is Normal(0, init_std) like the rest, so an image patch starts on the scale of
+        the token and position embeddings (with torch's init it was 25 times larger and drowned the patch row /
+        column positions); the continuous-value rows and the patch position tables as `config.value_init` says."""
         std = self.config.init_std
         for name, p in self.named_parameters():
-            if name.startswith("embedding.patches."):
-                continue
+            if name.startswith("embedding.patches.") and not name.startswith("embedding.patches.proj."):
+                continue  # the ResNet block's convolutions and group norms: torch's own initialisation
             if p.dim() == 1:
                 nn.init.ones_(p) if name.endswith("norm.weight") else nn.init.zeros_(p)
             elif name.endswith(("o_proj.weight", "ffn.down.weight")):
                 nn.init.normal_(p, std=std / math.sqrt(2 * self.config.n_layers))
             else:
                 nn.init.normal_(p, std=std)
-        if self.config.value_init == "sinusoidal":
-            v = self.vocab
+        if self.config.value_init == "sinusoidal":  # ordered bins start smooth (embedding.sinusoidal_table)
+            v, d = self.vocab, self.config.d_model
+            e = self.embedding
             with torch.no_grad():
-                self.embedding.tokens.weight[v.continuous_offset:v.separator] = sinusoidal_values(
-                    v.bins, self.config.d_model, std).to(self.embedding.tokens.weight.dtype)
+                e.tokens.weight[v.continuous_offset:v.separator] = sinusoidal_table(v.bins, d, std)
+                for table in (e.rows, e.cols):
+                    table.weight.copy_(sinusoidal_table(self.config.position_bins, d, std))
 
     # ---- input checks (before any compute) ----
     def check_inputs(self, t: Tokens, start: int = 0) -> None:

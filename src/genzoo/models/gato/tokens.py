@@ -68,7 +68,7 @@ class Vocab:
     """The joint vocabulary, in this order: text [0, text_size), discrete values [text_size, text_size + bins),
     continuous-value bins [text_size + bins, text_size + 2 bins), the separator. The paper shifts the value tokens
     past its 32000 text ids; here discrete values and continuous bins get a range each, so a token's id alone says
-    what it is (and the continuous bins' rows can start smooth: `embedding.sinusoidal_values`)."""
+    what it is (and the continuous bins' rows can start smooth: `embedding.sinusoidal_table`)."""
 
     text_size: int
     bins: int = BINS
