@@ -17,10 +17,12 @@ def test_small_experiment_writes_outputs(tmp_path):
     assert set(saved["targets"]) == {"cartpole_normalised_score", "pendulum_normalised_score",
                                      "gridworld_normalised_score", "caption_accuracy", "text_loss_over_text_only",
                                      "minutes"}
-    assert set(saved["specialist_steps"]) == set(saved["mixture"]) and saved["specialist_steps"]["text"] == saved["steps"]
+    budgets = saved["specialist_steps"]
+    assert set(budgets) == set(saved["mixture"]) and budgets["text"] == saved["steps"]
     for name, c in r["control"].items():
         assert len(c["generalist_returns"]) == 2 and c["expert"] > c["random"], name
-        assert c["generalist_normalised"] == pytest.approx((c["generalist"] - c["random"]) / (c["expert"] - c["random"]))
+        normalised = (c["generalist"] - c["random"]) / (c["expert"] - c["random"])
+        assert c["generalist_normalised"] == pytest.approx(normalised)
     assert 0 <= r["caption"]["generalist"] <= 1 and r["text"]["ratio"] > 0
     assert (tmp_path / "specialist-cartpole" / "model.safetensors").exists()
     assert "| cartpole |" in (tmp_path / "report.md").read_text()

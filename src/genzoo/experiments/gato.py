@@ -157,7 +157,8 @@ def run(out: str, small: bool = False, sets: tuple[str, ...] = (), episodes: int
         for name in (n for n in weights if n in CONTROL):
             specialist = genzoo.load(out / f"specialist-{name}")
             ref = baselines(name, episodes)
-            g = control_score(models["generalist"], name, episodes, prompt_tokens, render=12 if name == "gridworld" else 0)
+            render = 12 if name == "gridworld" else 0  # the rollout strip
+            g = control_score(models["generalist"], name, episodes, prompt_tokens, render=render)
             s = control_score(specialist, name, episodes, prompt_tokens)
             norm = lambda r: (r - ref["random"]) / (ref["expert"] - ref["random"])  # noqa: E731
             if name == "gridworld":

@@ -96,9 +96,9 @@ def _preset(name: str, **fields) -> None:
 
 # The paper's 1.18B model (Table 1: 24 layers, 2048 wide, 16 heads, 8192 feed-forward), and small variants.
 _preset("gato")
-# gato-nano: 8 x 8 images cut into 2 x 2 patches of 4 x 4; 16 position bins make a patch's interval 8 bins wide, about the paper's
-# 128 / 12 for 192-pixel images of 16-pixel patches
+# gato-nano: 8 x 8 images cut into 2 x 2 patches of 4 x 4; 16 position bins make a patch's interval 8 bins wide,
+# about the paper's 128 / 12 for 192-pixel images of 16-pixel patches
 _preset("gato-nano", text_vocab_size=1024, max_positions=128, d_model=128, n_layers=4, n_heads=4, d_ff=512,
-        patch_channels=16, patch_groups=4, position_bins=16)
+        position="rope", patch_channels=16, patch_groups=4, position_bins=16)
 _preset("gato-tiny", text_vocab_size=300, max_positions=64, d_model=32, n_layers=2, n_heads=2, d_ff=64,
         patch_channels=8, patch_groups=2, position_bins=16, max_local_positions=16)

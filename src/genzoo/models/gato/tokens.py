@@ -147,7 +147,8 @@ def normalise_patches(patches: torch.Tensor, low: float, high: float, patch: int
     return (2.0 * (x - low) / (high - low) - 1.0) / math.sqrt(patch)
 
 
-def patch_intervals(height: int, width: int, patch: int, bins: int = POSITION_BINS) -> tuple[torch.Tensor, torch.Tensor]:
+def patch_intervals(height: int, width: int, patch: int,
+                    bins: int = POSITION_BINS) -> tuple[torch.Tensor, torch.Tensor]:
     """Each patch's row and column interval [from, to) (appendix C.3): the patch's pixel interval normalised by
     the image size to [0, 1] and quantised into `bins`. -> rows (N, 2), cols (N, 2), raster order."""
     hp, wp = height // patch, width // patch
