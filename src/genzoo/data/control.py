@@ -61,20 +61,21 @@ class ControlTask:
     spec: ControlSpec
     expert: Callable[[np.ndarray], object]
     train_episodes: int  # expert episodes the mixture trains on (seeds 0..n-1)
+    train_noise: float = 0.0  # the training episodes' execution noise (`rollout`): DART, Laskey et al., 2017
 
 
 CONTROL: Registry = Registry("control task")
 CONTROL.register("cartpole", ControlTask(
-    ControlSpec("cartpole", "CartPole-v1", "continuous", (4,), "discrete", n_actions=2), cartpole_expert, 40))
+    ControlSpec("cartpole", "CartPole-v1", "continuous", (4,), "discrete", n_actions=2), cartpole_expert, 40, 0.1))
 CONTROL.register("pendulum", ControlTask(
     ControlSpec("pendulum", "Pendulum-v1", "continuous", (3,), "continuous", action_dims=1, action_low=(-2.0,),
-                action_high=(2.0,)), pendulum_expert, 200))
+                action_high=(2.0,)), pendulum_expert, 200, 0.3))
 CONTROL.register("mountaincar", ControlTask(
     ControlSpec("mountaincar", "MountainCar-v0", "continuous", (2,), "discrete", n_actions=3), mountaincar_expert,
-    100))
+    100, 0.1))
 CONTROL.register("gridworld", ControlTask(
     ControlSpec("gridworld", "genzoo/GridWorld-v0", "image", (1, 8, 8), "discrete", n_actions=4,
-                pixel_range=(0.0, 255.0)), _grid_expert, 1500))
+                pixel_range=(-255.0, 255.0)), _grid_expert, 1500, 0.2))
 
 EVAL_SEED = 1_000_000  # evaluation episodes use seeds from here on, never trained on
 PROMPT_SEED = 2_000_000  # the demonstrations that prompt the policy at evaluation
@@ -127,26 +128,39 @@ class Episode:
         return len(self.actions)
 
 
-def rollout(task: ControlTask, seed: int, policy: Callable | None = None) -> Episode:
-    """One episode from reset(seed) with `policy` (default: the expert); the return is the sum of rewards."""
+def rollout(task: ControlTask, seed: int, policy: Callable | None = None, noise: float = 0.0) -> Episode:
+    """One episode from reset(seed) with `policy` (default: the expert); the return is the sum of rewards.
+
+    noise > 0 records the policy's actions but executes perturbed ones (DART, Laskey et al., 2017, "Disturbances for
+    Augmenting Robot Trajectories"): a uniformly random action with probability `noise` (discrete), or Gaussian
+    noise of `noise` times the half range, clipped (continuous). The episodes then hold states off the expert's
+    own path, labelled with what the expert does there, and the next label depends on the state more than on the
+    previous label (a policy that copies its last action, the copycat problem of behaviour cloning, fits worse)."""
     env = make_env(task.spec)
-    policy = policy or task.expert
+    spec, policy = task.spec, policy or task.expert
+    rng = np.random.default_rng(seed + 7919)
     obs, _ = env.reset(seed=seed)
     observations, actions, total, done = [], [], 0.0, False
     while not done:
         a = policy(obs)
         observations.append(obs)
         actions.append(a)
-        obs, r, terminated, truncated, _ = env.step(env_action(task.spec, a))
+        run = a
+        if noise and spec.action == "discrete" and rng.random() < noise:
+            run = int(rng.integers(spec.n_actions))
+        elif noise and spec.action == "continuous":
+            lo, hi = np.asarray(spec.action_low), np.asarray(spec.action_high)
+            run = np.clip(np.asarray(a) + noise * (hi - lo) / 2 * rng.standard_normal(len(lo)), lo, hi)
+        obs, r, terminated, truncated, _ = env.step(env_action(spec, run))
         total += float(r)
         done = terminated or truncated
     env.close()
     return Episode(np.stack(observations), np.stack([np.asarray(a) for a in actions]), total)
 
 
-def expert_episodes(name: str, seeds) -> list[Episode]:
+def expert_episodes(name: str, seeds, noise: float = 0.0) -> list[Episode]:
     task = CONTROL.get(name)
-    return [rollout(task, int(s)) for s in seeds]
+    return [rollout(task, int(s), noise=noise) for s in seeds]
 
 
 def random_returns(name: str, n: int, seed: int = EVAL_SEED) -> list[float]:

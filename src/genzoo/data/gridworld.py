@@ -1,5 +1,5 @@
-"""A grid world with image observations, made here: an agent and a goal on an 8 x 8 grid, observed as an 8 x 8
-greyscale frame (one pixel per cell: background 0, goal 128, agent 255). Four moves (up, down, left, right); the
+"""A grid world with image observations, made here: an agent (anywhere) and a goal (in one of the four corners) on
+an 8 x 8 grid, observed as an 8 x 8 greyscale frame (one pixel per cell: background 0, goal 128, agent 255). Four moves (up, down, left, right); the
 episode ends at the goal with reward 1 - 0.9 * steps / max_steps (MiniGrid's), or after max_steps with 0.
 The expert walks to the goal's row, then to its column (a shortest path)."""
 
@@ -32,8 +32,13 @@ class GridWorld(gym.Env):
 
     def reset(self, *, seed: int | None = None, options=None):
         super().reset(seed=seed)
-        cells = self.np_random.choice(self.size * self.size, size=2, replace=False)
-        self.agent, self.goal = divmod(int(cells[0]), self.size), divmod(int(cells[1]), self.size)
+        n = self.size - 1
+        corners = [(0, 0), (0, n), (n, 0), (n, n)]
+        self.goal = corners[int(self.np_random.integers(4))]
+        while True:  # the agent starts anywhere but on the goal
+            self.agent = divmod(int(self.np_random.integers(self.size * self.size)), self.size)
+            if self.agent != self.goal:
+                break
         self.steps = 0
         return self.frame(), {}
 

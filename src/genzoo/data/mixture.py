@@ -26,7 +26,15 @@ from .digits import WORDS
 TEXT_TASKS = ("text", "caption")
 CAPTION_TEMPLATES = ("a handwritten {}", "the digit {}", "a picture of a {}", "this is a {}")
 VAL_SEED = 3_000_000  # held-out expert episodes for the validation loss
-DIGIT_RANGE = (-1.0, 1.0)  # the digits of `digits.load_digits_split`, scaled to [-1, 1]
+# digits as ink in [0, 1] (0: blank paper) read as the pixel range [-1, 1], so that blank paper is 0 after the
+# normalisation: a blank patch then embeds near zero instead of as a large vector shared by every blank patch, which
+# drowned the few informative patches (captioning stalled at 71% with blank = -1)
+DIGIT_RANGE = (-1.0, 1.0)
+
+
+def digit_ink(images: torch.Tensor) -> torch.Tensor:
+    """`digits.load_digits_split` images in [-1, 1] -> ink in [0, 1]."""
+    return (images + 1.0) / 2.0
 
 
 def task_names() -> list[str]:
@@ -81,11 +89,13 @@ class TextStream(Stream):
 
 
 def control_stream(name: str, seeds, layout: Layout) -> Stream:
-    """Expert episodes of a control task, tokenised and packed in seed order."""
-    spec = CONTROL.get(name).spec
+    """Expert episodes of a control task (executed with the task's `train_noise`, labelled with the expert's
+    actions), tokenised and packed in seed order."""
+    task = CONTROL.get(name)
+    spec = task.spec
     step = spec.step_tokens(layout.patch)
     parts, bounds, at = [], [], 0
-    for ep in expert_episodes(name, seeds):
+    for ep in expert_episodes(name, seeds, task.train_noise):
         t = episode_tokens(torch.as_tensor(ep.observations), torch.as_tensor(ep.actions), spec, layout)
         parts.append(t)
         bounds.append((at, at + len(t)))
@@ -103,7 +113,7 @@ def caption_texts(labels: torch.Tensor, seed: int) -> list[str]:
 
 def caption_stream(images: torch.Tensor, labels: torch.Tensor, tokenizer, layout: Layout, seed: int) -> Stream:
     """Digit images (N, 1, 8, 8) in [-1, 1] and their captions, packed: patches, caption, end-of-text, ..."""
-    seqs = caption_tokens(images, tokenizer.encode_batch(caption_texts(labels, seed)), layout, DIGIT_RANGE,
+    seqs = caption_tokens(digit_ink(images), tokenizer.encode_batch(caption_texts(labels, seed)), layout, DIGIT_RANGE,
                           tokenizer.eos_id)
     lengths = torch.tensor([len(s) for s in seqs])
     starts = torch.cumsum(lengths, 0) - lengths

@@ -86,12 +86,12 @@ def baselines(name: str, episodes: int) -> dict:
 def caption_accuracy(model, tokenizer, n: int | None = None) -> tuple[float, list[str]]:
     """Greedy captions of the held-out digits; correct when the only digit word named is the right one."""
     from ..data.digits import WORDS, load_digits_split
-    from ..data.mixture import DIGIT_RANGE
+    from ..data.mixture import DIGIT_RANGE, digit_ink
     from ..models.gato.sequence import image_tokens
 
     _, _, images, labels = load_digits_split(20.0)
     images, labels = images[:n], labels[:n]
-    ids = model.generate_text(image_tokens(images, model.config.layout, *DIGIT_RANGE, local=False), 8,
+    ids = model.generate_text(image_tokens(digit_ink(images), model.config.layout, *DIGIT_RANGE, local=False), 12,
                               tokenizer.eos_id)
     texts = [tokenizer.decode([t for t in row if t != tokenizer.eos_id]) for row in ids.tolist()]
     correct = 0

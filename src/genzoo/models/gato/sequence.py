@@ -144,7 +144,7 @@ class ControlSpec:
     action_dims: int = 1  # continuous: one token per dimension
     action_low: tuple = ()
     action_high: tuple = ()
-    pixel_range: tuple = (0.0, 255.0)  # image observations
+    pixel_range: tuple = (0.0, 255.0)  # image observations: the pixel values read as [-1, 1]
 
     def __post_init__(self):
         if self.observation not in ("continuous", "image"):
