@@ -26,14 +26,30 @@ def test_experts_beat_random(name, at_least):
 
 def test_grid_world():
     env = GridWorld()
+    goals = set()
+    for seed in range(40):
+        obs, _ = env.reset(seed=seed)
+        assert obs.shape == (1, 8, 8) and (obs == 255).sum() == 1 and (obs == 128).sum() == 1
+        goals.add(tuple(int(v) for v in np.argwhere(obs[0] == 128)[0]))
+    assert goals == {(0, 0), (0, 7), (7, 0), (7, 7)}  # the goal is in a corner
     obs, _ = env.reset(seed=3)
-    assert obs.shape == (1, 8, 8) and (obs == 255).sum() == 1 and (obs == 128).sum() == 1
     assert env.render().shape == (64, 64, 3)
     done, steps, reward = False, 0, 0.0
     while not done:
         obs, reward, terminated, truncated, _ = env.step(grid_expert(obs))
         done, steps = terminated or truncated, steps + 1
     assert terminated and reward == pytest.approx(1 - 0.9 * steps / 32) and steps <= 14
+
+
+def test_execution_noise_keeps_the_expert_labels():
+    """DART: with noise the executed actions are perturbed, the recorded ones are still the expert's."""
+    for name in ("mountaincar", "pendulum"):
+        task = CONTROL.get(name)
+        clean, noisy = rollout(task, 5), rollout(task, 5, noise=1.0)
+        labels = np.stack([np.asarray(task.expert(o)) for o in noisy.observations])
+        assert np.array_equal(noisy.actions, labels)
+        n = min(len(clean), len(noisy))
+        assert not np.allclose(clean.observations[:n], noisy.observations[:n])  # other states were visited
 
 
 def test_unknown_environment():

@@ -64,6 +64,11 @@ def test_forward_loss_and_tied_head():
     assert model.lm_head.weight is model.embedding.tokens.weight
     out.loss.backward()
     assert all(p.grad is not None for p in model.parameters())
+    lean = model(seq, return_loss=True, return_logits=False)  # the head only where the loss needs it
+    assert lean.logits is None
+    torch.testing.assert_close(lean.loss, out.loss, rtol=0, atol=1e-6)
+    with pytest.raises(InputError, match="return_logits=False needs return_loss=True"):
+        model(seq, return_logits=False)
 
 
 def test_save_load_round_trip(tmp_path):

@@ -1,6 +1,8 @@
 """A grid world with image observations, made here: an agent (anywhere) and a goal (in one of the four corners) on
 an 8 x 8 grid, observed as an 8 x 8 greyscale frame (one pixel per cell: background 0, goal 128, agent 255). Four moves (up, down, left, right); the
-episode ends at the goal with reward 1 - 0.9 * steps / max_steps (MiniGrid's), or after max_steps with 0.
+episode ends at the goal with reward 1 - 0.9 * steps / max_steps (MiniGrid's), or after max_steps with 0. The task
+spec reads the pixels as the range [-255, 255], so that the background is 0 after Gato's normalisation (a blank
+patch then embeds near zero; with background = -1 the shared blank-patch vector drowned agent and goal).
 The expert walks to the goal's row, then to its column (a shortest path)."""
 
 from __future__ import annotations

@@ -96,7 +96,7 @@ class GatoTask(Task):
 
     def loss(self, model, batch, amp):
         with autocast(self.d.device, amp):
-            return model(batch, return_loss=True, check=False).loss
+            return model(batch, return_loss=True, return_logits=False, check=False).loss
 
     @torch.no_grad()
     def validate(self, model, amp):
@@ -109,7 +109,7 @@ class GatoTask(Task):
                 for i in range(0, windows.ids.shape[0], b):
                     rows = windows.batch_slice(i, i + b).to(self.d.device)
                     with autocast(self.d.device, amp):
-                        loss = net(rows, return_loss=True, check=False).loss
+                        loss = net(rows, return_loss=True, return_logits=False, check=False).loss
                     n = int(rows.target[:, 1:].sum())
                     total, count = total + float(loss) * n, count + n
                 out[f"{name}_loss"] = total / max(count, 1)

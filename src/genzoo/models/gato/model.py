@@ -132,18 +132,27 @@ class Gato(Stack):
                              dtype=w.dtype, device=w.device)
 
     def forward(self, tokens: Tokens, cache: StaticKVCache | None = None, logits_to_keep: int = 0,
-                return_loss: bool = False, check: bool = True) -> CausalLMOutput:
+                return_loss: bool = False, return_logits: bool = True, check: bool = True) -> CausalLMOutput:
         """tokens (B, T) -> logits (B, T, V) over the joint vocabulary.
 
         cache: a `StaticKVCache`; the T tokens are written at positions [cache.length, cache.length + T).
         logits_to_keep: logits of the last K positions only (0 = all).
         return_loss: the next-token loss over the positions whose next token is text or an action (`loss_mask`).
+        return_logits: False (training) leaves `logits` None and runs the head only where the loss needs it (a
+        control window has a target at 1 position in 5 or 6, the head is a third of this model's compute).
         """
         start = cache.length if cache is not None else 0
         if check:
             self.check_inputs(tokens, start)
         h = self.embedding(tokens)  # (B, T, D)
         x = super().forward(h, cache=cache)  # (B, T, D)
+        if not return_logits:
+            if not return_loss:
+                raise InputError("return_logits=False needs return_loss=True (else nothing would be returned)")
+            mask = loss_mask(tokens)  # (B, T - 1)
+            logits = self.lm_head(x[:, :-1][mask])  # (N, V): only the positions that predict a target
+            ce = F.cross_entropy(logits.float(), tokens.ids[:, 1:][mask], reduction="sum")
+            return CausalLMOutput(logits=None, loss=ce / mask.sum().clamp(min=1), last_hidden_state=x)
         keep = x[:, -logits_to_keep:] if logits_to_keep else x
         logits = self.lm_head(keep)  # (B, T or K, V)
         loss = masked_loss(logits, tokens) if return_loss and not logits_to_keep else None
