@@ -28,10 +28,10 @@ from .recipe import Recipe
 from .tasks import TASKS, Task, autocast
 
 
-def gato_tokenizer(run: Path, d: Dist, texts, vocab_size: int):
-    """A byte-level BPE trained on the corpus (texts() -> list[str]) and the captions, once per run."""
+def gato_tokenizer(run: Path, d: Dist, texts: list[str], vocab_size: int):
+    """A byte-level BPE trained on the corpus and the captions, once per run (then read from run/tokenizer.json)."""
     captions = caption_texts(torch.arange(10).repeat(40), seed=0)
-    return run_tokenizer(run, d, lambda: train_bpe(texts() + captions, vocab_size))
+    return run_tokenizer(run, d, lambda: train_bpe(texts + captions, vocab_size))
 
 
 def check_episodes(episodes: dict | None) -> dict[str, int]:
@@ -54,11 +54,11 @@ class GatoTask(Task):
             raise ConfigError(f"task 'gato' trains on data.corpus='gato' (its mixture), got {data.corpus!r}")
         self.weights = check_mixture(data.mixture)
         episodes = check_episodes(data.episodes)
-        corpus = None
+        corpus, train_texts = None, []
         if "text" in self.weights or not (run / "tokenizer.json").exists():  # the corpus only when it is needed
             corpus = stdlib_corpus(max_bytes=data.max_bytes, val_percent=data.val_percent)
             train_texts = corpus.read("train")
-        self.tokenizer = gato_tokenizer(run, d, lambda: train_texts, data.vocab_size)
+        self.tokenizer = gato_tokenizer(run, d, train_texts, data.vocab_size)
         overrides = {k: v for k, v in recipe.model.items() if k != "preset"}
         overrides.update(text_vocab_size=self.tokenizer.vocab_size, max_positions=data.block_size,
                          eos_token_id=self.tokenizer.eos_id)
