@@ -20,6 +20,7 @@ def test_play_prints_returns(run_dir, capsys):
     assert out[2].startswith("CartPole-v1: mean return ") and out[2].endswith("over 2 episodes")
 
 
+@pytest.mark.slow
 def test_play_writes_a_gif(run_dir, tmp_path, capsys):
     from PIL import Image
 

@@ -79,6 +79,7 @@ def test_save_load_round_trip(tmp_path):
     torch.testing.assert_close(loaded(seq).logits, model(seq).logits, rtol=0, atol=0)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("spec", [CARTPOLE, ARM, GRID], ids=["discrete", "continuous-3d", "image"])
 def test_cached_action_decode_equals_uncached_forward(spec):
     """Each action token's logits, decoded through the KV cache (and through context rebuilds once the window is

@@ -16,6 +16,7 @@ SETS = {"model.preset": "gato-tiny", "data.block_size": 32, "data.vocab_size": 3
         "progress": False, "log_every": 1}
 
 
+@pytest.mark.slow
 def test_resume_equals_uninterrupted(tmp_path):
     """4 steps, then the step-4 checkpoint removed and the run resumed from step 2: the same final weights."""
     run = tmp_path / "run"
