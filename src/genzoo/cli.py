@@ -326,6 +326,45 @@ def cmd_experiment(args) -> int:
     return 0
 
 
+def cmd_play(args) -> int:
+    import numpy as np
+
+    import genzoo
+    from .data.control import EVAL_SEED, run_episodes, task_for_env
+    from .data.mixture import demonstration
+    from .models.gato.agent import GatoAgent
+    from .rundir import resolve_checkpoint_dir
+
+    task = task_for_env(args.env)  # an unknown environment fails before the model is read
+    if args.episodes < 1:
+        raise ArgumentError(f"genzoo play: --episodes must be >= 1, got {args.episodes}")
+    directory = resolve_checkpoint_dir(args.dir)
+    model = genzoo.load(directory)
+    if getattr(model.config, "genre", None) != "gato":
+        raise ArgumentError(f"genzoo play: {directory} holds a {type(model).__name__}, not a Gato model")
+    prompt = demonstration(task.spec.name, model.config.layout, model.config.max_positions // 4)
+    agent = GatoAgent(model, task.spec, prompt, greedy=args.temperature == 0, temperature=args.temperature or 1.0,
+                      generator=torch_generator(args.seed))
+    agent.reset(args.episodes)
+    returns, lengths, frames = run_episodes(task, agent.act, args.episodes, seed=args.seed + EVAL_SEED,
+                                            render=args.max_frames if args.gif else 0)
+    for i, (r, n) in enumerate(zip(returns, lengths)):
+        print(f"episode {i + 1}: return {r:.2f} ({n} steps)")
+    print(f"{task.spec.env_id}: mean return {np.mean(returns):.2f} over {args.episodes} episodes")
+    if args.gif:
+        from .figures import save_gif
+
+        save_gif(frames, args.gif, fps=args.fps)
+        print(f"wrote {args.gif} ({len(frames)} frames of episode 1)")
+    return 0
+
+
+def torch_generator(seed: int):
+    import torch
+
+    return torch.Generator().manual_seed(seed)
+
+
 def build_parser() -> Parser:
     from . import __version__
 
@@ -469,6 +508,18 @@ def build_parser() -> Parser:
     s = sub.add_parser("bench", help="benchmark genzoo against the reference implementation")
     s.add_argument("name", help="a benchmark name (see `genzoo list`)")
     s.set_defaults(fn=cmd_bench)
+
+    s = sub.add_parser("play", help="run a trained Gato policy in a gymnasium environment and print the returns")
+    s.add_argument("dir", help="a Gato run directory (genzoo train gato-nano)")
+    s.add_argument("--env", required=True, help="a gymnasium id: CartPole-v1, Pendulum-v1, MountainCar-v0, "
+                                                "genzoo/GridWorld-v0")
+    s.add_argument("--episodes", type=int, default=10)
+    s.add_argument("--seed", type=int, default=0, help="episode i is reset with seed 1000000 + seed + i")
+    s.add_argument("--temperature", type=float, default=0.0, help="0: greedy actions; > 0: sampled")
+    s.add_argument("--gif", help="write the first episode as an animated GIF (environments that render RGB)")
+    s.add_argument("--max-frames", type=int, default=500, help="at most this many GIF frames")
+    s.add_argument("--fps", type=int, default=30, help="GIF frames per second")
+    s.set_defaults(fn=cmd_play)
 
     s = sub.add_parser("experiment", help="run a paper's experiment; writes report.md, figures, results.json")
     s.add_argument("name", help="an experiment name (see `genzoo list`)")

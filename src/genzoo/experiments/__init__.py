@@ -13,6 +13,7 @@ def _register():
         clip_zero_shot,
         dpok,
         fusellm,
+        gato,
         gliner_zero_shot,
         lens_spae,
         moe_locality,

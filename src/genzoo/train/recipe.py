@@ -28,6 +28,8 @@ class DataConfig:
     mask_prob: float = 0.15  # task "mlm": the fraction of tokens to predict (BERT 15%, ModernBERT 30%)
     neg_type_ratio: float = 1.0  # task "gliner": the share of a prompt's free type slots filled with batch negatives
     type_drop: float = 0.0  # task "gliner": the probability of dropping some of a sentence's entity types
+    mixture: dict | None = None  # task "gato": {task: sampling weight} (data.mixture.task_names())
+    episodes: dict | None = None  # task "gato": {control task: expert episodes trained on} (default: control.CONTROL)
     # the user's own data (genzoo.data.sources); None: the embedded corpus above
     source: str | None = None  # a folder, a .txt, or a .jsonl / .parquet / .csv table
     glob: str = "**/*.txt"  # files of a source folder

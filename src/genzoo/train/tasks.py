@@ -227,6 +227,7 @@ def _register():
         clip_task,
         diffusion_task,
         fuse_task,
+        gato_task,
         gliner_task,
         mlm_task,
         pairs_task,
