@@ -33,6 +33,7 @@ class DataConfig:
     input_column: str = "input"  # seq2seq: the input; pairs: the query
     target_column: str = "target"  # seq2seq: the target; pairs: the text the query retrieves
     image_column: str = "image"  # clip: an image file's path (relative to the table's folder)
+    paired_percent: float = 100.0  # early-/late-fusion: the share of training images seen with text (paired data)
 
 
 @dataclass
@@ -77,6 +78,7 @@ class Recipe:
     fsdp: bool = False  # shard the model with FSDP2 (fully_shard) under torchrun
     progress: bool = True
     fuse: dict = field(default_factory=dict)  # task "fuse": genzoo.fuse.FuseConfig fields (sources' shards, method, lam)
+    parts: dict = field(default_factory=dict)  # pretrained parts a task builds on: name -> run directory (fusion tasks)
 
     def __post_init__(self):
         if isinstance(self.data, dict):
@@ -209,6 +211,8 @@ def recipe_from_dict(data: dict, overrides: list[str] | dict | None = None) -> R
             data["model"][rest] = value
         elif head == "fuse" and rest:  # fuse.* is checked by FuseConfig when the recipe is built
             data["fuse"] = {**data.get("fuse", {}), rest: value}
+        elif head == "parts" and rest:  # parts.* is checked by the task that reads it
+            data["parts"] = {**(data.get("parts") or {}), rest: value}
         elif head == "data" and rest:
             dh = get_type_hints(DataConfig)
             if rest not in dh:
@@ -223,13 +227,13 @@ def recipe_from_dict(data: dict, overrides: list[str] | dict | None = None) -> R
             if not _type_ok(value, lh[rest]):
                 raise ConfigError(f"--set {key}={value!r} has the wrong type: expected {type_name(lh[rest])}")
             data["lora"][rest] = value
-        elif key in hints and key not in ("model", "data", "name", "lora", "fuse"):
+        elif key in hints and key not in ("model", "data", "name", "lora", "fuse", "parts"):
             if not _type_ok(value, hints[key]):
                 raise ConfigError(f"--set {key}={value!r} has the wrong type: expected {type_name(hints[key])}")
             data[key] = value
         else:
-            choices = [k for k in hints if k not in ("model", "data", "name", "lora", "fuse")] + \
-                ["model.<field>", "data.<field>", "lora.<field>", "fuse.<field>"]
+            choices = [k for k in hints if k not in ("model", "data", "name", "lora", "fuse", "parts")] + \
+                ["model.<field>", "data.<field>", "lora.<field>", "fuse.<field>", "parts.<name>"]
             raise ConfigError(f"unknown --set key {key!r}{nearest(key, choices)}; keys: {', '.join(choices)}")
     top = {k: v for k, v in data.items() if k not in ("data", "lora")}
     for k, v in top.items():

@@ -223,7 +223,8 @@ def lm_validation(model, tokens: torch.Tensor, recipe: Recipe, d: Dist, amp) -> 
 
 
 def _register():
-    from . import clip_task, diffusion_task, fuse_task, mlm_task, pairs_task, seq2seq_task  # noqa: F401
+    from . import (clip_task, diffusion_task, early_fusion_task, fuse_task, fusion_task,  # noqa: F401
+                   late_fusion_task, meta_task, mlm_task, pairs_task, seq2seq_task, vq_task)
 
 
 _register()

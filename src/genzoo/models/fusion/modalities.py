@@ -1,0 +1,2 @@
+from ...registry import Registry
+MODALITY_TOKENIZERS = Registry("modality")
