@@ -124,3 +124,8 @@ PRESETS.register("late-fusion-tiny", Preset(LateFusionConfig, vision=dict(_CLIP_
                                                                          vision_layers=1),
                                             lm=dict(_DIGIT_LM, vocab_size=64, max_positions=48, d_model=32,
                                                     n_layers=2, n_heads=2, d_ff=64), xattn_heads=2))
+# the shared encoder's shape is all-MiniLM-L6-v2's (its weights: parts.encoder of the meta-transformer task)
+_MINILM = dict(vocab_size=30522, max_positions=512, d_model=384, n_layers=6, n_heads=12, d_ff=1536)
+PRESETS.register("meta-transformer-minilm", Preset(MetaTransformerConfig, encoder=_MINILM))
+PRESETS.register("meta-transformer-tiny", Preset(MetaTransformerConfig, encoder=dict(
+    vocab_size=512, max_positions=64, d_model=32, n_layers=2, n_heads=2, d_ff=64), tokenizer_hidden=16))
