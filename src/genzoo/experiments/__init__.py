@@ -9,7 +9,7 @@ EXPERIMENTS: Registry = Registry("experiment")
 
 
 def _register():
-    from . import clip_zero_shot, dpok, fusellm, fusion, moe_locality, outliers  # noqa: F401
+    from . import clip_zero_shot, dpok, fusellm, fusion, meta_transformer, moe_locality, outliers  # noqa: F401
 
 
 _register()
