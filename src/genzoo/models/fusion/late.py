@@ -173,7 +173,9 @@ class LateFusion(nn.Module):
         p = h.shape[1]
         embeds = torch.cat([h, self.lm.embed(input_ids)], dim=1)  # (B, P + T, D)
         mask = None if attention_mask is None else F.pad(attention_mask, (p, 0), value=1)  # (B, P + T)
-        full = None if labels is None else F.pad(labels, (p, 0), value=-100)
+        full = None
+        if labels is not None:  # labels[:, 0] is never a target (as in the LM's shift), not even of the prefix
+            full = F.pad(labels[:, 1:], (p + 1, 0), value=-100)  # (B, P + T)
         out = self.lm(None, attention_mask=mask, labels=full, inputs_embeds=embeds)
         return CausalLMOutput(logits=out.logits[:, p:], loss=out.loss, last_hidden_state=out.last_hidden_state[:, p:])
 
