@@ -161,7 +161,10 @@ def evaluate_late(run_dir: Path, images: torch.Tensor, labels: torch.Tensor) -> 
 
 # ---- the experiment ----
 @EXPERIMENTS.register("fusion")
-def run(out: str, small: bool = False, sets: tuple[str, ...] = (), per_digit: int = 20) -> dict:
+def run(out: str, small: bool = False, sets: tuple[str, ...] = (), per_digit: int = 20, steps: int | None = None,
+        part_steps: int | None = None) -> dict:
+    """steps: early fusion's training steps (the late-fusion bridges get the same FLOPs; default: the recipe's);
+    part_steps: the steps of each part's pretraining (VQ, CLIP, LM; default: their recipes')."""
     import genzoo
 
     from ..data.digits import load_digits_split
@@ -171,7 +174,11 @@ def run(out: str, small: bool = False, sets: tuple[str, ...] = (), per_digit: in
     t0 = time.perf_counter()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    extra = lambda name: (SMALL[name] if small else []) + list(sets if name.endswith("fusion-digits") else ())  # noqa: E731
+    def extra(name):
+        mine = list(sets) + ([f"steps={steps}"] if steps else []) if name.endswith("fusion-digits") else \
+            ([f"steps={part_steps}"] if part_steps else [])
+        return (SMALL[name] if small else []) + mine
+
     _, _, val_x, val_y = load_digits_split(20.0)
     if small:
         val_x, val_y, per_digit = val_x[:20], val_y[:20], 2
@@ -189,14 +196,13 @@ def run(out: str, small: bool = False, sets: tuple[str, ...] = (), per_digit: in
         recon = vq(val_x).reconstruction
     vq_psnr = psnr(recon, val_x)
     for name, d in (("vq-digits", vq_dir), ("clip-digits", clip_dir), ("digit-lm", lm_dir)):
-        steps = load_recipe(name, extra(name)).steps
-        flops[name] = run_flops(d, name, extra(name), steps)
+        flops[name] = run_flops(d, name, extra(name), load_recipe(name, extra(name)).steps)
     part_sets = {"early": [f"parts.image_tokenizer={vq_dir}"],
                  "late-prefix": [f"parts.vision={clip_dir}", f"parts.lm={lm_dir}"]}
     part_sets["late-xattn"] = part_sets["late-prefix"]
 
     # 2. the same training FLOPs for every method
-    per_step, params, steps = {}, {}, {}
+    per_step, params, arm_steps = {}, {}, {}
     for arm, (recipe_name, arm_sets, _) in ARMS.items():
         recipe = load_recipe(recipe_name, ["progress=false", *extra(recipe_name), *arm_sets, *part_sets[arm]])
         per_step[arm], trainable, total = step_flops(recipe, out / "runs" / f".flops-{arm}")
@@ -204,7 +210,7 @@ def run(out: str, small: bool = False, sets: tuple[str, ...] = (), per_digit: in
     early_steps = load_recipe("early-fusion-digits", extra("early-fusion-digits")).steps
     budget = per_step["early"] * early_steps
     for arm in ARMS:
-        steps[arm] = early_steps if arm == "early" else max(1, round(budget / per_step[arm]))
+        arm_steps[arm] = early_steps if arm == "early" else max(1, round(budget / per_step[arm]))
 
     # 3. training at 100% and 10% paired data; 4. evaluation on the held-out images
     acc, drawings, train_s = {}, None, {}
@@ -214,7 +220,7 @@ def run(out: str, small: bool = False, sets: tuple[str, ...] = (), per_digit: in
             run_dir = out / "runs" / f"{arm}-paired{paired:g}"
             t = time.perf_counter()
             train_part(recipe_name, run_dir, [*extra(recipe_name), *arm_sets, *part_sets[arm],
-                                              f"data.paired_percent={paired}"], steps=steps[arm])
+                                              f"data.paired_percent={paired}"], steps=arm_steps[arm])
             train_s[key] = time.perf_counter() - t
             if arm == "early":
                 acc[key], drawn = evaluate_early(run_dir, val_x, val_y, per_digit)
@@ -228,10 +234,10 @@ def run(out: str, small: bool = False, sets: tuple[str, ...] = (), per_digit: in
     best_late = max(("late-prefix", "late-xattn"), key=lambda a: low[a])
     margin = low["early"] - low[best_late]
     results = {
-        "setup": {"small": small, "held_out_images": len(val_y), "paired_percent": list(PAIRED), "steps": steps,
+        "setup": {"small": small, "held_out_images": len(val_y), "paired_percent": list(PAIRED), "steps": arm_steps,
                   "drawings_per_digit": per_digit},
         "vq_psnr_db": vq_psnr, "accuracy": acc, "parameters": params,
-        "training_flops": {arm: per_step[arm] * steps[arm] for arm in ARMS}, "flops_per_step": per_step,
+        "training_flops": {arm: per_step[arm] * arm_steps[arm] for arm in ARMS}, "flops_per_step": per_step,
         "pretraining_flops": flops,
         "low_paired": {"what_digit": low, "winner": "early" if margin > 0 else best_late,
                        "margin_points": 100 * abs(margin)},

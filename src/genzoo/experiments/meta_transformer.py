@@ -51,7 +51,9 @@ def final_accuracy(run_dir: Path) -> float:
 
 
 @EXPERIMENTS.register("meta-transformer")
-def run(out: str, small: bool = False, sets: tuple[str, ...] = (), data_sets: tuple[str, ...] | None = None) -> dict:
+def run(out: str, small: bool = False, sets: tuple[str, ...] = (), data_sets: tuple[str, ...] | None = None,
+        steps: int | None = None) -> dict:
+    """steps: training steps of every run (default: the recipe's); data_sets: MODALITY_SETS names (default: SETS)."""
     import genzoo
 
     from ..data.modality_sets import MODALITY_SETS
@@ -61,7 +63,7 @@ def run(out: str, small: bool = False, sets: tuple[str, ...] = (), data_sets: tu
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     names = tuple(data_sets or (SMALL_SETS if small else SETS))
-    base = ["progress=false", *(SMALL if small else []), *sets]
+    base = ["progress=false", *(SMALL if small else []), *sets, *([f"steps={steps}"] if steps else [])]
     if small:
         base.append(f"parts.encoder={tiny_encoder(out / 'encoder-tiny')}")
     acc, params, seconds = {}, {}, {}
