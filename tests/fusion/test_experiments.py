@@ -14,7 +14,7 @@ def test_fusion_experiment_writes_outputs(tmp_path):
     for f in ("report.md", "results.json", "accuracy.png", "drawings.png", "vq.png"):
         assert (tmp_path / f).exists(), f
     saved = json.loads((tmp_path / "results.json").read_text())
-    arms = ("early", "late-prefix", "late-xattn")
+    arms = ("early", "late-prefix")  # the shrunken run leaves out the cross-attention arm
     assert set(saved["accuracy"]) == {f"{a}@{p}%" for a in arms for p in (100, 10)}
     for key, acc in saved["accuracy"].items():
         assert set(acc) >= {"digit", "parity", "plus3", "caption"} and all(0 <= v <= 1 for v in acc.values())
@@ -26,7 +26,7 @@ def test_fusion_experiment_writes_outputs(tmp_path):
         assert 0 < saved["parameters"][a]["trainable"] <= saved["parameters"][a]["total"]
     assert saved["parameters"]["late-prefix"]["trainable_share"] < saved["parameters"]["early"]["trainable_share"]
     assert saved["low_paired"]["winner"] in arms and saved["vq_psnr_db"] > 0
-    assert len(saved["targets"]) == 4 and all(set(t) == {"value", "target", "met"} for t in saved["targets"].values())
+    assert len(saved["targets"]) == 3 and all(set(t) == {"value", "target", "met"} for t in saved["targets"].values())
     assert "Low paired data" in (tmp_path / "report.md").read_text()
     assert r["setup"]["small"] and saved["seconds"] > 0
 
