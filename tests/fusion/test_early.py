@@ -158,3 +158,21 @@ def test_image_tokenizer_is_frozen_and_saved_with_the_model(tmp_path):
     assert isinstance(again, EarlyFusionLM)
     torch.testing.assert_close(again(ids).logits, m(ids).logits)
     assert torch.equal(again.image_tokenizer.quantizer.embed, book)
+
+
+def test_generate_logits_processor_is_applied_and_checked():
+    """The shared decoding loop's logits_processor (transformers' protocol) sees the ids so far and masks tokens."""
+    lm = genzoo.build("llama-tiny").eval()
+    ids = torch.randint(1, 100, (2, 5))
+    free = lm.generate(ids, max_new_tokens=6)
+    banned = int(free[0, 5])
+    seen = []
+
+    def ban(input_ids, scores):
+        seen.append(input_ids.shape[1])
+        return scores.index_fill(1, torch.tensor([banned]), float("-inf"))
+
+    out = lm.generate(ids, max_new_tokens=6, logits_processor=ban)
+    assert not (out[:, 5:] == banned).any() and seen == list(range(5, 11))
+    with pytest.raises(InputError, match="logits_processor"):
+        lm.generate(ids, max_new_tokens=2, logits_processor=5)
