@@ -8,7 +8,6 @@ import torch
 import genzoo
 from genzoo.data.modality_sets import MODALITY_SETS
 from genzoo.errors import ConfigError, InputError
-from genzoo.models.fusion import MetaTransformer
 from genzoo.models.fusion.modalities import MODALITY_TOKENIZERS, farthest_points
 
 INPUTS = {  # modality -> (input_shape, patch, example batch)

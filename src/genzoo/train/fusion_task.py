@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from ..data.digit_qa import CAPTIONS, DRAW, QUESTIONS, all_texts, answer, paired_subset, question_text, text_facts
+from ..data.digit_qa import CAPTIONS, QUESTIONS, all_texts, answer, paired_subset, question_text, text_facts
 from ..data.digits import WORDS, load_digits_split
 from ..errors import ConfigError
 from ..modes import evaluating
