@@ -282,6 +282,7 @@ def plot_accuracy(acc: dict, path: Path) -> None:
         ax.set_title(f"{paired:g}% of the training images paired with text", fontsize=9)
         ax.axhline(0.9, color="grey", lw=0.6, ls="--")
     axes[0].set_ylabel("held-out accuracy")
+    axes[0].set_ylim(0, 1.02)
     axes[0].legend(fontsize=7, loc="lower left")
     fig.tight_layout()
     save_figure(fig, path)
