@@ -84,12 +84,13 @@ class Decoding:
     streamer: Any = None  # anything with put(tokens) and end(), as transformers' streamers
     seed: int | None = None
     generator: torch.Generator | None = None
+    logits_processor: Any = None  # callable(input_ids (B, t), scores (B, V)) -> scores, as transformers' processors
 
     @classmethod
     def make(cls, max_new_tokens: int = 20, do_sample: bool = False, temperature: float = 1.0, top_k=None,
              top_p=None, repetition_penalty: float = 1.0, min_new_tokens: int = 0, num_return_sequences: int = 1,
              eos_token_id=None, pad_token_id=None, stop=None, tokenizer=None, streamer=None, seed=None,
-             generator=None) -> "Decoding":
+             generator=None, logits_processor=None) -> "Decoding":
         from .stopping import StopStrings
 
         check_sampling(temperature, top_k, top_p, max_new_tokens)
@@ -102,11 +103,14 @@ class Decoding:
         if streamer is not None and not (hasattr(streamer, "put") and hasattr(streamer, "end")):
             raise InputError(f"streamer must have put(tokens) and end() (as transformers' streamers); got "
                              f"{type(streamer).__name__}")
+        if logits_processor is not None and not callable(logits_processor):
+            raise InputError(f"logits_processor must be callable(input_ids, scores) -> scores; got "
+                             f"{type(logits_processor).__name__}")
         stops = None
         if stop is not None:
             stops = stop if isinstance(stop, StopStrings) else StopStrings(stop, tokenizer)
         return cls(max_new_tokens, do_sample, temperature, top_k, top_p, float(repetition_penalty), min_new_tokens,
-                   num_return_sequences, eos_token_id, pad_token_id, stops, streamer, seed, generator)
+                   num_return_sequences, eos_token_id, pad_token_id, stops, streamer, seed, generator, logits_processor)
 
     def check_return_sequences(self, num_beams: int = 1) -> None:
         if self.num_return_sequences > 1 and not self.do_sample and num_beams == 1:
@@ -147,6 +151,8 @@ def decode(step, logits: torch.Tensor, out: torch.Tensor, t: int, d: Decoding, e
             scores = penalise_repeats(scores, seen, d.repetition_penalty)
         if i < d.min_new_tokens and len(eos):
             scores = scores.index_fill(1, eos, float("-inf"))
+        if d.logits_processor is not None:  # last of the processors, before the warpers (a grammar, say)
+            scores = d.logits_processor(out[:, : t + i], scores)
         if d.do_sample:
             probs = warp_logits(scores, d.temperature, d.top_k, d.top_p).softmax(dim=-1)
             tok = torch.multinomial(probs, 1, generator=generator).squeeze(1)  # (B,)
@@ -266,6 +272,7 @@ class GenerationMixin:
         stop: str | list[str] | None = None,
         tokenizer=None,
         streamer=None,
+        logits_processor=None,
     ) -> torch.Tensor:
         """input_ids (B, T), padded where attention_mask (B, T) is 0 -> (B * num_return_sequences, T + N),
         N <= max_new_tokens. Left padding is used as it is; a right-padded batch (what `Tokenizer.batch` returns by
@@ -278,6 +285,9 @@ class GenerationMixin:
         stops at the token that completes the string, which may run past it); needs `tokenizer` (decode).
         streamer: put(tokens) is called with the prompt, then each step's tokens (B,); end() at the end
         (transformers' streamer protocol: `genzoo.streamers.TextStreamer` or transformers' own).
+        logits_processor: callable(input_ids (B, t), scores (B, V)) -> scores, applied to each step's scores after
+        the repetition penalty and min_new_tokens (transformers' LogitsProcessor protocol; a grammar that masks
+        tokens, say).
         compile: run the single-token decoding step through torch.compile (`compiled_step`): elementwise ops
         fused into generated kernels, no Python between them. The first call with a model compiles it (tens of
         seconds on a 2-core CPU), later calls reuse it; the prompt's forward stays eager."""
@@ -285,7 +295,7 @@ class GenerationMixin:
                           top_p=top_p, repetition_penalty=repetition_penalty, min_new_tokens=min_new_tokens,
                           num_return_sequences=num_return_sequences, eos_token_id=eos_token_id,
                           pad_token_id=pad_token_id, stop=stop, tokenizer=tokenizer, streamer=streamer, seed=seed,
-                          generator=generator)
+                          generator=generator, logits_processor=logits_processor)
         return drain(self.decoding(input_ids, attention_mask, d, compile))
 
     def stream(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None, compile: bool = False,

@@ -2,7 +2,7 @@
 
 from .activations import ACTIVATIONS
 from .attention import ATTENTION_BACKENDS, Attention
-from .blocks import Block, make_dropout
+from .blocks import Block, GatedCrossBlock, make_dropout
 from .cache import StaticKVCache
 from .disentangled import DisentangledBias, RelativeEmbeddings
 from .ffn import FFNS, GatedMLP, MLP
@@ -17,7 +17,7 @@ from .stack import Stack, attention_options, make_positions
 
 __all__ = [
     "ACTIVATIONS", "ALiBi", "ATTENTION_BACKENDS", "ATTENTION_GATES", "Attention", "AttentionGate", "AttnMask", "Block",
-    "DisentangledBias", "FFNS", "GatedMLP", "LearnedPositions", "MLP", "NORMS", "POSITIONS", "Packing",
+    "DisentangledBias", "FFNS", "GatedCrossBlock", "GatedMLP", "LearnedPositions", "MLP", "NORMS", "POSITIONS", "Packing",
     "RMSNorm", "RelativeEmbeddings", "RotaryPositions", "SOFTMAX", "SinusoidalPositions", "SparseMoE", "Stack",
     "StackedExperts", "StaticKVCache", "T5RelativeBias", "TopKRouter", "build_mask", "load_balancing_loss",
     "attention_options", "make_dropout", "make_gate", "reset_gates", "make_positions", "router_z_loss", "softmax1",

@@ -63,3 +63,38 @@ class Block(nn.Module):
         if self.prenorm:
             return x + self.drop(f(norm(x)))
         return norm(x + self.drop(f(x)))
+
+
+class GatedCrossBlock(nn.Module):
+    """Flamingo's GATED XATTN-DENSE layer (Alayrac et al., 2022, arXiv 2204.14198, sec. 2.2 and fig. 4) in front of
+    an existing (frozen) block:
+
+        x = x + tanh(alpha) * cross_attn(cross_norm(x), memory)
+        x = x + tanh(beta)  * ffn(ffn_norm(x))
+        x = block(x)
+
+    alpha and beta are scalars initialised at 0, so at initialisation the wrapped block sees exactly its input and
+    the language model is unchanged. The Stack treats it as the block it wraps (`attn` is the wrapped block's
+    self-attention: window, direction, positions) and hands it the memory's keys/values (`cross`, from
+    `Stack.project_memory`, which projects through `cross_attn`). Without a memory it is the wrapped block."""
+
+    def __init__(self, block: nn.Module, cross_attn: nn.Module, cross_norm: nn.Module, ffn: nn.Module,
+                 ffn_norm: nn.Module):
+        super().__init__()
+        self.block = block
+        self.cross_norm, self.cross_attn = cross_norm, cross_attn
+        self.ffn_norm, self.ffn = ffn_norm, ffn
+        self.attn_gate = nn.Parameter(torch.zeros(1))  # alpha
+        self.ffn_gate = nn.Parameter(torch.zeros(1))  # beta
+
+    @property
+    def attn(self) -> nn.Module:
+        return self.block.attn
+
+    def forward(self, x: torch.Tensor, mask, *, cross=None, **attn_kwargs) -> torch.Tensor:  # (B, T, D) -> (B, T, D)
+        """cross: (mask over the memory, the memory's keys/values projected by `cross_attn`), or None."""
+        if cross is not None:
+            cross_mask, memory_kv = cross
+            x = x + torch.tanh(self.attn_gate) * self.cross_attn(self.cross_norm(x), cross_mask, memory_kv=memory_kv)
+            x = x + torch.tanh(self.ffn_gate) * self.ffn(self.ffn_norm(x))
+        return self.block(x, mask, **attn_kwargs)

@@ -137,6 +137,7 @@ class Stack(nn.Module):
         memory_kv: list | None = None,
         memory_valid: torch.Tensor | None = None,
         prefix: torch.Tensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """x: the embed part's input (token ids (B, T)), or embeddings (B, T, D) without one -> (B, T', D),
         T' = T + prefix length; zeros at padding when run unpadded.
@@ -146,15 +147,23 @@ class Stack(nn.Module):
         [cache.length, cache.length + T). memory_kv, memory_valid (B, Tm): cross-attention over a projected
         encoder output (`project_memory`). prefix (B, P, D): tokens prepended after the input stage (conditioning
         tokens that carry no absolute position; attention-side positions number the whole sequence).
+        inputs_embeds (B, T, D): embeddings in place of embed(x) (x is then None); they go through the rest of the
+        input stage (token types, absolute positions, embed_norm) like embedded tokens (transformers' inputs_embeds:
+        image tokens spliced into a decoder, another modality's tokens into a pretrained encoder).
         """
         start = cache.length if cache is not None else 0
-        h = self.embed(x) if self.embed is not None else x  # (B, T, D)
+        if inputs_embeds is not None:
+            h = inputs_embeds  # (B, T, D)
+        else:
+            h = self.embed(x) if self.embed is not None else x  # (B, T, D)
         b, t = h.shape[:2]
         device = h.device
         if position_ids is None:
             position_ids = torch.arange(start, start + t, device=device)[None]  # (1, T)
         if self.token_types is not None:
-            h = h + self.token_types(token_type_ids if token_type_ids is not None else torch.zeros_like(x))
+            if token_type_ids is None:
+                token_type_ids = torch.zeros(b, t, dtype=torch.long, device=device)
+            h = h + self.token_types(token_type_ids)
         for part in (self.positions, self.abs_positions):
             if part is not None and part.kind == "absolute":
                 h = h + part(position_ids)

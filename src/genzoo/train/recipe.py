@@ -37,6 +37,7 @@ class DataConfig:
     input_column: str = "input"  # seq2seq: the input; pairs: the query
     target_column: str = "target"  # seq2seq: the target; pairs: the text the query retrieves
     image_column: str = "image"  # clip: an image file's path (relative to the table's folder)
+    paired_percent: float = 100.0  # early-/late-fusion: the share of training images seen with text (paired data)
 
 
 @dataclass
@@ -83,6 +84,7 @@ class Recipe:
     progress: bool = True
     fuse: dict = field(default_factory=dict)  # task "fuse": genzoo.fuse.FuseConfig fields (sources' shards, method, lam)
     vl: dict = field(default_factory=dict)  # tasks "text-qa", "spae": genzoo.train.vl_tasks settings (frozen LM, CLIP)
+    parts: dict = field(default_factory=dict)  # pretrained parts a task builds on: name -> run directory (fusion tasks)
 
     def __post_init__(self):
         if isinstance(self.data, dict):
@@ -220,6 +222,8 @@ def recipe_from_dict(data: dict, overrides: list[str] | dict | None = None) -> R
             data["fuse"] = {**data.get("fuse", {}), rest: value}
         elif head == "vl" and rest:  # vl.* is checked by the task that reads it
             data["vl"] = {**data.get("vl", {}), rest: value}
+        elif head == "parts" and rest:  # parts.* is checked by the task that reads it
+            data["parts"] = {**(data.get("parts") or {}), rest: value}
         elif head == "data" and rest:
             dh = get_type_hints(DataConfig)
             if rest not in dh:
@@ -234,13 +238,13 @@ def recipe_from_dict(data: dict, overrides: list[str] | dict | None = None) -> R
             if not _type_ok(value, lh[rest]):
                 raise ConfigError(f"--set {key}={value!r} has the wrong type: expected {type_name(lh[rest])}")
             data["lora"][rest] = value
-        elif key in hints and key not in ("model", "data", "name", "lora", "fuse", "vl"):
+        elif key in hints and key not in ("model", "data", "name", "lora", "fuse", "vl", "parts"):
             if not _type_ok(value, hints[key]):
                 raise ConfigError(f"--set {key}={value!r} has the wrong type: expected {type_name(hints[key])}")
             data[key] = value
         else:
-            choices = [k for k in hints if k not in ("model", "data", "name", "lora", "fuse", "vl")] + \
-                ["model.<field>", "data.<field>", "lora.<field>", "fuse.<field>", "vl.<field>"]
+            choices = [k for k in hints if k not in ("model", "data", "name", "lora", "fuse", "vl", "parts")] + \
+                ["model.<field>", "data.<field>", "lora.<field>", "fuse.<field>", "vl.<field>", "parts.<name>"]
             raise ConfigError(f"unknown --set key {key!r}{nearest(key, choices)}; keys: {', '.join(choices)}")
     top = {k: v for k, v in data.items() if k not in ("data", "lora")}
     for k, v in top.items():

@@ -226,14 +226,19 @@ def _register():
     from . import (  # noqa: F401
         clip_task,
         diffusion_task,
+        early_fusion_task,
         fuse_task,
+        fusion_task,
         gato_task,
         gliner_task,
+        late_fusion_task,
+        meta_task,
         mlm_task,
         pairs_task,
         seq2seq_task,
         spae_task,
         vl_tasks,
+        vq_task,
     )
 
 

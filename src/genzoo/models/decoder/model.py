@@ -112,6 +112,18 @@ class DecoderLM(Stack, GenerationMixin):
             if int(position_ids.min()) < 0 or int(position_ids.max()) >= cfg.max_positions:
                 raise InputError(f"position_ids must lie in [0, {cfg.max_positions})")
 
+    def check_embeds(self, inputs_embeds, attention_mask=None, start: int = 0) -> None:
+        cfg = self.config
+        if not isinstance(inputs_embeds, torch.Tensor) or inputs_embeds.dim() != 3 or \
+                inputs_embeds.shape[-1] != cfg.d_model:
+            raise InputError(f"inputs_embeds has shape {tuple(getattr(inputs_embeds, 'shape', ()))}; expected "
+                             f"(batch, seq_len, d_model={cfg.d_model})")
+        b, t = inputs_embeds.shape[:2]
+        if start + t > cfg.max_positions:
+            raise InputError(f"sequence length {start + t} exceeds the model's max_positions={cfg.max_positions}")
+        if attention_mask is not None and tuple(attention_mask.shape) != (b, t):
+            raise InputError(f"attention_mask has shape {tuple(attention_mask.shape)}; expected {(b, t)}")
+
     def make_cache(self, batch: int, max_len: int, key_valid: torch.Tensor | None = None) -> StaticKVCache:
         cfg = self.config
         w = self.embed.weight
@@ -127,6 +139,9 @@ class DecoderLM(Stack, GenerationMixin):
         cache: StaticKVCache | None = None,
         logits_to_keep: int = 0,
         check: bool = True,
+        inputs_embeds: torch.Tensor | None = None,
+        memory_kv: list | None = None,
+        memory_valid: torch.Tensor | None = None,
     ) -> CausalLMOutput:
         """input_ids (B, T) -> logits (B, T, V).
 
@@ -134,12 +149,18 @@ class DecoderLM(Stack, GenerationMixin):
         labels (B, T): next-token targets are labels shifted left; -100 is ignored (as `transformers`).
         cache: a `StaticKVCache`; the T tokens are written at positions [cache.length, cache.length + T).
         logits_to_keep: compute logits only for the last K positions (0 = all).
+        inputs_embeds (B, T, D): input embeddings in place of input_ids' (which is then None): tokens of another
+        modality spliced in (LLaVA-style image tokens). memory_kv, memory_valid (B, Tm): cross-attention over a
+        memory projected by `project_memory`, for blocks that have cross-attention (Flamingo-style layers).
         """
         start = cache.length if cache is not None else 0
-        if check:
+        if inputs_embeds is not None:
+            self.check_embeds(inputs_embeds, attention_mask if cache is None else None, start)
+        elif check:
             self.check_inputs(input_ids, attention_mask if cache is None else None, position_ids, start)
         x = super().forward(input_ids, attention_mask=attention_mask if cache is None else None,
-                            position_ids=position_ids, cache=cache)  # (B, T, D)
+                            position_ids=position_ids, cache=cache, inputs_embeds=inputs_embeds,
+                            memory_kv=memory_kv, memory_valid=memory_valid)  # (B, T, D)
 
         h = x[:, -logits_to_keep:] if logits_to_keep else x
         logits = self.lm_head(h)  # (B, T or K, V)

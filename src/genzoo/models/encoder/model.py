@@ -120,11 +120,32 @@ class EncoderModel(Stack):
         if attention_mask is not None and not bool(attention_mask.any(dim=1).all()):
             raise InputError("attention_mask has a row with no real token")
 
-    def forward(self, input_ids, attention_mask=None, token_type_ids=None, labels=None) -> EncoderOutput:
+    def check_embeds(self, inputs_embeds, attention_mask=None) -> None:
+        cfg = self.config
+        if not isinstance(inputs_embeds, torch.Tensor) or inputs_embeds.dim() != 3 or \
+                inputs_embeds.shape[-1] != cfg.d_model:
+            raise InputError(f"inputs_embeds has shape {tuple(getattr(inputs_embeds, 'shape', ()))}; expected "
+                             f"(batch, seq_len, d_model={cfg.d_model})")
+        b, t = inputs_embeds.shape[:2]
+        if t > cfg.max_positions:
+            raise InputError(f"sequence length {t} exceeds the model's max_positions={cfg.max_positions}")
+        if attention_mask is not None and tuple(attention_mask.shape) != (b, t):
+            raise InputError(f"attention_mask has shape {tuple(attention_mask.shape)}; expected {(b, t)}")
+        if attention_mask is not None and not bool(attention_mask.any(dim=1).all()):
+            raise InputError("attention_mask has a row with no real token")
+
+    def forward(self, input_ids, attention_mask=None, token_type_ids=None, labels=None,
+                inputs_embeds=None) -> EncoderOutput:
         """input_ids (B, T) -> last_hidden_state (B, T, D) (+ pooler_output, MLM logits, loss with labels;
-        labels use -100 for positions that are not predicted)."""
-        self.check_inputs(input_ids, attention_mask, token_type_ids)
-        h = super().forward(input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids)  # (B, T, D)
+        labels use -100 for positions that are not predicted). inputs_embeds (B, T, D): embeddings in place of the
+        word embeddings of input_ids (None then); positions, token types and the embedding norm still apply
+        (transformers' inputs_embeds)."""
+        if inputs_embeds is not None:
+            self.check_embeds(inputs_embeds, attention_mask)
+        else:
+            self.check_inputs(input_ids, attention_mask, token_type_ids)
+        h = super().forward(input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids,
+                            inputs_embeds=inputs_embeds)  # (B, T, D)
         out = EncoderOutput(last_hidden_state=h)
         if self.pooler is not None:
             out.pooler_output = torch.tanh(self.pooler(h[:, 0]))

@@ -1,0 +1,47 @@
+"""The fusion and meta-transformer experiments, shrunken (tiny parts, a few steps), write their reports, figures
+and results with every target the issue names."""
+
+import json
+
+import pytest
+
+from genzoo.experiments import EXPERIMENTS
+
+
+@pytest.mark.slow
+def test_fusion_experiment_writes_outputs(tmp_path):
+    r = EXPERIMENTS.get("fusion")(out=str(tmp_path), small=True)
+    for f in ("report.md", "results.json", "accuracy.png", "drawings.png", "vq.png"):
+        assert (tmp_path / f).exists(), f
+    saved = json.loads((tmp_path / "results.json").read_text())
+    arms = ("early", "late-prefix")  # the shrunken run leaves out the cross-attention arm
+    assert set(saved["accuracy"]) == {f"{a}@{p}%" for a in arms for p in (100, 10)}
+    for key, acc in saved["accuracy"].items():
+        assert set(acc) >= {"digit", "parity", "plus3", "caption"} and all(0 <= v <= 1 for v in acc.values())
+        assert ("text_to_image" in acc) == key.startswith("early")
+    # the same training FLOPs for every method: each bridge's steps buy (within one step) what early fusion's do
+    fl, per = saved["training_flops"], saved["flops_per_step"]
+    for a in arms:
+        assert abs(fl[a] - fl["early"]) <= per[a] / 2 + 1
+        assert 0 < saved["parameters"][a]["trainable"] <= saved["parameters"][a]["total"]
+    assert saved["parameters"]["late-prefix"]["trainable_share"] < saved["parameters"]["early"]["trainable_share"]
+    assert saved["low_paired"]["winner"] in arms and saved["vq_psnr_db"] > 0
+    assert len(saved["targets"]) == 3 and all(set(t) == {"value", "target", "met"} for t in saved["targets"].values())
+    assert "Low paired data" in (tmp_path / "report.md").read_text()
+    assert r["setup"]["small"] and saved["seconds"] > 0
+
+
+@pytest.mark.slow
+def test_meta_transformer_experiment_writes_outputs(tmp_path):
+    r = EXPERIMENTS.get("meta-transformer")(out=str(tmp_path), small=True, data_sets=("digits", "wine"))
+    for f in ("report.md", "results.json", "accuracy.png"):
+        assert (tmp_path / f).exists(), f
+    saved = json.loads((tmp_path / "results.json").read_text())
+    assert set(saved["accuracy"]) == {"digits", "wine"}
+    for acc in saved["accuracy"].values():
+        assert set(acc) == {"frozen-pretrained", "frozen-random", "fine-tuned"} and all(0 <= v <= 1
+                                                                                        for v in acc.values())
+    assert saved["parameters"]["digits"]["modality"] == "image" and saved["parameters"]["wine"]["modality"] == "tabular"
+    assert all(0 < p["trainable_share"] < 1 for p in saved["parameters"].values())
+    assert len(saved["targets"]) == 2 and all(set(t) == {"value", "target", "met"} for t in saved["targets"].values())
+    assert r["setup"]["small"] and saved["seconds"] > 0
