@@ -7,12 +7,15 @@
 
 `resolve_precision("auto" | "fp32" | "bf16", device)` is what training, evaluation and the benchmarks use: "auto"
 is bf16 autocast where supported and fp32 elsewhere; "bf16" where unsupported is a ConfigError. Master weights
-stay fp32 either way (autocast runs the matmuls in bf16).
+stay fp32 either way (autocast runs the matmuls in bf16). The environment variable GENZOO_PRECISION ("fp32" or
+"bf16") decides what "auto" means instead, for runs whose numerics must not depend on the CPU they land on (the
+test suite pins fp32 in tests/conftest.py; its bf16 tests ask for bf16 by name).
 """
 
 from __future__ import annotations
 
 import functools
+import os
 from dataclasses import dataclass
 
 import torch
@@ -68,6 +71,11 @@ def resolve_precision(precision: str, device: torch.device | str = "cpu") -> tor
     """The autocast dtype for a precision name on a device: torch.bfloat16, or None for fp32."""
     if precision not in PRECISIONS:
         raise ConfigError(f"precision={precision!r} is invalid: one of {', '.join(PRECISIONS)}")
+    if precision == "auto" and os.environ.get("GENZOO_PRECISION"):
+        pinned = os.environ["GENZOO_PRECISION"]
+        if pinned not in ("fp32", "bf16"):
+            raise ConfigError(f"environment variable GENZOO_PRECISION={pinned!r} is invalid: 'fp32' or 'bf16'")
+        precision = pinned
     if precision == "fp32":
         return None
     support = bf16_support(str(torch.device(device)))

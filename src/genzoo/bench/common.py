@@ -127,12 +127,10 @@ def machine() -> str:
 def header(title: str) -> str:
     """Print (and return) the benchmark's first lines: what it measures and where: the machine, its load, and a
     warning when the load exceeds the cores (the figures then measure the contention as much as the code)."""
-    text = f"{title}
-  machine: {machine()}"
+    text = f"{title}\n  machine: {machine()}"
     load, cores = load_average(), os.cpu_count() or 1
     if load is not None and load > cores:
-        text += (f"
-  WARNING: load average {load:.2f} exceeds the {cores} cores: other processes share the CPU, "
+        text += (f"\n  WARNING: load average {load:.2f} exceeds the {cores} cores: other processes share the CPU, "
                  "so the figures below are noisy; compare ratios, and re-measure on an idle machine")
     print(text)
     return text
