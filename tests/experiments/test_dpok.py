@@ -21,6 +21,8 @@ def test_experiment_writes_outputs(tmp_path):
     assert saved["arms"]["dpok"]["beta"] > 0 == saved["arms"]["dpok-beta0"]["beta"]
     assert saved["arms"]["dpok-value"]["normalise"] == "value" != saved["arms"]["dpok"]["normalise"]
     assert len(r["targets"]) == 4 and "Targets" in (tmp_path / "report.md").read_text()
+    assert len(saved["targets"]) == 4 and all(set(t) == {"value", "target", "met"} for t in saved["targets"].values())
+    assert saved["machine"]["cpu"] and saved["machine"]["cores"] > 0 and saved["seconds"] >= 0
 
 
 def test_frechet_at_matched_reward_interpolates():

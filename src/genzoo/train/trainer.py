@@ -233,7 +233,8 @@ def evaluate_run(path: str | os.PathLike, max_batches: int | None = None, batch_
     if recipe is not None and recipe.task != "lm":  # other tasks: their own validation, on their own data
         recipe.progress = False
         task = TASKS.get(recipe.task)(recipe, run, Dist())
-        return {"dir": str(directory), **task.validate(genzoo.load(directory), None)}
+        return {"dir": str(directory), **task.validate(genzoo.load(directory), autocast_dtype(recipe.precision,
+                                                                                               torch.device("cpu")))}
     model = genzoo.load(directory)
     tokenizer = Tokenizer.from_dir(directory)
     if recipe is None:
@@ -247,4 +248,5 @@ def evaluate_run(path: str | os.PathLike, max_batches: int | None = None, batch_
         val = token_stream(tokenizer, corpus.read("val"))
     recipe.batch_size, recipe.eval_batches = batch_size, max_batches or sys.maxsize  # default: the whole split
     recipe.eval_batches = validation_blocks(val, recipe.data.block_size, recipe)[1]
-    return {"dir": str(directory), "batches": recipe.eval_batches, **lm_validation(model, val, recipe, Dist(), None)}
+    amp = autocast_dtype(recipe.precision, torch.device("cpu"))  # the recipe's precision (auto: bf16 where supported)
+    return {"dir": str(directory), "batches": recipe.eval_batches, **lm_validation(model, val, recipe, Dist(), amp)}
