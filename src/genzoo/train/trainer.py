@@ -124,10 +124,10 @@ def _train(recipe: Recipe, run: Path, resume: bool, d: Dist) -> dict:
     if d.is_main:
         (run / "recipe.yaml").write_text(yaml.safe_dump(recipe.to_dict(), sort_keys=False))
 
+    amp = autocast_dtype(recipe.precision, d.device)  # bf16 asked for where the hardware has none: refused here
     torch.manual_seed(recipe.seed)  # the same initial weights on every rank
     task = TASKS.get(recipe.task)(recipe, run, d)
     model = apply_lora(task.build_model(), recipe).to(d.device)  # lora.r > 0: adapters (peft) train alone
-    amp = autocast_dtype(recipe.precision, d.device)
     step, state = 0, None
     if resume:
         state = load_trainer_state(ckpt)
