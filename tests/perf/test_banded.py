@@ -1,4 +1,4 @@
-"""Banded local attention (`nn.banded`) equals the dense windowed mask at T several windows long, with padding and
+"""Banded local attention (`nn.banded`) equals the dense windowed mask at T at least 8 windows long, with padding and
 grouped-query heads, and the models' windowed layers take it (ModernBERT's local layers, Mistral's prefill)."""
 
 import pytest
@@ -8,12 +8,12 @@ import torch.nn.functional as F
 import genzoo
 from genzoo.nn.attention import sdpa_attention
 from genzoo.nn.banded import Band, banded_attention
-from genzoo.nn.masks import AttnMask, build_mask
+from genzoo.nn.masks import BANDED_FROM, build_mask
 from genzoo.nn.softmax import Standard
 
 
 @pytest.mark.parametrize("causal", [True, False])
-@pytest.mark.parametrize("t", [96, 131])  # a multiple of the block and not
+@pytest.mark.parametrize("t", [128, 150])  # >= 8 windows (masks.BANDED_FROM); a multiple of the block and not
 def test_banded_equals_dense_window(causal, t):
     g = torch.Generator().manual_seed(0)
     window = 16
@@ -52,8 +52,8 @@ def test_windowed_models_match_transformers_on_the_banded_path(tmp_path, preset,
     genzoo.save(ours, tmp_path)
     ref = getattr(transformers, hf_class).from_pretrained(tmp_path).eval()
     window = ours.config.local_window if preset.startswith("modernbert") else ours.config.sliding_window
-    t = min(6 * window, ours.config.max_positions)
-    assert t >= 4 * window  # the banded path (masks.BANDED_FROM)
+    t = BANDED_FROM * window
+    assert t <= ours.config.max_positions  # the banded path, at the shortest length that takes it
     ids = torch.randint(5, ours.config.vocab_size, (2, t))
     mask = torch.ones(2, t, dtype=torch.long)
     if preset.startswith("modernbert"):

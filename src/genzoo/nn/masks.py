@@ -12,7 +12,7 @@ Query i (absolute position start + i) may attend key j when
 A query with no key left (a left-padding position) attends to itself, so no row is empty and no NaN
 can appear; such rows are never read by real tokens.
 
-A window over a long self-attention (no cache offset, Tk > BANDED_FROM windows) is kept as a `banded.Band`
+A window over a long self-attention (no cache offset, Tk >= BANDED_FROM windows) is kept as a `banded.Band`
 instead of a dense mask: the SDPA backend then runs banded attention in O(T * window) memory and time, and
 `dense()` materialises the same mask for the paths that need one (eager, extra keys, a score bias).
 """
@@ -25,7 +25,7 @@ import torch
 
 from .banded import Band
 
-BANDED_FROM = 4  # a window bites over Tk >= BANDED_FROM * window keys: run it banded
+BANDED_FROM = 8  # run a window banded from Tk >= BANDED_FROM * window keys (below, dense SDPA is as fast)
 
 
 @dataclass
