@@ -236,6 +236,55 @@ def cmd_embed(args) -> int:
     return 0
 
 
+def cmd_serve(args) -> int:
+    try:
+        from .serve import ServeSettings, create_app, load_served, run
+    except ImportError as e:
+        raise ArgumentError(f"genzoo serve needs the server stack ({e.name} is missing): pip install 'genzoo[serve]'")
+    import torch
+
+    key = args.api_key or os.environ.get("GENZOO_API_KEY") or None
+    settings = ServeSettings(host=args.host, port=args.port, api_key=key, model_name=args.model_name,
+                             cors_origins=args.cors_origin or [], max_batch=args.max_batch, max_queue=args.max_queue,
+                             max_context=args.max_context, max_tokens=args.max_tokens,
+                             max_body_bytes=args.max_body_bytes)
+    dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}.get(args.dtype)
+    if args.threads is not None:
+        if args.threads < 1:
+            raise ArgumentError(f"genzoo serve: --threads {args.threads} must be a positive integer")
+        torch.set_num_threads(args.threads)
+    served = load_served(args.path, name=args.model_name, index=args.index, device=args.device, dtype=dtype)
+    where = f"http://{args.host}:{args.port}"
+    print(f"genzoo: serving {served.name!r} ({served.kind}: {', '.join(served.capabilities)}) at {where} "
+          f"(web page: {where}/, API key {'required' if key else 'not set'})", file=sys.stderr)
+    if args.host not in ("127.0.0.1", "localhost", "::1") and not key:
+        print(f"genzoo: warning: listening on {args.host} without --api-key: anyone who reaches this port can use "
+              "the model", file=sys.stderr)
+    run(create_app(served, settings), host=args.host, port=args.port)
+    return 0
+
+
+def cmd_ner(args) -> int:
+    import json
+
+    import genzoo
+    from .rundir import resolve_checkpoint_dir
+
+    directory = resolve_checkpoint_dir(args.dir)
+    model = genzoo.load(directory)
+    if not hasattr(model, "batch_predict_entities"):
+        raise ArgumentError(f"genzoo ner: {directory} holds a {type(model).__name__}, not a GLiNER model")
+    results = model.batch_predict_entities(args.text, args.label, threshold=args.threshold, flat_ner=not args.nested,
+                                           multi_label=args.multi_label, label_order=args.label_order)
+    for i, ents in enumerate(results):
+        for e in ents:
+            print(json.dumps({"text_index": i, **e}, ensure_ascii=False))
+        if ents.windows > 1:
+            print(f"genzoo ner: text {i} has {ents.words} words, more than max_len={model.config.max_len}: read in "
+                  f"{ents.windows} overlapping windows", file=sys.stderr)
+    return 0
+
+
 def cmd_eval(args) -> int:
     from .train import evaluate_run
 
@@ -275,6 +324,45 @@ def cmd_experiment(args) -> int:
         extra["steps"] = args.steps
     fn(out=args.out or os.path.join("runs", "experiments", args.name), **extra)
     return 0
+
+
+def cmd_play(args) -> int:
+    import numpy as np
+
+    import genzoo
+    from .data.control import EVAL_SEED, run_episodes, task_for_env
+    from .data.mixture import demonstration
+    from .models.gato.agent import GatoAgent
+    from .rundir import resolve_checkpoint_dir
+
+    task = task_for_env(args.env)  # an unknown environment fails before the model is read
+    if args.episodes < 1:
+        raise ArgumentError(f"genzoo play: --episodes must be >= 1, got {args.episodes}")
+    directory = resolve_checkpoint_dir(args.dir)
+    model = genzoo.load(directory)
+    if getattr(model.config, "genre", None) != "gato":
+        raise ArgumentError(f"genzoo play: {directory} holds a {type(model).__name__}, not a Gato model")
+    prompt = demonstration(task.spec.name, model.config.layout, model.config.max_positions // 4)
+    agent = GatoAgent(model, task.spec, prompt, greedy=args.temperature == 0, temperature=args.temperature or 1.0,
+                      generator=torch_generator(args.seed))
+    agent.reset(args.episodes)
+    returns, lengths, frames = run_episodes(task, agent.act, args.episodes, seed=args.seed + EVAL_SEED,
+                                            render=args.max_frames if args.gif else 0)
+    for i, (r, n) in enumerate(zip(returns, lengths)):
+        print(f"episode {i + 1}: return {r:.2f} ({n} steps)")
+    print(f"{task.spec.env_id}: mean return {np.mean(returns):.2f} over {args.episodes} episodes")
+    if args.gif:
+        from .figures import save_gif
+
+        save_gif(frames, args.gif, fps=args.fps)
+        print(f"wrote {args.gif} ({len(frames)} frames of episode 1)")
+    return 0
+
+
+def torch_generator(seed: int):
+    import torch
+
+    return torch.Generator().manual_seed(seed)
 
 
 def build_parser() -> Parser:
@@ -369,11 +457,43 @@ def build_parser() -> Parser:
                         "table: a readable summary and the cosine matrix")
     s.set_defaults(fn=cmd_embed)
 
+    s = sub.add_parser("ner", help="named entities of any type with a GLiNER model (JSON lines)")
+    s.add_argument("dir", help="a GLiNER directory (the gliner package's, or a gliner-nano run)")
+    s.add_argument("--text", action="append", required=True, help="a text (repeatable)")
+    s.add_argument("--label", action="append", required=True, help="an entity type, e.g. person (repeatable)")
+    s.add_argument("--threshold", type=float, default=0.5, help="keep (span, type) pairs scored above this")
+    s.add_argument("--nested", action="store_true", help="allow entities inside entities (flat_ner=False)")
+    s.add_argument("--multi-label", action="store_true", help="allow several types for one span")
+    s.add_argument("--label-order", choices=["given", "average"], default="given",
+                   help="average: scores averaged over several label orders (independent of the order given)")
+    s.set_defaults(fn=cmd_ner)
+
     s = sub.add_parser("index", help="a vector index of your texts: build, add, delete, query, info")
     from .index.commands import add_parsers as index_parsers
 
     index_parsers(s.add_subparsers(dest="index_command", required=True, parser_class=Parser))
     s.set_defaults(fn=cmd_index)
+
+    s = sub.add_parser("serve", help="serve a model over HTTP (OpenAI-style API) with a web page to try it")
+    s.add_argument("path", metavar="DIR_OR_RUN", help="a run or Hugging Face directory, a .gguf file, or a genzoo index")
+    s.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
+    s.add_argument("--port", type=int, default=8000)
+    s.add_argument("--api-key", help="require 'Authorization: Bearer KEY' on every API route (or set GENZOO_API_KEY)")
+    s.add_argument("--model-name", help="the model id clients send (default: the directory's name)")
+    s.add_argument("--index", metavar="INDEX", help="also serve this genzoo index at /v1/index/query")
+    s.add_argument("--max-batch", type=int, default=8, help="requests decoded together (continuous batching)")
+    s.add_argument("--max-queue", type=int, default=64, help="requests that may wait; more get 429")
+    s.add_argument("--max-context", type=int, default=2048,
+                   help="prompt + max_tokens per request, and the KV cache's length (at most the model's)")
+    s.add_argument("--max-tokens", type=int, default=1024, help="the largest max_tokens a request may ask")
+    s.add_argument("--max-body-bytes", type=int, default=2 * 1024 * 1024, help="larger request bodies get 413")
+    s.add_argument("--cors-origin", action="append", metavar="ORIGIN",
+                   help="allow browser pages from this origin (repeatable; default: none, CORS off)")
+    s.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
+    s.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], help="load the weights in this dtype")
+    s.add_argument("--threads", type=int, help="torch CPU threads (default: torch's; 1 can be faster for small "
+                   "models on a busy machine)")
+    s.set_defaults(fn=cmd_serve)
 
     s = sub.add_parser("eval", help="validation metrics of a run directory (loss and perplexity, exact match, ...)")
     s.add_argument("dir")
@@ -388,6 +508,18 @@ def build_parser() -> Parser:
     s = sub.add_parser("bench", help="benchmark genzoo against the reference implementation")
     s.add_argument("name", help="a benchmark name (see `genzoo list`)")
     s.set_defaults(fn=cmd_bench)
+
+    s = sub.add_parser("play", help="run a trained Gato policy in a gymnasium environment and print the returns")
+    s.add_argument("dir", help="a Gato run directory (genzoo train gato-nano)")
+    s.add_argument("--env", required=True, help="a gymnasium id: CartPole-v1, Pendulum-v1, MountainCar-v0, "
+                                                "genzoo/GridWorld-v0")
+    s.add_argument("--episodes", type=int, default=10)
+    s.add_argument("--seed", type=int, default=0, help="episode i is reset with seed 1000000 + seed + i")
+    s.add_argument("--temperature", type=float, default=0.0, help="0: greedy actions; > 0: sampled")
+    s.add_argument("--gif", help="write the first episode as an animated GIF (environments that render RGB)")
+    s.add_argument("--max-frames", type=int, default=500, help="at most this many GIF frames")
+    s.add_argument("--fps", type=int, default=30, help="GIF frames per second")
+    s.set_defaults(fn=cmd_play)
 
     s = sub.add_parser("experiment", help="run a paper's experiment; writes report.md, figures, results.json")
     s.add_argument("name", help="an experiment name (see `genzoo list`)")

@@ -42,3 +42,18 @@ def save_figure(fig, out: Path) -> None:
     fig.savefig(tmp)
     plt.close(fig)
     tmp.replace(out)
+
+
+def save_gif(frames: list, out, fps: int = 30) -> None:
+    """RGB frames (H, W, 3) uint8 as an animated GIF (Pillow), written atomically."""
+    from PIL import Image
+
+    from .errors import InputError
+
+    if not frames:
+        raise InputError("no frames to write: the environment rendered none")
+    out = Path(out)
+    images = [Image.fromarray(f) for f in frames]
+    tmp = out.with_suffix(".tmp.gif")
+    images[0].save(tmp, save_all=True, append_images=images[1:], duration=max(1, round(1000 / fps)), loop=0)
+    tmp.replace(out)

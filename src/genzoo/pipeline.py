@@ -8,7 +8,7 @@ transformers' pipeline of the same task returns:
     for piece in generate("Once upon a time", stream=True): ...    # text as it is generated
 
 Tasks (`PIPELINES`): text-generation, text2text-generation, fill-mask, feature-extraction, sentence-embedding,
-zero-shot-image-classification.
+zero-shot-image-classification, token-classification (GLiNER: entities of the types named in `labels`).
 """
 
 from __future__ import annotations
@@ -245,4 +245,23 @@ class ZeroShotImageClassification(Pipeline):
         for row in probs.tolist():
             order = sorted(range(len(row)), key=lambda i: -row[i])
             out.append([{"score": row[i], "label": candidate_labels[i]} for i in order])
+        return out[0] if single else out
+
+
+@PIPELINES.register("token-classification")
+class TokenClassification(Pipeline):
+    """A GLiNER model finds entities of any type named in `labels` (`GLiNERModel.predict_entities`)."""
+
+    task, needs = "token-classification", ("predict_entities",)
+
+    def __call__(self, inputs, labels, threshold: float = 0.5, flat_ner: bool = True, multi_label: bool = False,
+                 **options):
+        """inputs: a text or a list of texts; labels: the entity type names. Returns per text its entities, each
+        {"start", "end", "text", "label", "score"} (the `gliner` package's fields) with transformers' grouped names
+        "entity_group" (= label) and "word" (= text) beside them; options as `GLiNERModel.batch_predict_entities`
+        (label_order, n_orders, batch_size, overlap)."""
+        items, single = _texts(inputs, self.task)
+        found = self.model.batch_predict_entities(items, labels, threshold=threshold, flat_ner=flat_ner,
+                                                  multi_label=multi_label, **options)
+        out = [[{**e, "entity_group": e["label"], "word": e["text"]} for e in ents] for ents in found]
         return out[0] if single else out

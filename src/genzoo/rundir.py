@@ -22,6 +22,8 @@ from pathlib import Path
 from .errors import CheckpointError
 
 STEP_DIR = re.compile(r"^step-(\d{8})$")
+# the files a model directory is recognised by: config.json, or a checkpoint format's own (GLiNER's)
+MODEL_CONFIG_FILES = ("config.json", "gliner_config.json")
 STATE = "trainer_state.pt"
 CHECKPOINTS = "checkpoints"
 # the names `interop.atomic_dir` gives a directory while it is written / while it is being replaced
@@ -60,13 +62,14 @@ def clean_partial(run: Path) -> None:
 
 def resolve_checkpoint_dir(path: str | os.PathLike) -> Path:
     """The directory to load from `path`: an HF directory (or a finished run, whose final model is at its top
-    level) as it is; a run directory without a top-level config.json -> its latest complete checkpoint."""
+    level) as it is; a run directory without a top-level model config (MODEL_CONFIG_FILES) -> its latest complete
+    checkpoint."""
     p = Path(path)
     if not p.exists():
         raise CheckpointError(f"{p}: no such directory")
     if not p.is_dir():
         raise CheckpointError(f"{p}: not a directory")
-    if not (p / "config.json").exists():
+    if not any((p / name).exists() for name in MODEL_CONFIG_FILES):
         latest = latest_checkpoint(p)
         if latest is not None:
             return latest

@@ -9,7 +9,17 @@ EXPERIMENTS: Registry = Registry("experiment")
 
 
 def _register():
-    from . import clip_zero_shot, dpok, fusellm, moe_locality, outliers  # noqa: F401
+    from . import (  # noqa: F401
+        clip_zero_shot,
+        dpok,
+        fusellm,
+        gato,
+        gliner_zero_shot,
+        lens_spae,
+        moe_locality,
+        outliers,
+        retrieval_finetune,
+    )
 
 
 _register()

@@ -18,13 +18,24 @@ from .formats import FORMATS, CheckpointFormat, KeyMap
 from .lora import is_lora, load_adapter, merged, save_adapter
 from .meta import assign_weights, empty_parameters
 
-__all__ = ["FORMATS", "CheckpointFormat", "KeyMap", "atomic_dir", "check_state", "checked_state", "empty_parameters",
-           "load", "load_weights_into", "resolve_checkpoint_dir", "save"]
+__all__ = ["FORMATS", "CheckpointFormat", "KeyMap", "atomic_dir", "check_state", "checked_state", "directory_format",
+           "empty_parameters", "load", "load_weights_into", "resolve_checkpoint_dir", "save"]
 
 
 def tied_parameters(model) -> list[str]:
     """Names under which a model holds a second reference to another parameter (tied embeddings)."""
     return model.tied_parameters() if hasattr(model, "tied_parameters") else []
+
+
+def directory_format(directory: Path) -> tuple[CheckpointFormat, dict]:
+    """The checkpoint format of a model directory and its config: a format with its own config file (GLiNER's
+    gliner_config.json) when the directory holds that file, else the format config.json's model_type names."""
+    for name in FORMATS.names():
+        fmt = FORMATS.get(name)()
+        if fmt.config_file != "config.json" and (directory / fmt.config_file).exists():
+            return fmt, fmt.read_config(directory)
+    hf_config = read_config(directory)
+    return format_for(hf_config, directory / "config.json"), hf_config
 
 
 def format_for(hf_config: dict, file: Path) -> CheckpointFormat:
@@ -60,8 +71,7 @@ def load(path: str | os.PathLike, *, dtype: torch.dtype | None = None, device: s
     for name in FORMATS.names():  # a format with a layout of its own (a diffusers pipeline directory)
         if FORMATS.get(name).detect(directory):
             return FORMATS.get(name)().load_directory(directory, dtype=dtype, device=device)
-    hf_config = read_config(directory)
-    fmt = format_for(hf_config, directory / "config.json")
+    fmt, hf_config = directory_format(directory)
     config = fmt.read_extras(fmt.config_from_hf(hf_config), directory)
     with empty_parameters():
         model = GENRES.get(config.genre)(config)
@@ -72,6 +82,7 @@ def load(path: str | os.PathLike, *, dtype: torch.dtype | None = None, device: s
     if dtype is not None:
         model.to(dtype)  # the buffers (parameters already have it)
     attach_tokenizer(model, directory)
+    fmt.read_files(model, directory)  # after the generic tokenizer: a format's own files (GLiNER's tokenizer)
     return model.to(device).eval()
 
 
@@ -100,7 +111,7 @@ def checked_state(model, directory: Path, fmt: CheckpointFormat | None = None,
     cast: floating-point tensors are read in this dtype (`files.read_weights`)."""
     config = model.config
     if fmt is None:
-        fmt = format_for(read_config(directory), directory / "config.json")
+        fmt = directory_format(directory)[0]
     state, unexpected = fmt.state_from_hf(read_weights(directory, cast), config)
     return check_state(model, state, unexpected, directory)
 
@@ -165,7 +176,7 @@ def save(
     hf_config.setdefault("dtype", str(dtype).removeprefix("torch."))
     path = Path(path)
     with atomic_dir(path) as tmp:
-        (tmp / "config.json").write_text(json.dumps(hf_config, indent=2, sort_keys=True) + "\n")
+        (tmp / fmt.config_file).write_text(json.dumps(hf_config, indent=2, sort_keys=True) + "\n")
         gen = {k: getattr(config, k) for k in ("bos_token_id", "eos_token_id", "pad_token_id", "decoder_start_token_id")
                if getattr(config, k, None) is not None}
         if gen:

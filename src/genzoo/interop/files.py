@@ -141,11 +141,12 @@ def read_weights(directory: Path, cast: torch.dtype | None = None) -> dict[str, 
     )
 
 
-def read_config(directory: Path) -> dict:
-    """config.json as a dict; a config that asks for remote code is refused."""
-    file = directory / "config.json"
+def read_config(directory: Path, name: str = "config.json") -> dict:
+    """config.json (or the config file `name` a checkpoint format reads) as a dict; a config that asks for remote
+    code is refused."""
+    file = directory / name
     if not file.exists():
-        raise CheckpointError(f"{directory}: no config.json")
+        raise CheckpointError(f"{directory}: no {name}")
     try:
         cfg = json.loads(file.read_text())
     except json.JSONDecodeError as e:

@@ -92,9 +92,22 @@ def merge_fused(tensors: dict, fused: str, parts: list[str]) -> dict:
 
 
 class CheckpointFormat:
-    """Subclasses set `model_type` and implement the four conversions."""
+    """Subclasses set `model_type` and implement the four conversions. A format whose directories name their
+    architecture in another file than config.json sets `config_file` (`interop.directory_format` recognises a
+    directory by it); one whose tokenizer is not the generic one implements `read_files` (`save` writes any
+    `model.tokenizer` with its own `save`)."""
 
     model_type: str = ""
+    config_file: str = "config.json"
+
+    def read_config(self, directory) -> dict:
+        """The directory's `config_file` as a dict (remote code refused, `files.read_config`)."""
+        from .files import read_config
+
+        return read_config(directory, self.config_file)
+
+    def read_files(self, model, directory) -> None:
+        """After the weights are loaded: read what else the directory holds for the model (default: nothing)."""
 
     def config_from_hf(self, hf: dict):
         raise NotImplementedError

@@ -2,7 +2,8 @@
 quantization (`torch.ao.quantization.quantize_dynamic`) and adapter wrappers (LoRA) can swap them.
 
 - `MLP`: ``down(act(up(x)))``, the Transformer FFN (Vaswani et al., 2017, eq. 2) with a GELU-family or ReLU
-  activation (GPT-2 uses GELU with the tanh approximation).
+  activation (GPT-2 uses GELU with the tanh approximation); optionally with dropout on the hidden activations,
+  ``down(drop(act(up(x))))`` (T5's DenseReluDense, GLiNER's projection layers).
 - `GatedMLP`: ``down(act(gate(x)) * up(x))``, the GLU variants of Shazeer, "GLU Variants Improve
   Transformer" (2020), eq. 5-6: SwiGLU (act = SiLU, Llama/Mistral) and GeGLU (act = GELU).
 
@@ -16,23 +17,26 @@ from torch import nn
 
 from ..registry import Registry
 from .activations import ACTIVATIONS
+from .blocks import make_dropout
 
 
 class MLP(nn.Module):
-    """Two-layer FFN: (B, T, D) -> (B, T, F) -> (B, T, D)."""
+    """Two-layer FFN: (B, T, D) -> (B, T, F) -> (B, T, D') (D' = D unless `down` maps elsewhere).
+    dropout: on the hidden activations, between the activation and `down` (0: none)."""
 
-    def __init__(self, up: nn.Module, down: nn.Module, activation: str = "gelu"):
+    def __init__(self, up: nn.Module, down: nn.Module, activation: str = "gelu", dropout: float = 0.0):
         super().__init__()
         self.act = ACTIVATIONS.get(activation)  # an unknown name fails here, when the model is built
         self.activation = activation
         self.up, self.down = up, down
+        self.drop = make_dropout(dropout)
 
     @classmethod
-    def build(cls, dim: int, hidden: int, activation: str = "gelu", bias: bool = True) -> "MLP":
-        return cls(nn.Linear(dim, hidden, bias=bias), nn.Linear(hidden, dim, bias=bias), activation)
+    def build(cls, dim: int, hidden: int, activation: str = "gelu", bias: bool = True, dropout: float = 0.0) -> "MLP":
+        return cls(nn.Linear(dim, hidden, bias=bias), nn.Linear(hidden, dim, bias=bias), activation, dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.down(self.act(self.up(x)))
+        return self.down(self.drop(self.act(self.up(x))))
 
     def extra_repr(self) -> str:
         return f"activation={self.activation}"

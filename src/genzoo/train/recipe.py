@@ -26,6 +26,10 @@ class DataConfig:
     tokenizer: str = "byte-bpe"  # genzoo.tokenizers.TOKENIZER_TRAINERS: "byte-bpe" (GPT-2) or "sentencepiece-bpe" (Llama)
     block_size: int = 128
     mask_prob: float = 0.15  # task "mlm": the fraction of tokens to predict (BERT 15%, ModernBERT 30%)
+    neg_type_ratio: float = 1.0  # task "gliner": the share of a prompt's free type slots filled with batch negatives
+    type_drop: float = 0.0  # task "gliner": the probability of dropping some of a sentence's entity types
+    mixture: dict | None = None  # task "gato": {task: sampling weight} (data.mixture.task_names())
+    episodes: dict | None = None  # task "gato": {control task: expert episodes trained on} (default: control.CONTROL)
     # the user's own data (genzoo.data.sources); None: the embedded corpus above
     source: str | None = None  # a folder, a .txt, or a .jsonl / .parquet / .csv table
     glob: str = "**/*.txt"  # files of a source folder
@@ -59,6 +63,7 @@ class Recipe:
     batch_size: int = 16  # per rank, per micro-step
     grad_accum: int = 1
     lr: float = 3e-3
+    lr_scales: dict = field(default_factory=dict)  # {module name: factor}: that module's parameters train at factor x lr
     min_lr_ratio: float = 0.1  # cosine decays to lr * min_lr_ratio
     warmup_steps: int = 20
     weight_decay: float = 0.1
@@ -77,6 +82,7 @@ class Recipe:
     fsdp: bool = False  # shard the model with FSDP2 (fully_shard) under torchrun
     progress: bool = True
     fuse: dict = field(default_factory=dict)  # task "fuse": genzoo.fuse.FuseConfig fields (sources' shards, method, lam)
+    vl: dict = field(default_factory=dict)  # tasks "text-qa", "spae": genzoo.train.vl_tasks settings (frozen LM, CLIP)
 
     def __post_init__(self):
         if isinstance(self.data, dict):
@@ -97,6 +103,9 @@ class Recipe:
                 raise ConfigError(f"recipe field {f}={v!r} is invalid: must be a positive integer")
         if self.nan_policy not in ("error", "skip"):
             raise ConfigError(f"recipe field nan_policy={self.nan_policy!r} is invalid: 'error' or 'skip'")
+        if not all(isinstance(k, str) and isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0
+                   for k, v in self.lr_scales.items()):
+            raise ConfigError(f"recipe field lr_scales={self.lr_scales!r} is invalid: {{module name: factor >= 0}}")
         if self.precision not in ("auto", "fp32", "bf16"):
             raise ConfigError(f"recipe field precision={self.precision!r} is invalid: 'auto', 'fp32' or 'bf16'")
         if "preset" not in self.model:
@@ -209,6 +218,8 @@ def recipe_from_dict(data: dict, overrides: list[str] | dict | None = None) -> R
             data["model"][rest] = value
         elif head == "fuse" and rest:  # fuse.* is checked by FuseConfig when the recipe is built
             data["fuse"] = {**data.get("fuse", {}), rest: value}
+        elif head == "vl" and rest:  # vl.* is checked by the task that reads it
+            data["vl"] = {**data.get("vl", {}), rest: value}
         elif head == "data" and rest:
             dh = get_type_hints(DataConfig)
             if rest not in dh:
@@ -223,13 +234,13 @@ def recipe_from_dict(data: dict, overrides: list[str] | dict | None = None) -> R
             if not _type_ok(value, lh[rest]):
                 raise ConfigError(f"--set {key}={value!r} has the wrong type: expected {type_name(lh[rest])}")
             data["lora"][rest] = value
-        elif key in hints and key not in ("model", "data", "name", "lora", "fuse"):
+        elif key in hints and key not in ("model", "data", "name", "lora", "fuse", "vl"):
             if not _type_ok(value, hints[key]):
                 raise ConfigError(f"--set {key}={value!r} has the wrong type: expected {type_name(hints[key])}")
             data[key] = value
         else:
-            choices = [k for k in hints if k not in ("model", "data", "name", "lora", "fuse")] + \
-                ["model.<field>", "data.<field>", "lora.<field>", "fuse.<field>"]
+            choices = [k for k in hints if k not in ("model", "data", "name", "lora", "fuse", "vl")] + \
+                ["model.<field>", "data.<field>", "lora.<field>", "fuse.<field>", "vl.<field>"]
             raise ConfigError(f"unknown --set key {key!r}{nearest(key, choices)}; keys: {', '.join(choices)}")
     top = {k: v for k, v in data.items() if k not in ("data", "lora")}
     for k, v in top.items():

@@ -223,7 +223,18 @@ def lm_validation(model, tokens: torch.Tensor, recipe: Recipe, d: Dist, amp) -> 
 
 
 def _register():
-    from . import clip_task, diffusion_task, fuse_task, mlm_task, pairs_task, seq2seq_task  # noqa: F401
+    from . import (  # noqa: F401
+        clip_task,
+        diffusion_task,
+        fuse_task,
+        gato_task,
+        gliner_task,
+        mlm_task,
+        pairs_task,
+        seq2seq_task,
+        spae_task,
+        vl_tasks,
+    )
 
 
 _register()

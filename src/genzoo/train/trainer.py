@@ -46,6 +46,17 @@ def lr_at(step: int, recipe: Recipe) -> float:
 
 
 def make_optimizer(model, recipe: Recipe) -> torch.optim.Optimizer:
+    """AdamW, weight decay on matrices only. recipe.lr_scales {module: factor} gives the parameters under a module
+    (e.g. "encoder": a pretrained backbone) factor x lr."""
+    if recipe.lr_scales:
+        groups: dict = {}
+        for name, p in model.named_parameters():
+            if p.requires_grad:
+                scale = next((f for m, f in recipe.lr_scales.items() if name == m or name.startswith(m + ".")), 1.0)
+                wd = recipe.weight_decay if p.dim() >= 2 else 0.0
+                groups.setdefault((wd, float(scale)), []).append(p)
+        return torch.optim.AdamW([{"params": ps, "weight_decay": wd, "lr": recipe.lr * f}
+                                  for (wd, f), ps in groups.items()], lr=recipe.lr, betas=(recipe.beta1, recipe.beta2))
     decay = [p for p in model.parameters() if p.requires_grad and p.dim() >= 2]
     rest = [p for p in model.parameters() if p.requires_grad and p.dim() < 2]
     groups = [{"params": decay, "weight_decay": recipe.weight_decay}, {"params": rest, "weight_decay": 0.0}]

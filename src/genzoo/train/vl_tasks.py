@@ -1,0 +1,254 @@
+"""The tasks behind LENS and SPAE (`genzoo.models.vl`), under the shared training loop:
+
+- `text-qa`: the frozen LM-to-be, a decoder trained on text only: LENS-layout questions about digits given in words
+  (`data.digit_qa`), and in-context episodes over random words (`models.vl.incontext`). No image, no image token.
+- `image-captions`: the LENS captioner, an image-prefixed decoder trained on digits with template captions.
+- `image-vqa`: the image-trained baseline, the same decoder size as the LM, trained on (image, question) -> answer.
+- `spae`: SPAE on digits; the codebook is the frozen LM's embedding table (`vl.lm`), the semantic loss's relevant
+  words come from a frozen CLIP (`vl.clip`).
+
+Every example is drawn from its own seeded generator (text) or from the seeded per-epoch order of the digits
+(images), so `position` is the whole data state and resume is exact.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+import torch
+
+from ..data.digit_qa import LABEL_WORDS, QUESTIONS, content_words, qa_example, related_words
+from ..data.digits import TRAIN_TEMPLATES, class_forms
+from ..errors import ConfigError
+from ..modes import evaluating
+from ..tokenizers import pad_rows
+from .data import run_tokenizer
+from .distributed import Dist
+from .recipe import Recipe
+from .tasks import TASKS, DigitsTask, ExampleTask, autocast, build_from_recipe
+
+
+@dataclass
+class VLSettings:
+    """The recipe's `vl` section."""
+
+    qa: float = 0.5  # text-qa: the share of LENS-layout questions; the rest in-context episodes
+    classify: float = 0.25  # text-qa: the share of in-context classification episodes (generation: the rest)
+    lm: str | None = None  # spae: the frozen LM whose embedding table is the codebook (run or HF directory)
+    clip: str | None = None  # spae: the frozen CLIP giving the relevant words (needed when semantic_weight > 0)
+    semantic_top_k: int = 2  # spae: K_I, the words CLIP finds most relevant to an image
+
+    @classmethod
+    def of(cls, recipe: Recipe) -> "VLSettings":
+        names = {f.name for f in fields(cls)}
+        unknown = sorted(set(recipe.vl) - names)
+        if unknown:
+            raise ConfigError(f"unknown recipe key(s) vl.{unknown[0]}; vl keys: {', '.join(sorted(names))}")
+        s = cls(**recipe.vl)
+        if not (0 <= s.qa <= 1 and 0 <= s.classify <= 1 and s.qa + s.classify <= 1):
+            raise ConfigError(f"vl.qa={s.qa} and vl.classify={s.classify} must be shares in [0, 1] summing to <= 1")
+        if not (isinstance(s.semantic_top_k, int) and s.semantic_top_k > 0):
+            raise ConfigError(f"vl.semantic_top_k={s.semantic_top_k!r} must be a positive integer")
+        return s
+
+
+def word_tokenizer_of(run: Path, d: Dist):
+    from ..data.digit_qa import word_tokenizer
+
+    return run_tokenizer(run, d, word_tokenizer)
+
+
+def collate(examples: list[tuple[list[int], int]], pad: int):
+    """(ids, number of target tokens at the end) -> ids (B, T), mask (B, T), labels (B, T): -100 but on targets."""
+    ids, mask = pad_rows([e for e, _ in examples], pad)
+    labels = torch.full_like(ids, -100)
+    for i, (e, n) in enumerate(examples):
+        labels[i, len(e) - n: len(e)] = ids[i, len(e) - n: len(e)]
+    return ids, mask, labels
+
+
+@TASKS.register("text-qa")
+class TextQA(ExampleTask):
+    """A causal LM on text only: LENS-layout digit questions and in-context episodes over random words."""
+
+    units = "seq"
+    loss_label = "cross-entropy of the answers (nats/token)"
+    group = 8  # global batches drawn together and sorted by length, so that a batch pads little
+
+    def __init__(self, recipe: Recipe, run: Path, d: Dist):
+        super().__init__(recipe, run, d)
+        from ..models.vl.incontext import PromptWords
+
+        self.settings = VLSettings.of(recipe)
+        self.tokenizer = word_tokenizer_of(run, d)
+        tok = self.tokenizer.tok
+        self.words = PromptWords.of(self.tokenizer)
+        self.pool = [tok.token_to_id(w) for w in content_words()]
+        self.labels = [tok.token_to_id(w) for w in LABEL_WORDS]
+
+    def example(self, i: int, split: str) -> tuple[list[int], int, str]:
+        """-> (ids, number of target tokens, kind) of example i of a split ("train" / "val")."""
+        from ..models.vl.incontext import classification_episode, generation_episode
+
+        rng = random.Random(f"{self.recipe.seed}/{split}/{i}")
+        u, s, w = rng.random(), self.settings, self.words
+        if u < s.qa:
+            prompt, answer = qa_example(rng)
+            target = self.tokenizer.encode(answer) + [w.bos]
+            return [w.bos] + self.tokenizer.encode(prompt) + target, len(target), "qa"
+        if u < s.qa + s.classify:
+            prompt, target = classification_episode(rng, w, self.pool, self.labels)
+            return prompt + target + [w.bos], len(target) + 1, "classify"
+        prompt, target = generation_episode(rng, w, self.pool, self.labels)
+        return prompt + target, len(target), "generate"
+
+    def build_model(self):
+        fixed = {"vocab_size": self.tokenizer.vocab_size, "bos_token_id": self.words.bos,
+                 "eos_token_id": self.words.bos, "pad_token_id": self.words.bos}
+        return build_from_recipe(self.recipe, **fixed)
+
+    def next_batch(self):
+        """Examples position .. position + global batch of the length-sorted group of `group` global batches the
+        position falls in; this rank's slice of them."""
+        g = self.global_batch
+        step = self.position // g
+        first = (step // self.group) * self.group * g
+        if getattr(self, "_group", (None,))[0] != first:
+            examples = [self.example(i, "train")[:2] for i in range(first, first + self.group * g)]
+            self._group = (first, sorted(examples, key=lambda e: len(e[0])))
+        k = step % self.group
+        batch = self._group[1][k * g: (k + 1) * g]
+        self.position += g
+        b = self.recipe.batch_size
+        ids, mask, labels = collate(batch[self.d.rank * b: (self.d.rank + 1) * b], self.words.bos)
+        dev = self.d.device
+        return ids.to(dev), mask.to(dev), labels.to(dev)
+
+    def loss(self, model, batch, amp):
+        ids, mask, labels = batch
+        with autocast(ids.device, amp):
+            return model(ids, attention_mask=mask, labels=labels).loss
+
+    @torch.no_grad()
+    def validate(self, model, amp):
+        """Loss on held-out examples, and per kind how often every target token is the argmax (teacher forced)."""
+        n = self.recipe.eval_batches * self.recipe.batch_size
+        examples = [self.example(i, "val") for i in range(n)]
+        hits: dict[str, list[float]] = {}
+        total = 0.0
+        with evaluating(model) as net:
+            for start in range(0, n, self.recipe.batch_size):
+                chunk = examples[start: start + self.recipe.batch_size]
+                ids, mask, labels = (t.to(self.d.device) for t in collate([e[:2] for e in chunk], self.words.bos))
+                out = net(ids, attention_mask=mask, labels=labels)
+                total += out.loss.item() * len(chunk)
+                pred = out.logits[:, :-1].argmax(-1)  # (B, T-1) predicts position t+1
+                for row, (_, _, kind) in enumerate(chunk):
+                    want = labels[row, 1:]
+                    keep = want != -100
+                    hits.setdefault(kind, []).append(float(bool((pred[row][keep] == want[keep]).all())))
+        return {"val_loss": total / n, **{f"{k}_acc": sum(v) / len(v) for k, v in sorted(hits.items())}}
+
+    def save_files(self, directory):
+        self.tokenizer.save(directory)
+
+
+class ImageText(DigitsTask):
+    """An image-prefixed decoder on the digits; `text(label, rng)` -> (text ids, target tokens at the end)."""
+
+    loss_label = "cross-entropy of the text (nats/token)"
+
+    def __init__(self, recipe: Recipe, run: Path, d: Dist):
+        super().__init__(recipe, run, d)
+        self.tokenizer = word_tokenizer_of(run, d)
+        self.bos = self.tokenizer.eos_id
+
+    def build_model(self):
+        return build_from_recipe(self.recipe, vocab_size=self.tokenizer.vocab_size, bos_token_id=self.bos,
+                                 eos_token_id=self.bos, pad_token_id=self.bos, image_size=8, channels=1)
+
+    def text(self, label: int, rng: random.Random) -> tuple[list[int], int]:
+        raise NotImplementedError
+
+    def next_batch(self):
+        batch, mine, start = self.take(len(self.train_x))
+        rng = random.Random(f"{self.recipe.seed}/{start}")  # drawn for the global batch, then sliced
+        texts = [self.text(int(c), rng) for c in self.train_y[batch]]
+        idx = batch[mine]
+        ids, mask, labels = collate(texts[mine], self.bos)
+        dev = self.d.device
+        return self.train_x[idx].to(dev), ids.to(dev), mask.to(dev), labels.to(dev)
+
+    def loss(self, model, batch, amp):
+        x, ids, mask, labels = batch
+        with autocast(x.device, amp):
+            return model(x, ids, attention_mask=mask, labels=labels).loss
+
+    def save_files(self, directory):
+        self.tokenizer.save(directory)
+
+
+@TASKS.register("image-captions")
+class ImageCaptions(ImageText):
+    """Captions from the digits' training templates, naming the digit by word or numeral."""
+
+    def text(self, label, rng):
+        caption = rng.choice(TRAIN_TEMPLATES).format(rng.choice(class_forms(label)))
+        ids = self.tokenizer.encode(caption) + [self.bos]
+        return [self.bos] + ids, len(ids)
+
+    @torch.no_grad()
+    def validate(self, model, amp):
+        """Caption loss on held-out images; how often the greedy caption names the right digit (and no other)."""
+        rng = random.Random(0)
+        x, y = self.val_x.to(self.d.device), self.val_y
+        ids, mask, labels = (t.to(self.d.device) for t in collate([self.text(int(c), rng) for c in y], self.bos))
+        with evaluating(model) as net:
+            loss = net(x, ids, attention_mask=mask, labels=labels).loss.item()
+            out = net.generate(x, max_new_tokens=10)
+        names = [caption_digits(self.tokenizer.decode(r.tolist()[1:])) for r in out]
+        acc = sum(n == {int(c)} for n, c in zip(names, y)) / len(y)
+        return {"val_loss": loss, "caption_acc": acc}
+
+
+def caption_digits(text: str) -> set[int]:
+    """The digits a caption names (by word or numeral)."""
+    words = set(text.split())
+    return {c for c in range(10) if words & related_words(c)}
+
+
+@TASKS.register("image-vqa")
+class ImageVQA(ImageText):
+    """The image-trained baseline: "Question: ... Short answer:" after the image, the short answer as target."""
+
+    def qa(self, label: int, question: int) -> tuple[list[int], int]:
+        q, answer = QUESTIONS[question]
+        target = self.tokenizer.encode(answer(label)) + [self.bos]
+        return [self.bos] + self.tokenizer.encode(vqa_prompt(q)) + target, len(target)
+
+    def text(self, label, rng):
+        return self.qa(label, rng.randrange(len(QUESTIONS)))
+
+    @torch.no_grad()
+    def validate(self, model, amp):
+        """Answer loss and accuracy (greedy first token) on every held-out image with every question."""
+        x, y = self.val_x.to(self.d.device), self.val_y
+        total, hits, n = 0.0, 0, 0
+        with evaluating(model) as net:
+            for q in range(len(QUESTIONS)):
+                ids, mask, labels = (t.to(self.d.device) for t in collate([self.qa(int(c), q) for c in y], self.bos))
+                out = net(x, ids, attention_mask=mask, labels=labels)
+                total += out.loss.item()
+                first = (labels != -100).int().argmax(1)  # (B,) the answer's first position
+                pred = out.logits[torch.arange(len(y)), first - 1].argmax(-1)
+                hits += int((pred == labels[torch.arange(len(y)), first]).sum())
+                n += len(y)
+        return {"val_loss": total / len(QUESTIONS), "vqa_acc": hits / n}
+
+
+def vqa_prompt(question: str) -> str:
+    """What the baseline reads after the image (LENS's question and answer cue, without the vision text)."""
+    return f"Question: {question} Short answer:"
+

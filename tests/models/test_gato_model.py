@@ -1,0 +1,152 @@
+"""The Gato model: embedding dispatch by token kind, the KV-cached action decode against the uncached forward (one
+token per action dimension), save/load, and clear errors for bad input."""
+
+import numpy as np
+import pytest
+import torch
+
+import genzoo
+from genzoo import ConfigError, InputError
+from genzoo.models.gato.agent import GatoAgent
+from genzoo.models.gato.sequence import ControlSpec, Tokens, episode_tokens, image_tokens, text_tokens
+from genzoo.models.gato.tokens import IMAGE
+
+CARTPOLE = ControlSpec("cartpole", "CartPole-v1", "continuous", (4,), "discrete", n_actions=2)
+ARM = ControlSpec("arm", "Arm-v0", "continuous", (3,), "continuous", action_dims=3, action_low=(-2.0,) * 3,
+                  action_high=(2.0,) * 3)
+GRID = ControlSpec("gridworld", "genzoo/GridWorld-v0", "image", (1, 8, 8), "discrete", n_actions=4)
+
+
+def tiny(**kw):
+    return genzoo.build("gato-tiny", **kw).eval()
+
+
+def mixed_sequence(layout, batch=2):
+    g = torch.Generator().manual_seed(1)
+    text = text_tokens(torch.randint(0, 300, (5,), generator=g), layout)
+    grid = episode_tokens(torch.randint(0, 256, (2, 1, 8, 8), generator=g), torch.tensor([1, 3]), GRID, layout)
+    arm = episode_tokens(torch.randn(2, 3, generator=g, dtype=torch.float64), torch.rand(2, 3, generator=g) * 2 - 1,
+                         ARM, layout)
+    return Tokens.cat([text, grid, arm]).expand(batch)
+
+
+def test_embedding_dispatch_by_kind():
+    model = tiny()
+    seq = mixed_sequence(model.config.layout)
+    image = seq.kinds == IMAGE
+    h = model.embedding(seq)
+    changed = Tokens(**{**seq.__dict__, "patches": seq.patches + 1.0})
+    moved = (model.embedding(changed) - h).abs().sum(-1) > 0  # (B, T)
+    assert torch.equal(moved, image)  # pixels reach image positions only, through the patch ResNet
+    table = model.embedding.tokens.weight
+    lookup = ~image & (seq.local < 0)  # text, separator, actions: the table row itself
+    torch.testing.assert_close(h[lookup], table[seq.ids[lookup]])
+    obs = ~image & (seq.local >= 0)  # continuous observations: + their local observation position
+    torch.testing.assert_close(h[obs], table[seq.ids[obs]] + model.embedding.local.weight[seq.local[obs]])
+
+
+def test_patch_positions_sampled_in_training_mean_at_eval():
+    model = tiny()
+    seq = image_tokens(torch.zeros(1, 1, 8, 8), model.config.layout, 0.0, 255.0, local=False)
+    a, b = model.embedding(seq), model.embedding(seq)
+    torch.testing.assert_close(a, b)  # eval: the interval's mean, deterministic
+    model.train()
+    torch.manual_seed(0)
+    draws = torch.stack([model.embedding(seq) for _ in range(8)])
+    assert not torch.allclose(draws[0], draws[1:].mean(0))  # training: a position drawn in the interval
+
+
+def test_forward_loss_and_tied_head():
+    model = tiny()
+    seq = mixed_sequence(model.config.layout)
+    out = model(seq, return_loss=True)
+    assert out.logits.shape == (2, len(seq), model.config.vocab_size) and out.loss.ndim == 0
+    assert model.lm_head.weight is model.embedding.tokens.weight
+    out.loss.backward()
+    assert all(p.grad is not None for p in model.parameters())
+    lean = model(seq, return_loss=True, return_logits=False)  # the head only where the loss needs it
+    assert lean.logits is None
+    torch.testing.assert_close(lean.loss, out.loss, rtol=0, atol=1e-6)
+    with pytest.raises(InputError, match="return_logits=False needs return_loss=True"):
+        model(seq, return_logits=False)
+
+
+def test_save_load_round_trip(tmp_path):
+    model = tiny()
+    genzoo.save(model, tmp_path / "m")
+    loaded = genzoo.load(tmp_path / "m")
+    seq = mixed_sequence(model.config.layout)
+    torch.testing.assert_close(loaded(seq).logits, model(seq).logits, rtol=0, atol=0)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("spec", [CARTPOLE, ARM, GRID], ids=["discrete", "continuous-3d", "image"])
+def test_cached_action_decode_equals_uncached_forward(spec):
+    """Each action token's logits, decoded through the KV cache (and through context rebuilds once the window is
+    full), equal the uncached forward over the same context; a 3-dim action takes 3 decoding steps, each
+    conditioned on the dimensions before it."""
+    torch.manual_seed(0)
+    model = tiny()
+    layout = model.config.layout
+    obs_shape = (5, *spec.obs_shape)
+    prompt_obs = torch.randint(0, 256, obs_shape) if spec.observation == "image" else torch.randn(obs_shape)
+    prompt_act = torch.randint(0, spec.n_actions, (5,)) if spec.action == "discrete" else torch.rand(5, 3) * 4 - 2
+    prompt = episode_tokens(prompt_obs, prompt_act, spec, layout).window(0, 2 * spec.step_tokens(4))
+    agent = GatoAgent(model, spec, prompt, record=True)
+    agent.reset(3)
+    rng = np.random.default_rng(0)
+    a_tok = spec.action_tokens
+    rebuilds = 0
+    for _ in range(14):  # 64 positions: the context is rebuilt several times
+        obs = rng.integers(0, 256, (3, *spec.obs_shape)) if spec.observation == "image" else \
+            rng.normal(size=(3, *spec.obs_shape))
+        before = agent.cache
+        actions = agent.act(obs)
+        rebuilds += agent.cache is not before
+        recorded = agent.logits[-a_tok:]
+        assert len(agent.logits) % a_tok == 0
+        ctx = agent.context
+        full = model(ctx).logits  # uncached, the same tokens
+        n = len(ctx)
+        for j in range(a_tok):
+            torch.testing.assert_close(recorded[j], full[:, n - a_tok - 1 + j], rtol=0, atol=1e-5)
+        lo, hi = agent.allowed  # greedy among the action's ids: [offset, offset + n) of its kind
+        v = layout.vocab
+        assert (lo, hi) == ((v.discrete_offset, v.discrete_offset + spec.n_actions) if spec.action == "discrete"
+                            else (v.continuous_offset, v.separator))
+        assert torch.equal(ctx.ids[:, n - a_tok:], torch.stack([r[:, lo:hi].argmax(-1) + lo for r in recorded], 1))
+        if spec.action == "discrete":
+            assert actions.shape == (3,) and bool(((actions >= 0) & (actions < spec.n_actions)).all())
+        else:
+            assert actions.shape == (3, 3) and bool((actions.abs() <= 2).all())
+    assert rebuilds >= 3  # the first context, then rebuilds with the prompt and recent timesteps
+
+
+def test_agent_bad_input():
+    model = tiny()
+    agent = GatoAgent(model, CARTPOLE)
+    agent.reset(2)
+    with pytest.raises(InputError, match=r"observation has shape \(3,\); the task spec \(CartPole-v1\) expects"):
+        agent.act(np.zeros((2, 3)))
+    with pytest.raises(InputError, match="3 observations for 2 environments"):
+        agent.act(np.zeros((3, 4)))
+    long_prompt = episode_tokens(torch.zeros(12, 4), torch.zeros(12, dtype=torch.long), CARTPOLE, model.config.layout)
+    with pytest.raises(InputError, match="leaves no room"):
+        GatoAgent(model, CARTPOLE, long_prompt)
+
+
+def test_model_bad_input():
+    model = tiny()
+    seq = mixed_sequence(model.config.layout)
+    with pytest.raises(InputError, match="max_positions=64"):
+        model(Tokens.cat([seq] * 3))
+    bad = Tokens(**{**seq.__dict__, "patches": seq.patches[..., :8]})
+    with pytest.raises(InputError, match=r"tokens.patches has shape .*patch_dim"):
+        model(bad)
+    bad = Tokens(**{**seq.__dict__, "ids": seq.ids.masked_fill(seq.kinds == 0, 5000)})
+    with pytest.raises(InputError, match="out of range"):
+        model(bad)
+    with pytest.raises(ConfigError, match="patch_groups"):
+        genzoo.build("gato-tiny", patch_groups=3)
+    with pytest.raises(InputError, match="prefix 60 \\+ max_new_tokens 8 exceeds"):
+        model.generate_text(Tokens.cat([seq, seq]).window(0, 60), 8)

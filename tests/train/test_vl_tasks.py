@@ -1,0 +1,78 @@
+"""The tasks behind LENS and SPAE under the shared loop (genzoo.train.vl_tasks, spae_task): SPAE training leaves
+the frozen LM it reads bitwise unchanged and its codebook equal to the LM's embedding table, runs resume exactly,
+and a recipe missing its frozen parts is refused with a clear error."""
+
+import hashlib
+import shutil
+
+import pytest
+import torch
+
+import genzoo
+from genzoo.data.digit_qa import content_words, word_tokenizer
+from genzoo.errors import ConfigError
+from genzoo.train import load_recipe, train
+
+TINY_SPAE = ["steps=4", "batch_size=16", "save_every=2", "eval_every=2", "keep_checkpoints=2", "progress=false",
+             "model.d_model=32", "model.n_layers=1", "model.d_ff=64", "model.semantic_weight=0"]
+TINY_LM = ["steps=4", "batch_size=4", "save_every=2", "eval_every=2", "eval_batches=1", "keep_checkpoints=2",
+           "progress=false", "model.d_model=32", "model.n_layers=1", "model.d_ff=64", "model.n_heads=2",
+           "model.n_kv_heads=2"]
+
+
+@pytest.fixture(scope="module")
+def frozen_lm(tmp_path_factory):
+    """A decoder over the digit-QA word vocabulary, saved as a run directory (model + tokenizer)."""
+    d = tmp_path_factory.mktemp("lm")
+    tok = word_tokenizer()
+    torch.manual_seed(0)
+    genzoo.save(genzoo.build("llama-tiny", vocab_size=tok.vocab_size, d_model=16, n_layers=1), d)
+    tok.save(d)
+    return d
+
+
+def sha(path):
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def resumed_equals_straight(recipe, sets, tmp_path):
+    """Train 4 steps straight (a) and as if killed after the step-2 checkpoint then resumed (b)."""
+    train(load_recipe(recipe, sets), tmp_path / "a")
+    shutil.copytree(tmp_path / "a", tmp_path / "b")
+    shutil.rmtree(tmp_path / "b" / "checkpoints" / "step-00000004")
+    for f in ("model.safetensors", "config.json"):
+        (tmp_path / "b" / f).unlink()
+    train(load_recipe(recipe, sets), tmp_path / "b", resume=True)
+    a, b = genzoo.load(tmp_path / "a"), genzoo.load(tmp_path / "b")
+    for (name, p), q in zip(a.state_dict().items(), b.state_dict().values()):
+        torch.testing.assert_close(p, q, atol=1e-6, rtol=0, msg=name)
+    return a
+
+
+@pytest.mark.slow
+def test_spae_training_leaves_the_frozen_lm_unchanged_and_resumes_exactly(frozen_lm, tmp_path):
+    before = sha(frozen_lm / "model.safetensors")
+    spae = resumed_equals_straight("spae-digits", TINY_SPAE + [f"vl.lm={frozen_lm}"], tmp_path)
+    assert sha(frozen_lm / "model.safetensors") == before  # bitwise
+    lm = genzoo.load(frozen_lm)
+    assert torch.equal(spae.codebook, lm.embed.weight)  # the codebook is the LM's table, untouched by training
+    tok = word_tokenizer()
+    assert {tok.tok.id_to_token(i) for i in spae.allowed.nonzero().squeeze(1).tolist()} == set(content_words())
+    ids = spae.tokenize(torch.rand(8, 1, 8, 8) * 2 - 1)
+    assert bool(spae.allowed[ids].all())
+
+
+@pytest.mark.slow
+def test_text_qa_resumes_exactly(tmp_path):
+    lm = resumed_equals_straight("lens-lm", TINY_LM, tmp_path)
+    assert lm.config.vocab_size == word_tokenizer().vocab_size
+
+
+def test_missing_frozen_parts_are_refused(frozen_lm, tmp_path):
+    with pytest.raises(ConfigError, match="needs vl.lm"):
+        train(load_recipe("spae-digits", TINY_SPAE), tmp_path / "a")
+    with pytest.raises(ConfigError, match="needs vl.clip"):
+        train(load_recipe("spae-digits", TINY_SPAE + [f"vl.lm={frozen_lm}", "model.semantic_weight=1.0"]),
+              tmp_path / "b")
+    with pytest.raises(ConfigError, match="vl.nope"):
+        train(load_recipe("spae-digits", TINY_SPAE + [f"vl.lm={frozen_lm}", "vl.nope=1"]), tmp_path / "c")
