@@ -17,8 +17,10 @@ sampling, temperature, top-k and top-p.
 from __future__ import annotations
 
 import functools
+import types
+import weakref
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import torch
 
@@ -217,13 +219,29 @@ def _call(model, *args, **kwargs):
     return model(*args, **kwargs)
 
 
-@functools.cache
-def compiled_step():
-    """`model(...)` through torch.compile (inductor), shapes dynamic: one compilation serves every cache length of
-    a model, and one more every batch size above 1; another model, dtype or device is a guard miss that compiles
-    once more (up to torch._dynamo's cache size limit, 8 by default; past it the step runs eagerly, with torch's
-    warning). Built on first use, so importing genzoo does not import the compiler."""
-    return torch.compile(_call, dynamic=True)
+_COMPILED: "weakref.WeakKeyDictionary[torch.nn.Module, dict[tuple, Callable]]" = weakref.WeakKeyDictionary()
+
+
+def shape_bucket(model: torch.nn.Module, batch: int) -> tuple:
+    """What a compiled decoding step is specialised on besides the lengths, which stay symbolic: batch 1 or more
+    (torch.compile specialises 0/1 sizes), the parameters' dtype and device, and the autocast dtype in force."""
+    p = next(model.parameters())
+    amp = torch.get_autocast_dtype(p.device.type) if torch.is_autocast_enabled(p.device.type) else None
+    return (1 if batch == 1 else "batch>1", p.dtype, p.device, amp)
+
+
+def compiled_step(model: torch.nn.Module, batch: int) -> Callable:
+    """`model(...)` through torch.compile (inductor), cached per model and shape bucket (`shape_bucket`): lengths are
+    dynamic, so one compilation serves every prompt and cache length of a bucket. Each entry is a fresh copy of the
+    step's code, so dynamo's guard cache (and its recompile limit, 8 by default) is per model and bucket rather
+    than shared by every model of a process; an entry goes with its model (weak keys). Built on first use, so
+    importing genzoo does not import the compiler."""
+    per_model = _COMPILED.setdefault(model, {})
+    key = shape_bucket(model, batch)
+    if key not in per_model:
+        code = _call.__code__.replace()  # a distinct code object: its own dynamo cache
+        per_model[key] = torch.compile(types.FunctionType(code, _call.__globals__, "compiled_step"), dynamic=True)
+    return functools.partial(per_model[key], model)
 
 
 def to_left_padding(input_ids: torch.Tensor, attention_mask: torch.Tensor):
@@ -340,7 +358,7 @@ class GenerationMixin:
             out = input_ids.new_empty(b, total)
             out[:, :t] = input_ids
             logits = self(input_ids, position_ids=position_ids, cache=cache, logits_to_keep=1, check=False).logits
-            model = functools.partial(compiled_step(), self) if compile else self
+            model = compiled_step(self, b) if compile else self
             next_pos = position_ids[:, -1:] + 1 if padded else None  # (B, 1), advanced by each step
 
             def step(tok):  # (B,) -> (B, V)

@@ -16,6 +16,8 @@ def test_experiment_writes_outputs(tmp_path):
     assert len(saved["zero_shot_single_template"]) == 8
     assert sum(map(sum, saved["confusion"])) == saved["held_out_images"]
     assert 0 <= r["zero_shot_ensemble"] <= 1 and set(r["recall_image_to_text"]) == {1, 5}
+    assert len(saved["targets"]) == 2 and all(set(t) == {"value", "target", "met"} for t in saved["targets"].values())
+    assert saved["machine"]["cpu"] and saved["machine"]["cores"] > 0 and saved["seconds"] >= 0
 
 
 def test_category_level_recall():

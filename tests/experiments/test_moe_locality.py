@@ -47,3 +47,5 @@ def test_experiment_writes_report_figures_and_results(tmp_path):
     layer = saved["with_balance"]["layers"][0]
     assert 0 <= layer["all"][0] <= 1 and abs(sum(layer["expert_share"]) - 1) < 1e-6
     assert "Table 5" in (tmp_path / "report.md").read_text() and r["random_baseline"][0] == 0.125
+    assert len(saved["targets"]) == 2 and all(set(t) == {"value", "target", "met"} for t in saved["targets"].values())
+    assert saved["machine"]["cpu"] and saved["machine"]["cores"] > 0 and saved["seconds"] >= 0

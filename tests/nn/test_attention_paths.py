@@ -39,7 +39,9 @@ def test_sdpa_fast_path_takes_no_mask():
     m = build_mask(16, 16, 0, causal=True)
     assert m.mask is None and m.is_causal
     assert build_mask(1, 17, 16, causal=True).mask is None  # a decode step with no padding
-    assert build_mask(16, 16, 0, causal=True, window=4).mask is not None
+    assert build_mask(8, 8, 0, causal=True, window=4).mask is not None  # a window that bites is never dropped
+    banded = build_mask(32, 32, 0, causal=True, window=4)  # T >= 8 windows: banded (nn.banded), no T x T mask
+    assert banded.mask is None and banded.band is not None and not banded.is_causal
 
 
 def test_softmax1_formula():

@@ -1,14 +1,19 @@
-"""Timing helpers shared by the benchmarks: medians over alternating repeats, the matmul peak, the machine."""
+"""Timing helpers shared by the benchmarks: where a figure was measured (`header`: CPU model, cores, torch threads,
+torch version, load average, a warning when the machine is busier than its cores), genzoo and the reference run
+interleaved over >= 5 rounds (`compare`), and the median with the range of the rounds (`Timing`, `rate`)."""
 
 from __future__ import annotations
 
 import os
 import platform
 import statistics
+import sys
 import tempfile
 import time
 
 import torch
+
+MIN_ROUNDS = 5  # medians and ranges over at least this many interleaved rounds (`genzoo bench`)
 
 
 def require_transformers():
@@ -29,8 +34,51 @@ def timed(fn, repeats: int) -> list[float]:
     return out
 
 
-def compare(fns: dict, repeats: int = 3, warmup: int = 1) -> dict[str, float]:
-    """Median seconds of each callable, runs interleaved so machine noise hits every side alike."""
+class Timing(float):
+    """The median seconds of a callable over its rounds (a float, so `n / t` is a rate), with every round kept in
+    the order it ran: `low` and `high` are the fastest and the slowest round."""
+
+    times: tuple[float, ...]
+
+    def __new__(cls, times):
+        obj = super().__new__(cls, statistics.median(times))
+        obj.times = tuple(times)
+        return obj
+
+    @property
+    def low(self) -> float:
+        return min(self.times)
+
+    @property
+    def high(self) -> float:
+        return max(self.times)
+
+
+def rate(t: Timing, units: float, fmt: str = ".1f") -> str:
+    """'median [slowest-fastest]' units per second of a `Timing`, e.g. '412.3 [380.1-420.9]'."""
+    return f"{units / t:{fmt}} [{units / t.high:{fmt}}-{units / t.low:{fmt}}]"
+
+
+def speedup(ours: Timing, ref: Timing) -> tuple[float, float, float]:
+    """How many times faster `ours` runs than `ref`: the ratio of the medians, and the lowest and highest ratio of
+    rounds paired by position (round i of each side ran back to back, so a pair shares the machine's state)."""
+    pairs = [r / o for o, r in zip(ours.times, ref.times)]
+    return float(ref) / float(ours), min(pairs), max(pairs)
+
+
+def ratio(ours: Timing, ref: Timing) -> str:
+    """`speedup` as text: '1.23x [1.10-1.31]'."""
+    mid, lo, hi = speedup(ours, ref)
+    return f"{mid:.2f}x [{lo:.2f}-{hi:.2f}]"
+
+
+def compare(fns: dict, repeats: int = MIN_ROUNDS, warmup: int = 1) -> dict[str, Timing]:
+    """Each callable's `Timing` over `repeats` rounds, interleaved (round i runs every callable once, in turn),
+    so machine noise hits every side alike. The benchmarks default to >= MIN_ROUNDS; fewer (a test of a
+    benchmark's plumbing) prints a warning that the range says little."""
+    if repeats < MIN_ROUNDS:
+        print(f"  warning: {repeats} round(s), fewer than {MIN_ROUNDS}: the medians and ranges say little",
+              file=sys.stderr)
     for f in fns.values():
         for _ in range(warmup):
             f()
@@ -38,12 +86,66 @@ def compare(fns: dict, repeats: int = 3, warmup: int = 1) -> dict[str, float]:
     for _ in range(repeats):
         for k, f in fns.items():
             times[k] += timed(f, 1)
-    return {k: statistics.median(v) for k, v in times.items()}
+    return {k: Timing(v) for k, v in times.items()}
+
+
+def load_average() -> float | None:
+    """The 1-minute load average, or None where the system has none."""
+    try:
+        return os.getloadavg()[0]
+    except (OSError, AttributeError):
+        return None
+
+
+def cpu_model() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            names = [line.split(":", 1)[1].strip() for line in f if line.startswith("model name")]
+        cpu = names[0] if names else cpu
+    except OSError:
+        pass
+    return cpu
+
+
+def machine() -> str:
+    """The machine a figure was measured on, in words: CPU model, cores, torch threads, GPU (if any), torch, the
+    bf16 support `genzoo.precision` detects, the load average."""
+    from ..precision import bf16_support
+
+    parts = [f"{cpu_model()}, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads"]
+    if torch.cuda.is_available():
+        parts.append(torch.cuda.get_device_name())
+    parts.append(f"{platform.system()}, torch {torch.__version__}")
+    parts.append(f"bf16: {bf16_support('cpu').reason}")
+    load = load_average()
+    if load is not None:
+        parts.append(f"load average {load:.2f}")
+    return "; ".join(parts)
+
+
+def header(title: str) -> str:
+    """Print (and return) the benchmark's first lines: what it measures and where: the machine, its load, and a
+    warning when the load exceeds the cores (the figures then measure the contention as much as the code)."""
+    text = f"{title}\n  machine: {machine()}"
+    load, cores = load_average(), os.cpu_count() or 1
+    if load is not None and load > cores:
+        text += (f"\n  WARNING: load average {load:.2f} exceeds the {cores} cores: other processes share the CPU, "
+                 "so the figures below are noisy; compare ratios, and re-measure on an idle machine")
+    print(text)
+    return text
+
+
+def footer() -> None:
+    """The load at the end of a benchmark, to set beside the one at the start."""
+    load = load_average()
+    if load is not None:
+        print(f"  load average at the end: {load:.2f}")
 
 
 def matmul_peak_flops(n: int = 1024, seconds: float = 1.0, dtype=torch.float32, device="cpu") -> float:
-    """The machine's measured dense matmul peak (FLOP/s) through torch's matmul: the ceiling for model FLOPs
-    utilisation."""
+    """The machine's measured dense matmul peak (FLOP/s) through torch's matmul at `dtype`: the ceiling for model
+    FLOPs utilisation of the same precision."""
     a = torch.randn(n, n, dtype=dtype, device=device)
     b = torch.randn(n, n, dtype=dtype, device=device)
     a @ b
@@ -56,22 +158,6 @@ def matmul_peak_flops(n: int = 1024, seconds: float = 1.0, dtype=torch.float32, 
             torch.cuda.synchronize()
         best = max(best, 2 * n**3 / (time.perf_counter() - t))
     return best
-
-
-def machine() -> str:
-    """The machine a figure was measured on, in words: CPU model, cores, torch threads, GPU (if any), torch."""
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            names = [line.split(":", 1)[1].strip() for line in f if line.startswith("model name")]
-        cpu = names[0] if names else cpu
-    except OSError:
-        pass
-    parts = [f"{cpu}, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads"]
-    if torch.cuda.is_available():
-        parts.append(torch.cuda.get_device_name())
-    parts.append(f"{platform.system()}, torch {torch.__version__}")
-    return "; ".join(parts)
 
 
 def hf_twin(model, auto_class: str = "AutoModelForCausalLM"):

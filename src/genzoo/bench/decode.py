@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 
 from . import BENCHMARKS
-from .common import compare, hf_twin
+from .common import compare, footer, header, hf_twin, rate, ratio, speedup
 
 
 def _hf_compiled(ref, ids, new: int):
@@ -35,8 +35,8 @@ def run(preset: str = "llama-25m", prompt: int = 32, new: int = 128, batches=(1,
     ours = genzoo.build(preset).eval()
     ref = hf_twin(ours)
     n = sum(p.numel() for p in ours.parameters())
-    print(f"decode: {preset} ({n / 1e6:.1f}M parameters), prompt {prompt}, {new} new tokens, "
-          f"{torch.get_num_threads()} threads; tokens/s")
+    header(f"decode: {preset} ({n / 1e6:.1f}M parameters), prompt {prompt}, {new} new tokens; tokens/s, median "
+           f"[slowest-fastest] of {repeats} interleaved rounds")
     results = {}
     for b in batches:
         ids = torch.randint(0, ours.config.vocab_size, (b, prompt))
@@ -51,14 +51,18 @@ def run(preset: str = "llama-25m", prompt: int = 32, new: int = 128, batches=(1,
             runs["transformers_compiled"] = hf_compiled
         tokens = {k: f() for k, f in runs.items()}  # the compiled runs compile here
         same = {k: torch.equal(v, tokens["transformers"]) for k, v in tokens.items()}
-        tps = {k: b * new / v for k, v in compare(runs, repeats=repeats, warmup=0).items()}
-        ratio = {k: tps[k] / tps["transformers"] for k in ("genzoo", "genzoo_compiled")}
-        line = " | ".join(f"{k.replace('_', ' ')} {v:.1f}" for k, v in tps.items())
-        print(f"  batch {b}: {line}")
-        print(f"    genzoo / transformers: eager {ratio['genzoo']:.2f}x, compiled {ratio['genzoo_compiled']:.2f}x"
-              + (f", compiled / transformers compiled {tps['genzoo_compiled'] / tps['transformers_compiled']:.2f}x"
+        t = compare(runs, repeats=repeats, warmup=0)
+        tps = {k: b * new / v for k, v in t.items()}
+        ratios = {k: speedup(t[k], t["transformers"]) for k in ("genzoo", "genzoo_compiled")}
+        print(f"  batch {b}: " + " | ".join(f"{k.replace('_', ' ')} {rate(v, b * new)}" for k, v in t.items()))
+        print(f"    genzoo / transformers: eager {ratio(t['genzoo'], t['transformers'])}, compiled "
+              f"{ratio(t['genzoo_compiled'], t['transformers'])}"
+              + (f", compiled / transformers compiled {ratio(t['genzoo_compiled'], t['transformers_compiled'])}"
                  if hf_compiled is not None else ", transformers compiled: not available in this version")
               + f" | identical tokens: {all(same.values())}")
-        results[f"batch{b}"] = {**{f"{k}_tok_s": v for k, v in tps.items()}, "ratio": ratio["genzoo"],
-                                "ratio_compiled": ratio["genzoo_compiled"], "identical": all(same.values())}
+        results[f"batch{b}"] = {**{f"{k}_tok_s": v for k, v in tps.items()}, "ratio": ratios["genzoo"][0],
+                                "ratio_range": ratios["genzoo"][1:], "ratio_compiled": ratios["genzoo_compiled"][0],
+                                "ratio_compiled_range": ratios["genzoo_compiled"][1:],
+                                "identical": all(same.values())}
+    footer()
     return results

@@ -17,7 +17,8 @@ import warnings
 import torch
 
 from . import BENCHMARKS
-from .common import compare, machine
+from . import common
+from .common import compare, footer, header
 
 LABELS = ["person", "city", "date", "python module", "file path"]
 
@@ -56,7 +57,7 @@ def candidate_threshold(model, texts: list[str], per_word: float) -> float:
 
 
 @BENCHMARKS.register("gliner")
-def run(n_texts: int = 64, min_words: int = 10, max_words: int = 300, repeats: int = 3) -> dict:
+def run(n_texts: int = 64, min_words: int = 10, max_words: int = 300, repeats: int = 5) -> dict:
     import genzoo
     from ..train.gliner_task import backbone_dir
 
@@ -88,17 +89,19 @@ def run(n_texts: int = 64, min_words: int = 10, max_words: int = 300, repeats: i
     same = all([(e["start"], e["end"], e["label"]) for e in x] == [(e["start"], e["end"], e["label"]) for e in y]
                for x, y in zip(a, b))
     n_ents = sum(map(len, a))
-    print(f"gliner: all-MiniLM-L6-v2 + head 512, {n_texts} texts of {min_words}..{max_words} words ({n_words} words), "
-          f"{len(LABELS)} types, threshold {threshold:.3f}; {machine()}")
+    header(f"gliner: all-MiniLM-L6-v2 + head 512, {n_texts} texts of {min_words}..{max_words} words ({n_words} "
+           f"words), {len(LABELS)} types, threshold {threshold:.3f}; medians [slowest-fastest] of {repeats} rounds")
     print(f"  entities: genzoo {n_ents}, gliner {sum(map(len, b))}; same entities: {same}")
     with torch.no_grad():
         t = compare({"genzoo": run_ours, "gliner (batch 8)": run_ref(8), "gliner (batch 32)": run_ref(32)},
                     repeats=repeats)
     rate = {k: n_ents / v for k, v in t.items()}
     for k, v in rate.items():
-        print(f"  {k:18s} {v:8.1f} entities/s  {n_texts / t[k]:6.2f} texts/s  ({t[k]:.2f} s)")
+        print(f"  {k:18s} {common.rate(t[k], n_ents)} entities/s  {n_texts / t[k]:6.2f} texts/s  ({t[k]:.2f} s)")
     ratio = rate["genzoo"] / rate["gliner (batch 8)"]
     best = rate["genzoo"] / max(rate["gliner (batch 8)"], rate["gliner (batch 32)"])
-    print(f"  ratio genzoo / gliner: {ratio:.2f}x at its default batch, {best:.2f}x against its faster batch size")
+    print(f"  ratio genzoo / gliner: {common.ratio(t['genzoo'], t['gliner (batch 8)'])} at its default batch, "
+          f"{best:.2f}x against its faster batch size")
+    footer()
     return {"entities": n_ents, "same_entities": same, "entities_per_s": rate, "ratio": ratio, "ratio_best": best,
             "threshold": threshold}

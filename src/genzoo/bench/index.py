@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from . import BENCHMARKS
-from .common import machine
+from .common import header, machine
 
 
 def rank_metrics(ranked: list[list[str]], relevant: list[str]) -> dict:
@@ -216,7 +216,7 @@ def run(pairs: int | None = 2000, chunk: int = 256, overlap: int = 32, sizes=(10
         corpus_bytes: int | None = None, model: str = "all-MiniLM-L6-v2", data=("random", "clustered")) -> dict:
     """model: the encoder to measure (a directory, e.g. a fine-tuned all-MiniLM-L6-v2, or the default)."""
     load = os.getloadavg()[0]
-    print(f"index: {machine()}; load average {load:.2f}")
+    header(f"index: retrieval quality and search latency (p50/p99 over single queries); load average {load:.2f}")
     results = {"machine": machine(), "load_average_start": load}
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory() as d:

@@ -20,7 +20,7 @@ import tempfile
 from pathlib import Path
 
 from . import BENCHMARKS
-from .common import machine, require_transformers
+from .common import MIN_ROUNDS, footer, header, require_transformers
 
 # run in a fresh interpreter: argv = [kind, directory, dtype name or ""]; prints {"growth": bytes, "seconds": s}
 _CHILD = r"""
@@ -68,7 +68,7 @@ def measure_load(directory: str | Path, kind: str = "genzoo", dtype: str = "", t
 
 
 @BENCHMARKS.register("load")
-def run(preset: str = "gpt2", reference: str = "GPT2LMHeadModel", repeats: int = 3) -> dict:
+def run(preset: str = "gpt2", reference: str = "GPT2LMHeadModel", repeats: int = MIN_ROUNDS) -> dict:
     import torch
 
     import genzoo
@@ -81,8 +81,8 @@ def run(preset: str = "gpt2", reference: str = "GPT2LMHeadModel", repeats: int =
         genzoo.save(model, d)
         del model
         size = weight_bytes(d)
-        print(f"load: {preset} ({n / 1e6:.1f}M parameters), {size / 2**20:.0f} MiB of weights on disk, a fresh "
-              f"process per load, {repeats} per side\n  machine: {machine()}")
+        header(f"load: {preset} ({n / 1e6:.1f}M parameters), {size / 2**20:.0f} MiB of weights on disk, a fresh "
+               f"process per load, {repeats} per side, interleaved; seconds: median [fastest-slowest]")
         runs = {"genzoo": [], "transformers": []}
         for _ in range(repeats):  # alternating, so machine noise hits both sides alike
             runs["genzoo"].append(measure_load(d, "genzoo"))
@@ -92,11 +92,14 @@ def run(preset: str = "gpt2", reference: str = "GPT2LMHeadModel", repeats: int =
     for k, rs in runs.items():
         growth = max(r["growth"] for r in rs)
         seconds = statistics.median(r["seconds"] for r in rs)
-        results[k] = {"growth_bytes": growth, "ratio_to_file": growth / size, "seconds": seconds}
+        lo, hi = min(r["seconds"] for r in rs), max(r["seconds"] for r in rs)
+        results[k] = {"growth_bytes": growth, "ratio_to_file": growth / size, "seconds": seconds,
+                      "seconds_range": (lo, hi)}
         print(f"  {names[k]:44s} peak RSS growth {growth / 2**20:7.1f} MiB = {growth / size:.2f}x the weights | "
-              f"{seconds:.2f} s")
+              f"{seconds:.2f} s [{lo:.2f}-{hi:.2f}]")
     g, t = results["genzoo"], results["transformers"]
     results["seconds_ratio"] = g["seconds"] / t["seconds"]
     print(f"  genzoo / transformers: memory growth {g['growth_bytes'] / max(t['growth_bytes'], 1):.2f}x, "
           f"load time {results['seconds_ratio']:.2f}x")
+    footer()
     return results

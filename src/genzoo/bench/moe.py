@@ -7,21 +7,22 @@ from __future__ import annotations
 import torch
 
 from . import BENCHMARKS
-from .common import compare, hf_twin
+from .common import compare, footer, header, hf_twin, rate, ratio, speedup
 
 CONFIG = dict(d_model=256, n_layers=4, n_heads=8, n_kv_heads=4, d_ff=512, n_experts=8, experts_top_k=2,
               vocab_size=4096, max_positions=512)
 
 
 @BENCHMARKS.register("moe")
-def run(batch: int = 8, seq_len: int = 256, new_tokens: int = 64, repeats: int = 3) -> dict:
+def run(batch: int = 8, seq_len: int = 256, new_tokens: int = 64, repeats: int = 5) -> dict:
     import genzoo
 
     torch.manual_seed(0)
     ours = genzoo.build("mixtral-tiny", **CONFIG)
     ref = hf_twin(ours)
     n = sum(p.numel() for p in ours.parameters())
-    print(f"moe: mixtral-style, {n / 1e6:.1f}M parameters, 8 experts top-2, {torch.get_num_threads()} threads")
+    header(f"moe: mixtral-style, {n / 1e6:.1f}M parameters, 8 experts top-2; tokens/s, median [slowest-fastest] of "
+           f">= {repeats} interleaved rounds")
     ids = torch.randint(0, CONFIG["vocab_size"], (batch, seq_len))
     results = {}
 
@@ -58,12 +59,13 @@ def run(batch: int = 8, seq_len: int = 256, new_tokens: int = 64, repeats: int =
     }, repeats=3 * repeats)  # a decoding run takes a fraction of a second: more repeats for a steadier median
     results["decode_b1"] = _line("decode b=1", new_tokens, t, f"identical tokens: {same}")
     results["decode_b1"]["identical"] = same
+    footer()
     return results
 
 
 def _line(name: str, tokens: int, t: dict, note: str) -> dict:
     tps = {k: tokens / v for k, v in t.items()}
-    ratio = tps["genzoo"] / tps["transformers"]
-    print(f"  {name:11s} genzoo {tps['genzoo']:9.1f} tok/s | transformers {tps['transformers']:9.1f} tok/s | "
-          f"ratio {ratio:.2f}x | {note}")
-    return {**{f"{k}_tok_s": v for k, v in tps.items()}, "ratio": ratio}
+    mid, lo, hi = speedup(t["genzoo"], t["transformers"])
+    print(f"  {name:11s} genzoo {rate(t['genzoo'], tokens)} tok/s | transformers {rate(t['transformers'], tokens)} "
+          f"tok/s | ratio {ratio(t['genzoo'], t['transformers'])} | {note}")
+    return {**{f"{k}_tok_s": v for k, v in tps.items()}, "ratio": mid, "ratio_range": (lo, hi)}

@@ -7,11 +7,11 @@ from __future__ import annotations
 import torch
 
 from . import BENCHMARKS
-from .common import compare, hf_twin
+from .common import compare, footer, header, hf_twin, rate, ratio, speedup
 
 
 @BENCHMARKS.register("seq2seq")
-def run(batch: int = 8, src_len: int = 64, new: int = 64, beams: int = 4, repeats: int = 3) -> dict:
+def run(batch: int = 8, src_len: int = 64, new: int = 64, beams: int = 4, repeats: int = 5) -> dict:
     import genzoo
 
     torch.manual_seed(0)
@@ -19,8 +19,9 @@ def run(batch: int = 8, src_len: int = 64, new: int = 64, beams: int = 4, repeat
     ref = hf_twin(ours, "T5ForConditionalGeneration")
     ref.generation_config.eos_token_id = None  # no eos: `new` tokens per row (genzoo: an id no token has)
     ids = torch.randint(2, 8192, (batch, src_len))
-    print(f"seq2seq: t5-v1.1 4+4 layers ({sum(p.numel() for p in ours.parameters()) / 1e6:.1f}M parameters), "
-          f"batch {batch}, {src_len} source tokens, {new} new tokens, {torch.get_num_threads()} threads")
+    header(f"seq2seq: t5-v1.1 4+4 layers ({sum(p.numel() for p in ours.parameters()) / 1e6:.1f}M parameters), "
+           f"batch {batch}, {src_len} source tokens, {new} new tokens; output tokens/s, median [slowest-fastest] of "
+           f"{repeats} interleaved rounds")
     results = {}
     for name, k in [("greedy", 1), (f"beam{beams}", beams)]:
         fns = {"genzoo": lambda k=k: ours.generate(ids, max_new_tokens=new, eos_token_id=-1, num_beams=k),
@@ -28,8 +29,11 @@ def run(batch: int = 8, src_len: int = 64, new: int = 64, beams: int = 4, repeat
         same = torch.equal(fns["genzoo"](), fns["transformers"]())
         t = compare(fns, repeats=repeats)
         tps = {key: batch * new / v for key, v in t.items()}  # output tokens per second
-        ratio = tps["genzoo"] / tps["transformers"]
-        print(f"  {name:7s}: genzoo {tps['genzoo']:8.1f} tok/s | transformers {tps['transformers']:8.1f} tok/s | "
-              f"ratio {ratio:.2f}x | identical tokens: {same}")
-        results[name] = {**{f"{key}_tok_s": v for key, v in tps.items()}, "ratio": ratio, "identical": same}
+        mid, lo, hi = speedup(t["genzoo"], t["transformers"])
+        print(f"  {name:7s}: genzoo {rate(t['genzoo'], batch * new)} tok/s | transformers "
+              f"{rate(t['transformers'], batch * new)} tok/s | ratio {ratio(t['genzoo'], t['transformers'])} | "
+              f"identical tokens: {same}")
+        results[name] = {**{f"{key}_tok_s": v for key, v in tps.items()}, "ratio": mid, "ratio_range": (lo, hi),
+                         "identical": same}
+    footer()
     return results

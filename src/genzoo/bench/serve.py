@@ -18,7 +18,7 @@ import statistics
 from pathlib import Path
 
 from . import BENCHMARKS
-from .common import machine
+from .common import footer, header, machine
 
 
 def default_model() -> Path:
@@ -44,7 +44,7 @@ def run(model=None, requests: int = 200, concurrency: int = 16, max_tokens: int 
 
     path = Path(model) if model is not None else default_model()
     served = load_served(path)
-    print(f"serve: {served.name} ({served.kind}), {machine()}")
+    header(f"serve: {served.name} ({served.kind})")
     out = {"model": served.name, "machine": machine()}
 
     server, app = _serve(served, max_batch, max_queue=max(64, requests), max_context=max_context)
@@ -83,4 +83,5 @@ def run(model=None, requests: int = 200, concurrency: int = 16, max_tokens: int 
                        "ratio": round(ratio, 3), "runs": rates}
     print(f"  {compare_clients} concurrent clients, {compare_requests} requests: continuous batching "
           f"{med['batched']:.1f} tokens/s, one at a time {med['one_at_a_time']:.1f} tokens/s: {ratio:.2f}x")
+    footer()
     return out

@@ -5,13 +5,14 @@ confusion.png and results.json."""
 
 from __future__ import annotations
 
-import json
+import time
 from pathlib import Path
 
 import torch
 
 from ..figures import save_figure
 from . import EXPERIMENTS
+from .results import target, targets_markdown, write_results
 
 
 @EXPERIMENTS.register("clip-zero-shot")
@@ -24,6 +25,7 @@ def run(out: str, steps: int | None = None, sets: tuple[str, ...] = ()) -> dict:
     from ..train import load_recipe, train
     from ..train.clip_task import tokenize
 
+    t0 = time.perf_counter()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     recipe = load_recipe("clip-digits", list(sets))
@@ -61,7 +63,11 @@ def run(out: str, steps: int | None = None, sets: tuple[str, ...] = ()) -> dict:
         "ensemble_beats_mean_single": ensemble > mean_single, "recall_image_to_text": i2t,
         "recall_text_to_image": t2i, "confusion": confusion.tolist(),
     }
-    (out / "results.json").write_text(json.dumps(results, indent=1) + "\n")
+    targets = {  # the claims this experiment tests (CLIP sec. 3.1.4: an ensemble of prompts beats one prompt)
+        "zero-shot ensemble accuracy minus mean single-template accuracy": target(ensemble - mean_single, "> 0"),
+        "zero-shot ensemble accuracy (chance 0.1)": target(ensemble, "> 0.1"),
+    }
+    results = write_results(out, results, targets, seconds=time.perf_counter() - t0)
     plot_confusion(confusion, out / "confusion.png", ensemble)
     (out / "report.md").write_text(report(results, recipe))
     print(report(results, recipe))
@@ -114,6 +120,13 @@ def report(r: dict, recipe) -> str:
         "|---|---|---|",
         f"| image -> text | {100 * r['recall_image_to_text'][1]:.1f}% | {100 * r['recall_image_to_text'][5]:.1f}% |",
         f"| text -> image | {100 * r['recall_text_to_image'][1]:.1f}% | {100 * r['recall_text_to_image'][5]:.1f}% |",
+        "",
+        "## Targets",
+        "",
+        targets_markdown(r["targets"]),
+        "",
+        f"{r['seconds']:.0f} s on {r['machine']['cpu']} ({r['machine']['cores']} cores, load average "
+        f"{r['machine'].get('load_average_1min', 'n/a')}).",
         "",
         "![confusion matrix](confusion.png)",
         "",

@@ -17,13 +17,14 @@ Writes report.md, samples_before.png, samples_<arm>.png, curves.png and results.
 from __future__ import annotations
 
 import copy
-import json
+import time
 from pathlib import Path
 
 import torch
 
 from ..figures import save_figure
 from . import EXPERIMENTS
+from .results import target, targets_markdown, write_results
 
 # arm -> (title, RLConfig fields besides the shared ones; beta=None takes the experiment's beta)
 ARMS = {
@@ -68,6 +69,7 @@ def run(out: str, steps: int | None = None, sets: tuple[str, ...] = (), base_ste
     from ..models.diffusion.rl import RLConfig, dpok, reward_weighted_finetune
     from ..train import load_recipe, train
 
+    t0 = time.perf_counter()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     iterations = steps or iterations  # `--steps` sets the RL iterations
@@ -107,15 +109,17 @@ def run(out: str, steps: int | None = None, sets: tuple[str, ...] = (), base_ste
     results["frechet_at_matched_reward"] = {a: fd_at_reward(r[a]["curve"], matched) for a in ("dpok", "dpok-beta0")}
     start, fd0 = before["reward"], before["frechet"]
     final = r["dpok"]["final"]
+    fm = results["frechet_at_matched_reward"]
     results["targets"] = {
-        "dpok_reward >= max(start + 0.2, 0.85)": final["reward"] >= max(start + 0.2, 0.85),
-        "dpok_frechet <= 1.5 x base": final["frechet"] <= 1.5 * fd0,
-        "beta>0 lower Frechet than beta=0 at matched reward":
-            results["frechet_at_matched_reward"]["dpok"] < results["frechet_at_matched_reward"]["dpok-beta0"],
-        "dpok reward >= reward-weighted + 0.05": final["reward"] >= r["reward-weighted"]["final"]["reward"] + 0.05,
+        "dpok final reward": target(final["reward"], f">= {max(start + 0.2, 0.85):.4f}"),  # max(base + 0.2, 0.85)
+        "dpok Frechet / base Frechet": target(final["frechet"] / fd0, "<= 1.5"),
+        "Frechet at matched reward, beta=0 minus beta>0": target(fm["dpok-beta0"] - fm["dpok"], "> 0"),
+        "dpok reward minus reward-weighted reward": target(final["reward"] - r["reward-weighted"]["final"]["reward"],
+                                                           ">= 0.05"),
     }
     plot_curves(results, out / "curves.png")
-    (out / "results.json").write_text(json.dumps(results, indent=2))
+    targets = results.pop("targets")
+    results = write_results(out, results, targets, seconds=time.perf_counter() - t0)
     (out / "report.md").write_text(report(results))
     return results
 
@@ -157,6 +161,7 @@ def report(r: dict) -> str:
     fm = r["frechet_at_matched_reward"]
     lines += ["", f"At the highest reward both DPOK arms reach ({r['matched_reward']:.3f}): Fréchet distance "
               f"{fm['dpok']:.1f} with beta > 0, {fm['dpok-beta0']:.1f} with beta = 0.", "", "## Targets", ""]
-    lines += [f"- {k}: {'met' if v else 'NOT met'}" for k, v in r["targets"].items()]
+    lines += [targets_markdown(r["targets"]), "", f"{r['seconds']:.0f} s on {r['machine']['cpu']} "
+              f"({r['machine']['cores']} cores, load average {r['machine'].get('load_average_1min', 'n/a')})."]
     lines += ["", "Figures: samples_before.png, samples_<arm>.png, curves.png.", ""]
     return "\n".join(lines)

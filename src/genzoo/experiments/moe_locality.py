@@ -6,6 +6,7 @@ Writes report.md, locality.png, load.png and results.json."""
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import torch
@@ -13,6 +14,7 @@ import torch
 from ..figures import save_figure
 from . import EXPERIMENTS
 from .locality import KINDS, char_kinds, locality, random_baselines
+from .results import target, targets_markdown, write_results
 
 
 def route(model, tokenizer, texts: list[str], block: int, max_tokens: int):
@@ -117,7 +119,9 @@ def report(results: dict) -> str:
     for i, (a, b) in enumerate(zip(results["with_balance"]["layers"], results["no_balance"]["layers"])):
         lines.append(f"| {i} | {a['max_min_ratio']:.2f} | {b['max_min_ratio']:.2f} |")
     lines += ["", f"Validation loss: with balancing {results['val_loss_with']:.3f}, without "
-              f"{results['val_loss_without']:.3f}.", "",
+              f"{results['val_loss_without']:.3f}.", "", "## Targets", "", targets_markdown(results["targets"]), "",
+              f"{results['seconds']:.0f} s on {results['machine']['cpu']} ({results['machine']['cores']} cores, load "
+              f"average {results['machine'].get('load_average_1min', 'n/a')}).", "",
               "![locality](locality.png)", "", "![load](load.png)", ""]
     return "\n".join(lines)
 
@@ -129,6 +133,7 @@ def run(out: str, steps: int = 400, max_tokens: int = 60000, sets: tuple[str, ..
     from ..tokenizers import Tokenizer
     from ..train import load_recipe, train
 
+    t0 = time.perf_counter()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     results: dict = {"steps": steps}
@@ -150,7 +155,15 @@ def run(out: str, steps: int = 400, max_tokens: int = 60000, sets: tuple[str, ..
     texts = corpus.read("val")
     for key, (m, t, r) in models.items():
         results[key] = measure(m, t, texts, r.data.block_size, max_tokens)
-    (out / "results.json").write_text(json.dumps(results, indent=1) + "\n")
+    with_b, without_b = results["with_balance"]["layers"], results["no_balance"]["layers"]
+    base1 = results["random_baseline"][0]
+    mean_first = sum(layer["all"][0] for layer in with_b) / len(with_b)
+    targets = {  # the claims this experiment tests (Mixtral sec. 5, Table 5; the balancing loss of Switch, eq. 4)
+        f"mean first-choice repetition over layers (random {base1:.3f})": target(mean_first, f"> {base1:.4f}"),
+        "balancing loss lowers the largest/smallest expert share in every layer": target(
+            all(a["max_min_ratio"] < b["max_min_ratio"] for a, b in zip(with_b, without_b)), "== true"),
+    }
+    results = write_results(out, results, targets, seconds=time.perf_counter() - t0)
     plot(results, out)
     (out / "report.md").write_text(report(results))
     print(report(results))

@@ -4,8 +4,8 @@
 The part takes its projections, position module, softmax variant and optional output gate (`gates.py`, gated
 attention) as arguments. Two backends:
 - ``sdpa``: `torch.nn.functional.scaled_dot_product_attention`, with `is_causal` and no materialised
-  mask whenever the mask allows it (see `masks.build_mask`), native GQA, and softmax-off-by-one
-  through a prepended zero key/value;
+  mask whenever the mask allows it (see `masks.build_mask`), native GQA, softmax-off-by-one
+  through a prepended zero key/value, and a long local window run banded (`banded.py`, O(T * window));
 - ``eager``: the formula written out, the reference the fast path is tested against; it also runs
   softmax variants SDPA cannot express (clipped softmax).
 """
@@ -20,6 +20,7 @@ from torch import nn
 
 from ..errors import ConfigError
 from ..registry import Registry
+from .banded import banded_attention
 from .cache import StaticKVCache
 from .masks import AttnMask
 from .packing import Packing
@@ -35,6 +36,8 @@ def sdpa_attention(q, k, v, mask: AttnMask, softmax: SoftmaxVariant, scale: floa
     """torch's fused scaled_dot_product_attention; softmax1 through a prepended zero key/value."""
     if softmax.sdpa is None:  # a variant SDPA cannot express
         return eager_attention(q, k, v, mask, softmax, scale, dropout_p)
+    if mask.band is not None and mask.bias is None and softmax.sdpa == "native":  # a long local window
+        return banded_attention(q, k, v, mask.band, scale, dropout_p)
     attn_mask, is_causal = mask.mask, mask.is_causal
     if softmax.sdpa == "zero_kv":
         # softmax1 = softmax over [0, scores]: prepend a zero key (score 0) and a zero value.

@@ -11,6 +11,10 @@ Query i (absolute position start + i) may attend key j when
   padding:  key_valid[b, j]
 A query with no key left (a left-padding position) attends to itself, so no row is empty and no NaN
 can appear; such rows are never read by real tokens.
+
+A window over a long self-attention (no cache offset, Tk >= BANDED_FROM windows) is kept as a `banded.Band`
+instead of a dense mask: the SDPA backend then runs banded attention in O(T * window) memory and time, and
+`dense()` materialises the same mask for the paths that need one (eager, extra keys, a score bias).
 """
 
 from __future__ import annotations
@@ -19,17 +23,24 @@ from dataclasses import dataclass
 
 import torch
 
+from .banded import Band
+
+BANDED_FROM = 8  # run a window banded from Tk >= BANDED_FROM * window keys (below, dense SDPA is as fast)
+
 
 @dataclass
 class AttnMask:
     mask: torch.Tensor | None = None  # bool (B|1, 1, Tq, Tk), True = attend
     bias: torch.Tensor | None = None  # float (B|1, H|1, Tq, Tk), added to the scores
     is_causal: bool = False  # with mask None: SDPA's own causal mask (Tq == Tk)
+    band: Band | None = None  # with mask None: a local window kept banded (self-attention, Tq == Tk)
 
     def dense(self, tq: int, tk: int, device) -> torch.Tensor | None:
         """The boolean mask, materialised if it was implicit (needed when keys are prepended)."""
         if self.mask is not None:
             return self.mask
+        if self.band is not None:
+            return self.band.dense(tk, device)
         if self.is_causal:
             return torch.ones(tq, tk, dtype=torch.bool, device=device).tril(tk - tq)[None, None]
         return None
@@ -58,6 +69,8 @@ def build_mask(
     is plain causal (or no mask at all): no padding, window absent or covering every key.
     """
     window_bites = window is not None and (tk > window if causal else tk - 1 > window // 2)
+    if window_bites and self_attention and tq == tk and start == 0 and tk >= BANDED_FROM * window:
+        return AttnMask(band=Band.for_window(window, causal, key_valid))
     if key_valid is None and not window_bites:
         if not causal or tq == 1:  # one query at the end sees every cached key
             return AttnMask()

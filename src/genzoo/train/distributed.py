@@ -95,12 +95,8 @@ def contiguous_parameters(model: nn.Module) -> None:
 
 
 def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
-    """bf16 autocast only where the hardware supports it (CUDA with bf16); None means fp32."""
-    if precision == "fp32":
-        return None
-    supported = device.type == "cuda" and torch.cuda.is_bf16_supported()
-    if precision == "bf16" and not supported:
-        from ..errors import ConfigError
+    """bf16 autocast only where the hardware supports it (`genzoo.precision`: CUDA with bf16, or a CPU with
+    amx_bf16 / avx512_bf16); None means fp32."""
+    from ..precision import resolve_precision
 
-        raise ConfigError(f"precision='bf16' is not supported on {device}; use 'auto' or 'fp32'")
-    return torch.bfloat16 if supported else None
+    return resolve_precision(precision, device)

@@ -135,10 +135,10 @@ def _train(recipe: Recipe, run: Path, resume: bool, d: Dist) -> dict:
     if d.is_main:
         (run / "recipe.yaml").write_text(yaml.safe_dump(recipe.to_dict(), sort_keys=False))
 
+    amp = autocast_dtype(recipe.precision, d.device)  # bf16 asked for where the hardware has none: refused here
     torch.manual_seed(recipe.seed)  # the same initial weights on every rank
     task = TASKS.get(recipe.task)(recipe, run, d)
     model = apply_lora(task.build_model(), recipe).to(d.device)  # lora.r > 0: adapters (peft) train alone
-    amp = autocast_dtype(recipe.precision, d.device)
     step, state = 0, None
     if resume:
         state = load_trainer_state(ckpt)
@@ -244,7 +244,8 @@ def evaluate_run(path: str | os.PathLike, max_batches: int | None = None, batch_
     if recipe is not None and recipe.task != "lm":  # other tasks: their own validation, on their own data
         recipe.progress = False
         task = TASKS.get(recipe.task)(recipe, run, Dist())
-        return {"dir": str(directory), **task.validate(genzoo.load(directory), None)}
+        return {"dir": str(directory), **task.validate(genzoo.load(directory), autocast_dtype(recipe.precision,
+                                                                                               torch.device("cpu")))}
     model = genzoo.load(directory)
     tokenizer = Tokenizer.from_dir(directory)
     if recipe is None:
@@ -258,4 +259,5 @@ def evaluate_run(path: str | os.PathLike, max_batches: int | None = None, batch_
         val = token_stream(tokenizer, corpus.read("val"))
     recipe.batch_size, recipe.eval_batches = batch_size, max_batches or sys.maxsize  # default: the whole split
     recipe.eval_batches = validation_blocks(val, recipe.data.block_size, recipe)[1]
-    return {"dir": str(directory), "batches": recipe.eval_batches, **lm_validation(model, val, recipe, Dist(), None)}
+    amp = autocast_dtype(recipe.precision, torch.device("cpu"))  # the recipe's precision (auto: bf16 where supported)
+    return {"dir": str(directory), "batches": recipe.eval_batches, **lm_validation(model, val, recipe, Dist(), amp)}

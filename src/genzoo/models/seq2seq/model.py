@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import functools
 
 import torch
 import torch.nn.functional as F
@@ -191,7 +190,7 @@ class Seq2SeqLM(nn.Module):
             memory_kv, valid = self._memory(input_ids, attention_mask)
             cache = StaticKVCache(cfg.n_decoder_layers, b, cfg.n_heads, d.max_new_tokens + 1, cfg.head_dim,
                                   dtype=memory_kv[0][0].dtype, device=device)
-            decoder = functools.partial(compiled_step(), self.decoder) if compile else self.decoder
+            decoder = compiled_step(self.decoder, b) if compile else self.decoder
 
             def step(tok):  # (B,) -> (B, V)
                 return self.logits(decoder(tok[:, None], memory_kv=memory_kv, memory_valid=valid, cache=cache))[:, -1]
