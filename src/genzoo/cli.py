@@ -4,17 +4,71 @@ from __future__ import annotations
 
 import argparse
 import inspect
+import math
 import os
 import sys
+import warnings
 
 
 class ArgumentError(Exception):
-    pass
+    """A usage error: a bad argument or a value out of range (exit status 2)."""
 
 
 class Parser(argparse.ArgumentParser):
     def error(self, message):  # one line, no usage dump, exit status 2
         raise ArgumentError(f"{self.prog}: {message}")
+
+
+# argument types: a bad value is a usage error naming the argument (argparse adds "argument --x: ")
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid int value: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
+    return value
+
+
+def temperature(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid float value: {text!r}") from None
+    if not (math.isfinite(value) and value >= 0):
+        raise argparse.ArgumentTypeError(f"must be a finite number >= 0 (0: greedy decoding), got {text}")
+    return value
+
+
+def probability(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid float value: {text!r}") from None
+    if not 0 < value <= 1:
+        raise argparse.ArgumentTypeError(f"must be in (0, 1], got {text}")
+    return value
+
+
+def new_tokens(requested: int | None, prompt: int, config, default: int = 64) -> int:
+    """How many tokens `generate` may add to a prompt of `prompt` tokens: `requested` when the model's positions
+    hold it (otherwise a usage error naming the prompt length and the limit); by default 64, or what is left."""
+    limit = getattr(config, "max_positions", None)
+    if limit is None:
+        return requested or default
+    seq2seq = getattr(config, "genre", "") == "seq2seq"  # the prompt is the encoder's input, the output the decoder's
+    if prompt > limit or (prompt == limit and not seq2seq):
+        raise ArgumentError(f"genzoo generate: --prompt is {prompt} tokens; the model takes at most {limit - (not seq2seq)}"
+                            f" (max_positions={limit}{'' if seq2seq else ', one position left for a new token'})")
+    room = limit - 1 if seq2seq else limit - prompt
+    if requested is None:
+        return min(default, room)
+    if requested > room:
+        what = f"the decoder's {limit} positions hold the start token + {room}" if seq2seq else \
+            f"prompt {prompt} + max_new_tokens {requested} = {prompt + requested} exceeds max_positions={limit}"
+        raise ArgumentError(f"genzoo generate: --max-new-tokens {requested}: {what}; use --max-new-tokens {room} "
+                            "or less")
+    return requested
 
 
 def cmd_list(args) -> int:
@@ -40,13 +94,17 @@ def cmd_list(args) -> int:
 
 
 def cmd_train(args) -> int:
+    from .rundir import check_not_locked, check_out_dir
+
+    out = args.out or os.path.join("runs", args.recipe)
+    check_out_dir(out, args.resume)  # refused at once, before the training code is even imported: not a run, in use
+    check_not_locked(out)
     from .train import load_recipe, train
 
     recipe = load_recipe(args.recipe, args.set or [])
     if args.no_progress:
         recipe.progress = False
-    out = args.out or os.path.join("runs", args.recipe)
-    result = train(recipe, out, resume=args.resume, steps=args.steps)
+    result = train(recipe, out, resume=args.resume, steps=args.steps, force=args.force)
     if int(os.environ.get("RANK", "0")) == 0:
         metrics = ", ".join(f"{k} {v:.4f}" for k, v in result.items() if k not in ("run", "step", "skipped"))
         print(f"trained {result['step']} steps ({metrics}); run directory: {result['run']}")
@@ -82,7 +140,7 @@ def cmd_generate(args) -> int:
                                 "decoding step (causal LMs do)")
         extra["compile"] = True
     out = model.generate(
-        prompt, max_new_tokens=min(args.max_new_tokens, model.config.max_positions - len(ids)),
+        prompt, max_new_tokens=new_tokens(args.max_new_tokens, len(ids), model.config),
         do_sample=sample, temperature=args.temperature if sample else 1.0, top_k=args.top_k, top_p=args.top_p,
         eos_token_id=tok.eos_id, seed=args.seed, **extra,
     )
@@ -151,23 +209,27 @@ def build_parser() -> Parser:
     s = sub.add_parser("train", help="train a recipe")
     s.add_argument("recipe", help="a recipe name (see `genzoo list`)")
     s.add_argument("--out", help="run directory (default: runs/RECIPE)")
-    s.add_argument("--steps", type=int, help="number of optimizer steps (overrides the recipe)")
+    s.add_argument("--steps", type=positive_int, help="number of optimizer steps (overrides the recipe)")
     s.add_argument("--set", action="append", metavar="KEY=VALUE",
                    help="override a recipe field, e.g. --set lr=1e-3 --set model.n_layers=6 (repeatable)")
     s.add_argument("--resume", action="store_true", help="continue from the run directory's latest checkpoint")
+    s.add_argument("--force", action="store_true",
+                   help="resume even though the recipe changes what is trained (model, data, seed, batch size)")
     s.add_argument("--no-progress", action="store_true", help="no progress bar")
     s.set_defaults(fn=cmd_train)
 
     s = sub.add_parser("generate", help="generate text from a run or Hugging Face directory")
     s.add_argument("dir", help="a run directory or a Hugging Face-format model directory")
     s.add_argument("--prompt", required=True)
-    s.add_argument("--max-new-tokens", type=int, default=64)
-    s.add_argument("--temperature", type=float, default=0.8, help="0 for greedy decoding")
-    s.add_argument("--top-k", type=int, default=None)
-    s.add_argument("--top-p", type=float, default=None)
+    s.add_argument("--max-new-tokens", type=positive_int, default=None,
+                   help="at most this many new tokens (default: 64, or what the model's positions leave)")
+    s.add_argument("--temperature", type=temperature, default=0.8, help="0 for greedy decoding")
+    s.add_argument("--top-k", type=positive_int, default=None)
+    s.add_argument("--top-p", type=probability, default=None)
     s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--num-samples", type=int, default=1)
-    s.add_argument("--num-beams", type=int, default=1, help="beam search with this many beams (seq2seq models)")
+    s.add_argument("--num-samples", type=positive_int, default=1)
+    s.add_argument("--num-beams", type=positive_int, default=1,
+                   help="beam search with this many beams (seq2seq models)")
     s.add_argument("--length-penalty", type=float, default=1.0,
                    help="beam search: a finished hypothesis scores sum(log p) / length ** this")
     s.add_argument("--compile", action="store_true",
@@ -183,7 +245,7 @@ def build_parser() -> Parser:
 
     s = sub.add_parser("eval", help="validation metrics of a run directory (loss and perplexity, exact match, ...)")
     s.add_argument("dir")
-    s.add_argument("--batches", type=int, default=None, help="at most this many batches (default: all)")
+    s.add_argument("--batches", type=positive_int, default=None, help="at most this many batches (default: all)")
     s.set_defaults(fn=cmd_eval)
 
     s = sub.add_parser("bench", help="benchmark genzoo against the reference implementation")
@@ -197,17 +259,39 @@ def build_parser() -> Parser:
     return p
 
 
+def one_line(text: str) -> str:
+    return " ".join(str(text).split())
+
+
+def os_error(e: OSError) -> str:
+    """An OSError as one line naming the path: 'permission denied: /x/run' rather than '[Errno 13] ...'."""
+    what = (e.strerror or str(e)).lower()
+    paths = " -> ".join(str(p) for p in (e.filename, e.filename2) if p is not None)
+    return f"{what}: {paths}" if paths else what
+
+
+def _warning_line(message, category, filename, lineno, line=None) -> str:
+    return f"genzoo: warning: {one_line(message)}\n"
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Run the command. Every error is one line on stderr: exit status 2 for a usage error (a bad argument or
+    value), 1 for the rest (a genzoo error, an OSError on a path); warnings are one line each too."""
     from .errors import GenzooError
 
+    warnings.formatwarning = _warning_line
     try:
         args = build_parser().parse_args(argv)
         return args.fn(args)
-    except ArgumentError as e:
-        print(f"error: {e}", file=sys.stderr)
+    except ArgumentError as e:  # "genzoo train: argument --steps: ..." -> "genzoo train: error: argument --steps: ..."
+        prog, _, message = one_line(e).partition(": ")
+        print(f"{prog}: error: {message}" if message else f"genzoo: error: {prog}", file=sys.stderr)
         return 2
     except GenzooError as e:
-        print(f"genzoo: error: {e}", file=sys.stderr)
+        print(f"genzoo: error: {one_line(e)}", file=sys.stderr)
+        return 1
+    except OSError as e:
+        print(f"genzoo: error: {one_line(os_error(e))}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("genzoo: interrupted", file=sys.stderr)

@@ -116,10 +116,12 @@ def is_run(path: Path) -> bool:
     return (p / "recipe.yaml").is_file() and ((p / "data.json").is_file() or (p / CHECKPOINTS).is_dir())
 
 
-def check_out_dir(run: Path) -> None:
+def check_out_dir(run: Path, resume: bool = False) -> None:
     """Raise RunDirError unless a run may be written into `run`: a path that does not exist yet, an empty
-    directory, or a genzoo run. Nothing is created or changed."""
+    directory, or a genzoo run (with resume: only a genzoo run). Nothing is created or changed."""
     run = Path(run)
+    if resume and not (run.is_dir() and is_run(run)):
+        raise RunDirError(f"{run}: nothing to resume: not a genzoo run directory (no {MARKER})")
     for parent in run.parents:  # a path under a file fails later with ENOTDIR; name the file now
         if parent.exists():
             if not parent.is_dir():
@@ -181,6 +183,24 @@ class RunLock:
 
     def __exit__(self, *exc) -> None:
         self.release()
+
+
+def check_not_locked(run: Path) -> None:
+    """Raise RunDirError at once if another process holds `run`'s lock (a cheap early check: the run takes the
+    lock itself later, and refuses then if it lost a race). Creates nothing."""
+    path = Path(run) / LOCK
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return  # no lock file (or unreadable): nothing to say yet
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except OSError as e:
+        if e.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+            raise RunDirError(f"{run} is in use by another genzoo run ({_holder(fd)}); wait for it to end or "
+                              "choose another directory") from None
+    finally:
+        os.close(fd)
 
 
 def _holder(fd: int) -> str:

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from pathlib import Path
 
 from tokenizers import Tokenizer as _HFTokenizer
 from tokenizers import decoders, models, pre_tokenizers, trainers
 
-from .errors import CheckpointError
+from .errors import CheckpointError, ConfigError, GenzooWarning
 
 EOS = "<|endoftext|>"
 
@@ -97,7 +98,12 @@ class Tokenizer:
 
 
 def train_bpe(texts, vocab_size: int, min_frequency: int = 2, special_tokens: tuple[str, ...] = ()) -> Tokenizer:
-    """A byte-level BPE with `vocab_size` entries (256 bytes + merges + the end-of-text token + specials)."""
+    """A byte-level BPE with `vocab_size` entries (256 bytes + merges + the end-of-text token + specials); fewer,
+    with a warning, when the texts do not hold that many merges."""
+    least = 256 + 1 + len(special_tokens)
+    if not (isinstance(vocab_size, int) and vocab_size >= least):
+        raise ConfigError(f"vocab_size={vocab_size!r} is invalid: a byte-level BPE has at least {least} entries "
+                          f"(256 bytes, end-of-text{', ' + ', '.join(special_tokens) if special_tokens else ''})")
     tok = _HFTokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
@@ -109,4 +115,7 @@ def train_bpe(texts, vocab_size: int, min_frequency: int = 2, special_tokens: tu
         show_progress=False,
     )
     tok.train_from_iterator(texts, trainer=trainer)
+    if tok.get_vocab_size() < vocab_size:
+        warnings.warn(f"vocab_size={vocab_size}: the training texts yield only {tok.get_vocab_size()} tokens; the "
+                      "tokenizer (and the model) use that many", GenzooWarning, stacklevel=2)
     return Tokenizer(tok, EOS, "[PAD]" if "[PAD]" in special_tokens else None)

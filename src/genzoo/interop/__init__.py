@@ -91,7 +91,7 @@ def load(path: str | os.PathLike, *, dtype: torch.dtype | None = None, device: s
     fmt = format_for(hf_config, directory / "config.json")
     config = config_from_file(fmt, hf_config, directory / "config.json")
     # weights memory-mapped from the files need no memory of their own: count the files as available
-    fits_in_memory(GENRES.get(config.genre), config, device=device, dtype=dtype, spare=weight_bytes(directory),
+    fits_in_memory(lambda: GENRES.get(config.genre)(config), device=device, dtype=dtype, spare=weight_bytes(directory),
                    where=f"{directory}: ")
     model = build_empty(config, directory)
     floating = {p.dtype for p in model.parameters() if p.is_floating_point()}

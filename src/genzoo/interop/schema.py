@@ -145,9 +145,8 @@ def human(n: float) -> str:
     return f"{n:.1f} PB"
 
 
-def fits_in_memory(cls, config, *, device="cpu", dtype=None, factor: float = 1.0, spare: int = 0,
-                   where: str = "") -> None:
-    """Build `cls(config)` on the meta device (shapes only: no memory, no compute), count the bytes of its
+def fits_in_memory(build, *, device="cpu", dtype=None, factor: float = 1.0, spare: int = 0, where: str = "") -> None:
+    """Call `build()` (-> a model) on the meta device (shapes only: no memory, no compute), count the bytes of its
     parameters (x factor: 4 for training with AdamW) and buffers in `dtype` (default: as built), and raise
     ConfigError when they exceed the memory `device` has available (+ spare: bytes a memory-mapped file serves).
     A model that cannot be built on the meta device is left to its real build."""
@@ -156,8 +155,8 @@ def fits_in_memory(cls, config, *, device="cpu", dtype=None, factor: float = 1.0
     from ..errors import GenzooError
 
     try:
-        with torch.device("meta"):
-            probe = cls(config)
+        with torch.random.fork_rng(devices=[]), torch.device("meta"):  # the real build draws the same numbers
+            probe = build()
     except GenzooError:
         raise
     except Exception:
@@ -170,7 +169,9 @@ def fits_in_memory(cls, config, *, device="cpu", dtype=None, factor: float = 1.0
     need += sum(b.numel() * b.element_size() for b in probe.buffers())
     avail = available_memory(device)
     if avail is not None and need > avail + spare:
+        config = getattr(probe, "config", None)
         sizes = ", ".join(f"{k}={getattr(config, k)}" for k in ("vocab_size", "max_positions", "d_model", "n_layers",
                                                                 "d_ff", "image_size") if hasattr(config, k))
-        raise ConfigError(f"{where}the model ({sizes}) has {n_params:,} parameters and needs {human(need)}; "
+        sizes = f" ({sizes})" if sizes else ""
+        raise ConfigError(f"{where}the model{sizes} has {n_params:,} parameters and needs {human(need)}; "
                           f"{torch.device(device)} has {human(avail + spare)} available")

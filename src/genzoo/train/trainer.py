@@ -13,22 +13,27 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import re
 import shutil
 import sys
 import time
+import uuid
 from pathlib import Path
 
 import torch
 import yaml
 
-from ..errors import GenzooError
+from ..errors import CheckpointError, ConfigError, GenzooError, RunDirError
 from ..interop import load_weights_into
 from ..interop import save as save_model
-from ..rundir import clean_partial, latest_checkpoint
-from .checkpoint import load_trainer_state, rng_state, save_checkpoint, set_rng_state
+from ..interop.files import fsync_dir
+from ..interop.schema import fits_in_memory
+from ..rundir import (LOCK, TMP_MARK, RunLock, check_out_dir, clean_partial, latest_checkpoint, read_marker,
+                      write_marker)
+from .checkpoint import STATE, load_trainer_state, rng_state, save_checkpoint, set_rng_state
 from .distributed import Dist, autocast_dtype, setup, teardown, wrap
 from .metrics import MetricsLog, plot_losses
-from .recipe import Recipe
+from .recipe import Recipe, recipe_from_dict
 from .tasks import TASKS
 
 
@@ -49,6 +54,16 @@ def make_optimizer(model, recipe: Recipe) -> torch.optim.Optimizer:
     rest = [p for p in model.parameters() if p.requires_grad and p.dim() < 2]
     groups = [{"params": decay, "weight_decay": recipe.weight_decay}, {"params": rest, "weight_decay": 0.0}]
     return torch.optim.AdamW(groups, lr=recipe.lr, betas=(recipe.beta1, recipe.beta2))
+
+
+def build_model(task):
+    """The task's model; an allocation the size check could not foresee failing is a ConfigError."""
+    try:
+        return task.build_model()
+    except (RuntimeError, MemoryError) as e:
+        if isinstance(e, RuntimeError) and "alloc" not in str(e):
+            raise
+        raise ConfigError(f"the recipe's model does not fit in memory ({str(e)[:200]})") from None
 
 
 def _fsdp(recipe: Recipe, d: Dist) -> bool:
@@ -87,58 +102,210 @@ def load_optimizer_state(model, opt, state: dict, recipe: Recipe, d: Dist) -> No
     set_optimizer_state_dict(model, opt, state, options=StateDictOptions(full_state_dict=True))
 
 
-def export_final(run: Path, model, save_files) -> None:
-    """The final model at the top of the run directory; each file replaced atomically."""
-    tmp = run / ".export.tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
+def export_final(run: Path, model, save_files, step: int) -> None:
+    """The final model at the top of the run directory. It is written whole into a temporary directory first;
+    then the run's marker stops naming a complete final model, the files are moved to the top one by one
+    (os.replace), and the marker names `step` again. A kill in between leaves a run that `genzoo.load`
+    recognises (`rundir.export_incomplete`): it loads the newest checkpoint, which holds the same weights, and
+    says so; `--resume` writes the export again."""
+    tmp = run / f".final{TMP_MARK}{uuid.uuid4().hex[:8]}"
     save_model(model, tmp, extra_files=save_files)
+    write_marker(run, final=None)
+    new = {f.name for f in tmp.iterdir()}
+    for f in run.iterdir():  # model files of an earlier export that this one does not have (sharded -> single)
+        if f.name not in new and f.is_file() and MODEL_FILE.match(f.name):
+            f.unlink()
     for f in tmp.iterdir():
         os.replace(f, run / f.name)
+    fsync_dir(run)
+    write_marker(run, final=step)
     shutil.rmtree(tmp, ignore_errors=True)
 
 
-def train(recipe: Recipe, out: str | os.PathLike, *, resume: bool = False, steps: int | None = None) -> dict:
-    """Run `recipe` into directory `out` (continuing its latest checkpoint with resume=True)."""
+def train(recipe: Recipe, out: str | os.PathLike, *, resume: bool = False, steps: int | None = None,
+          force: bool = False) -> dict:
+    """Run `recipe` into directory `out` (continuing its latest checkpoint with resume=True).
+
+    `out` must be new, empty or a genzoo run; the run holds an exclusive lock on it until it ends (a second
+    writer refuses at once, naming the holder). A resume compares the run's recipe.yaml with `recipe`: a change
+    of what is trained (RESUME_REFUSES: model, data, task, seed, batch size) refuses unless force=True; other
+    changes (lr, steps, intervals) are recorded in metrics.jsonl at the resume step. A refused start or resume
+    leaves every file of the run as it was."""
     if steps is not None:
+        if not (isinstance(steps, int) and not isinstance(steps, bool) and steps >= 1):
+            raise ConfigError(f"steps={steps!r} is invalid: must be a positive integer")
         recipe.steps = steps
     d = setup(recipe.device)
     try:
-        return _train(recipe, Path(out), resume, d)
+        return _train(recipe, Path(out), resume, force, d)
     finally:
         teardown(d)
 
 
-def _train(recipe: Recipe, run: Path, resume: bool, d: Dist) -> dict:
-    if d.is_main:
-        run.mkdir(parents=True, exist_ok=True)
-        clean_partial(run)
-    d.barrier()
-    ckpt = latest_checkpoint(run)
-    if resume and ckpt is None:
-        raise TrainingError(f"--resume: no complete checkpoint in {run / 'checkpoints'}")
-    if not resume and ckpt is not None:
-        raise TrainingError(f"{run} already has checkpoints; pass --resume to continue it or choose another --out")
-    if d.is_main:
-        (run / "recipe.yaml").write_text(yaml.safe_dump(recipe.to_dict(), sort_keys=False))
+# recipe fields whose change on resume would continue another training than the one checkpointed
+RESUME_REFUSES = ("task", "model", "data", "seed", "batch_size", "grad_accum")
+# ... and those no resume may change, forced or not: the tokenizer is trained once per run
+RESUME_FIXED = ("data.vocab_size",)
+_NOT_COMPARED = ("name", "description", "progress")
+# files of a run that a fresh start writes again (a stale tokenizer would be reused, old metrics kept)
+_RUN_FILES = ("recipe.yaml", "data.json", "metrics.jsonl", "loss.png", "tokenizer.json", "tokenizer_config.json")
+MODEL_FILE = re.compile(r"^(config\.json|generation_config\.json|model\.safetensors|model\.safetensors\.index\.json|"
+                        r"model-\d+-of-\d+\.safetensors)$")
 
-    torch.manual_seed(recipe.seed)  # the same initial weights on every rank
-    task = TASKS.get(recipe.task)(recipe, run, d)
-    model = task.build_model().to(d.device)
-    amp = autocast_dtype(recipe.precision, d.device)
-    step, state = 0, None
+
+def recipe_changes(old: dict, new: dict) -> dict[str, tuple]:
+    """{field: (old value, new value)} for each recipe field that differs; model and data field by field."""
+    out = {}
+    for k in sorted(set(old) | set(new)):
+        if k in _NOT_COMPARED:
+            continue
+        a, b = old.get(k), new.get(k)
+        if k in ("model", "data") and isinstance(a, dict) and isinstance(b, dict):
+            out.update({f"{k}.{f}": (a.get(f), b.get(f)) for f in sorted(set(a) | set(b)) if a.get(f) != b.get(f)})
+        elif a != b:
+            out[k] = (a, b)
+    return out
+
+
+def stored_recipe(run: Path) -> dict | None:
+    """The run's recipe.yaml as a recipe dict (defaults filled in where it parses as a recipe), or None."""
+    try:
+        data = yaml.safe_load((run / "recipe.yaml").read_text())
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return None
+    if not isinstance(data, dict):
+        return None
+    try:
+        return recipe_from_dict(data).to_dict()
+    except GenzooError:  # written by another genzoo version: compare what is there
+        return data
+
+
+def check_resume(run: Path, recipe: Recipe, force: bool) -> dict[str, tuple]:
+    """The recipe changes a resume would make (raising RunDirError for those it may not make); reads only."""
+    old = stored_recipe(run)
+    if old is None:
+        if not force:
+            raise RunDirError(f"{run}: no readable recipe.yaml to compare the resumed recipe with; pass --force "
+                              "(force=True) to resume anyway")
+        return {}
+    changes = recipe_changes(old, recipe.to_dict())
+
+    def show(keys):
+        return "; ".join(f"{k} {changes[k][0]!r} -> {changes[k][1]!r}" for k in keys)
+
+    fixed = [k for k in changes if k in RESUME_FIXED]
+    if fixed:
+        raise RunDirError(f"{run}: a resume cannot change {show(fixed)}: the run's tokenizer was trained with the "
+                          "old value; start a new run in another directory")
+    refused = [k for k in changes if k.split(".")[0] in RESUME_REFUSES]
+    if refused and not force:
+        raise RunDirError(f"{run}: the resumed recipe changes what is trained ({show(refused)}); pass --force "
+                          "(force=True) to continue with it anyway, or choose another directory")
+    return changes
+
+
+@contextlib.contextmanager
+def unchanged_on_error(run: Path, enabled: bool = True):
+    """Inside the block, a failure restores the top-level files of `run` as they were (a refused resume changes no
+    file): their bytes are kept before it (model weights excluded: nothing writes them before training starts)."""
+    if not enabled:
+        yield
+        return
+    before = {p.name: p.read_bytes() for p in run.iterdir() if p.is_file() and not p.is_symlink()
+              and p.name != LOCK and p.stat().st_size <= 64 * 2**20}
+    names = {p.name for p in run.iterdir()}
+    try:
+        yield
+    except BaseException:
+        for p in run.iterdir():
+            if p.name not in names and p.is_file():
+                p.unlink()
+        for name, data in before.items():
+            f = run / name
+            if not f.is_file() or f.read_bytes() != data:
+                tmp = run / f".{name}.restore"
+                tmp.write_bytes(data)
+                os.replace(tmp, f)
+        raise
+
+
+def _fresh_start(run: Path, recipe: Recipe) -> None:
+    """A new run in `run` (new, empty, or a run without checkpoints): the files an earlier start left (its
+    tokenizer, metrics, data manifest) are removed so nothing of it is reused, and the marker is written."""
+    if any((run / f).exists() for f in ("config.json", "model.safetensors", "model.safetensors.index.json")):
+        raise RunDirError(f"{run} holds a trained model but no checkpoint to resume; choose another directory")
+    for name in _RUN_FILES:
+        (run / name).unlink(missing_ok=True)
+    write_marker(run, final=None, created=time.strftime("%Y-%m-%d %H:%M:%S"))
+
+
+def state_value(ckpt: Path, fn):
+    """fn() -> its value; a trainer state that lacks a field or does not fit (another model, another task) is a
+    CheckpointError naming the checkpoint."""
+    try:
+        return fn()
+    except (KeyError, TypeError, ValueError, IndexError, RuntimeError) as e:
+        raise CheckpointError(f"{ckpt / STATE}: the trainer state does not fit this run ({type(e).__name__}: "
+                              f"{str(e)[:200]})") from None
+
+
+def _train(recipe: Recipe, run: Path, resume: bool, force: bool, d: Dist) -> dict:
+    with contextlib.ExitStack() as stack:
+        if d.is_main:
+            check_out_dir(run, resume)
+            run.mkdir(parents=True, exist_ok=True)
+            stack.enter_context(RunLock(run))
+            check_out_dir(run, resume)  # again, now that no other run can change it
+        d.barrier()
+        return _locked_train(recipe, run, resume, force, d)
+
+
+def _locked_train(recipe: Recipe, run: Path, resume: bool, force: bool, d: Dist) -> dict:
+    ckpt = latest_checkpoint(run)
+    changes: dict[str, tuple] = {}
     if resume:
-        state = load_trainer_state(ckpt)
-        load_weights_into(model, ckpt)
-        step = int(state["step"])
-        task.load_state_dict(state["data"])
-    wrapped = wrap(model, d, recipe.fsdp)
-    opt = make_optimizer(model, recipe)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_at(s, recipe))
-    if state is not None:
-        load_optimizer_state(model, opt, state["optimizer"], recipe, d)
-        sched.load_state_dict(state["scheduler"])
-        set_rng_state(state["rng"])
-    log = MetricsLog(run / "metrics.jsonl", resume_step=step) if d.is_main else None
+        if ckpt is None:
+            raise TrainingError(f"--resume: no complete checkpoint in {run / 'checkpoints'}")
+        changes = check_resume(run, recipe, force)
+    elif ckpt is not None:
+        raise TrainingError(f"{run} already has checkpoints; pass --resume to continue it or choose another --out")
+    if d.is_main and not resume:
+        _fresh_start(run, recipe)
+    d.barrier()
+
+    step = 0
+    with unchanged_on_error(run, enabled=resume and d.is_main):
+        torch.manual_seed(recipe.seed)  # the same initial weights on every rank
+        task = TASKS.get(recipe.task)(recipe, run, d)
+        fits_in_memory(task.build_model, device=d.device, factor=4, where="the recipe's model: ")  # + grads, AdamW
+        model = build_model(task).to(d.device)
+        amp = autocast_dtype(recipe.precision, d.device)
+        if resume:
+            state = load_trainer_state(ckpt)
+            load_weights_into(model, ckpt)
+            step = state_value(ckpt, lambda: int(state["step"]))
+            if recipe.steps < step:
+                raise RunDirError(f"{run}: steps={recipe.steps} is below the step of its checkpoint ({step}); "
+                                  f"resume with steps >= {step}")
+            state_value(ckpt, lambda: task.load_state_dict(state["data"]))
+        wrapped = wrap(model, d, recipe.fsdp)
+        opt = make_optimizer(model, recipe)
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_at(s, recipe))
+        if resume:
+            state_value(ckpt, lambda: load_optimizer_state(model, opt, state["optimizer"], recipe, d))
+            state_value(ckpt, lambda: sched.load_state_dict(state["scheduler"]))
+            state_value(ckpt, lambda: set_rng_state(state["rng"]))
+    log = None
+    if d.is_main:  # every check has passed: from here on the run's files change
+        if resume and read_marker(run) is None:  # a run made before markers
+            write_marker(run, final=step if (run / "config.json").exists() else None)
+        (run / "recipe.yaml").write_text(yaml.safe_dump(recipe.to_dict(), sort_keys=False))
+        clean_partial(run)  # only the lock holder: another live run's saves look the same
+        log = MetricsLog(run / "metrics.jsonl", resume_step=step)
+        if changes:
+            log.write({"step": step, "recipe_change": {k: list(v) for k, v in changes.items()},
+                       **({"forced": True} if force else {})})
 
     from tqdm.auto import tqdm
 
@@ -205,7 +372,7 @@ def _train(recipe: Recipe, run: Path, resume: bool, d: Dist) -> dict:
     bar.close()
     plain = writable_model(model, recipe, d)
     if d.is_main:
-        export_final(run, plain, task.save_files)
+        export_final(run, plain, task.save_files, step)
     d.barrier()
     return {"run": str(run), "step": step, "skipped": skipped, **(last_val or {})}
 
@@ -218,13 +385,18 @@ def evaluate_run(path: str | os.PathLike, max_batches: int | None = None, batch_
     from ..rundir import resolve_checkpoint_dir
     from ..tokenizers import Tokenizer
     from .data import token_stream
-    from .recipe import recipe_from_dict
     from .tasks import lm_validation, validation_blocks
 
+    if max_batches is not None and not (isinstance(max_batches, int) and max_batches >= 1):
+        raise ConfigError(f"max_batches={max_batches!r} is invalid: a positive integer, or None for all")
     directory = resolve_checkpoint_dir(path)
     run = Path(path)
-    recipe = recipe_from_dict(yaml.safe_load((run / "recipe.yaml").read_text())) if (run / "recipe.yaml").exists() \
-        else None
+    recipe = None
+    if (run / "recipe.yaml").exists():
+        try:
+            recipe = recipe_from_dict(yaml.safe_load((run / "recipe.yaml").read_text()))
+        except (OSError, UnicodeDecodeError, yaml.YAMLError, AttributeError, TypeError) as e:
+            raise CheckpointError(f"{run / 'recipe.yaml'}: not a readable recipe ({e})") from None
     if recipe is not None and recipe.task != "lm":  # other tasks: their own validation, on their own data
         recipe.progress = False
         task = TASKS.get(recipe.task)(recipe, run, Dist())
@@ -235,6 +407,6 @@ def evaluate_run(path: str | os.PathLike, max_batches: int | None = None, batch_
         recipe = Recipe(data={"block_size": min(128, model.config.max_positions)})
     corpus = stdlib_corpus(max_bytes=recipe.data.max_bytes, val_percent=recipe.data.val_percent)
     val = token_stream(tokenizer, corpus.read("val"))
-    recipe.batch_size, recipe.eval_batches = batch_size, max_batches or sys.maxsize  # default: the whole split
+    recipe.batch_size, recipe.eval_batches = batch_size, sys.maxsize if max_batches is None else max_batches
     recipe.eval_batches = validation_blocks(val, recipe.data.block_size, recipe)[1]
     return {"dir": str(directory), "batches": recipe.eval_batches, **lm_validation(model, val, recipe, Dist(), None)}

@@ -16,7 +16,7 @@ from torch import nn
 from ...config import GENRES
 from ...errors import InputError
 from ...generate import GenerationMixin
-from ...inputs import check_token_ids
+from ...inputs import check_labels, check_token_ids
 from ...nn import (FFNS, NORMS, SOFTMAX, Attention, Block, StaticKVCache, Stack, attention_options,
                    make_positions)
 from ...nn.ffn import GATED_ACTIVATIONS
@@ -136,6 +136,8 @@ class DecoderLM(Stack, GenerationMixin):
         start = cache.length if cache is not None else 0
         if check:
             self.check_inputs(input_ids, attention_mask if cache is None else None, position_ids, start)
+            if labels is not None:
+                check_labels(labels, input_ids.shape, self.config.vocab_size)
         x = super().forward(input_ids, attention_mask=attention_mask if cache is None else None,
                             position_ids=position_ids, cache=cache)  # (B, T, D)
 

@@ -14,7 +14,7 @@ from torch import nn
 
 from ...config import GENRES
 from ...errors import InputError
-from ...inputs import check_token_ids
+from ...inputs import check_labels, check_token_ids
 from ...nn import FFNS, NORMS, SOFTMAX, Attention, Block, Stack, attention_options, make_positions
 from ...nn.ffn import ACTIVATIONS
 from ...nn.positions import LearnedPositions
@@ -120,6 +120,8 @@ class EncoderModel(Stack):
         """input_ids (B, T) -> last_hidden_state (B, T, D) (+ pooler_output, MLM logits, loss with labels;
         labels use -100 for positions that are not predicted)."""
         self.check_inputs(input_ids, attention_mask, token_type_ids)
+        if labels is not None:
+            check_labels(labels, input_ids.shape, self.config.vocab_size)
         h = super().forward(input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids)  # (B, T, D)
         out = EncoderOutput(last_hidden_state=h)
         if self.pooler is not None:
