@@ -24,7 +24,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 import genzoo
-from genzoo.errors import CheckpointError, ConfigError, InputError, RunDirError
+from genzoo.errors import CheckpointError, ConfigError, InputError
 
 from .harness import Case, api, cli, sets
 
@@ -201,7 +201,8 @@ def tensor_edit(edit, allow_nonfinite=False, ok=False):
         state = dict(load_file(d / "model.safetensors"))
         edit(state)
         save_file(state, str(d / "model.safetensors"))
-        return api(lambda: genzoo.load(d, allow_nonfinite=allow_nonfinite), protect=[d], ok=ok)
+        kw = {"allow_nonfinite": True} if allow_nonfinite else {}
+        return api(lambda: genzoo.load(d, **kw), protect=[d], ok=ok)
 
     return make
 
@@ -267,7 +268,10 @@ def setk(key, value):
 
 
 def delk(key):
-    return lambda cfg: cfg.pop(key)
+    def edit(cfg):
+        cfg.pop(key)
+
+    return edit
 
 
 def _config_dir(ws, tmp):
@@ -299,8 +303,7 @@ CONFIGS = [
     ("llama", "max positions 10**12", setk("max_position_embeddings", 10**12), ConfigError, "needs|max_position"),
     ("llama", "hidden size 2**40", setk("hidden_size", 2**40), ConfigError, "needs|hidden_size"),
     ("llama", "10**6 layers", setk("num_hidden_layers", 10**6), ConfigError, "num_hidden_layers"),
-    ("llama", "hidden not divisible by heads", lambda c: {**c, "hidden_size": 66, "head_dim": None}, ConfigError,
-     "divisible"),
+    ("gpt2", "hidden not divisible by heads", setk("n_embd", 66), ConfigError, "divisible"),
     ("llama", "kv heads not dividing heads", setk("num_key_value_heads", 3), ConfigError, "n_kv_heads"),
     ("llama", "negative norm eps", setk("rms_norm_eps", -1e-5), ConfigError, "rms_norm_eps"),
     ("llama", "norm eps a string", setk("rms_norm_eps", "1e-5"), ConfigError, "rms_norm_eps"),
@@ -359,6 +362,8 @@ API = [
     ("build: max positions 10**11 (rope buffers)", lambda: genzoo.build("llama-tiny", max_positions=10**11),
      ConfigError, "needs"),
     ("build: pad id beyond the vocabulary", lambda: genzoo.build("bert-tiny", pad_token_id=10**6), ConfigError,
+     "pad_token_id"),
+    ("build: decoder pad id beyond the vocabulary", lambda: genzoo.build("llama-tiny", pad_token_id=512), ConfigError,
      "pad_token_id"),
     ("forward: empty batch", lambda: _model()(torch.zeros(0, 4, dtype=torch.long)), InputError, "batch size 0"),
     ("forward: empty sequence", lambda: _model()(torch.zeros(1, 0, dtype=torch.long)), InputError, "seq_len 0"),
@@ -469,10 +474,12 @@ for _set, _match in [("lr=-1", "lr=-1"), ("lr=nan", "lr=nan"), ("lr=inf", "lr=in
                      ("model.dropout=1.5", "dropout"), ("model.n_layer=3", "n_layer"), ("stepz=3", "stepz"),
                      ("lr", "key=value"), ("data.corpus=nonesuch", "corpus")]:
     add("bad-cli", f"train --set {_set}", lambda ws, tmp, s=_set: cli("train", "gpt-nano", "--out", tmp / "r",
-                                                                      "--set", s, *sets()[:-2], protect=[tmp]),
+                                                                      "--steps", "1", *sets(), "--set", s,
+                                                                      protect=[tmp]),
         status=1, match=_match)
 add("bad-cli", "train --set model.d_model=400000 (too large to allocate)",
-    lambda ws, tmp: cli("train", "gpt-nano", "--out", tmp / "r", *sets(["model.d_model=400000", "model.d_ff=64"])),
+    lambda ws, tmp: cli("train", "gpt-nano", "--out", tmp / "r", "--steps", "1",
+                        *sets(["model.d_model=400000", "model.d_ff=64"])),
     status=1, match="needs|memory")
 for _args, _match in [(["--temperature", "-1"], "temperature"), (["--temperature", "nan"], "temperature"),
                       (["--temperature", "inf"], "temperature"), (["--max-new-tokens", "0"], "max-new-tokens"),
@@ -517,12 +524,12 @@ argv("generate", match="required", name="generate without arguments")
 
 def _out_is_file(ws, tmp):
     (tmp / "f").write_text("keep me")
-    return cli("train", "gpt-nano", "--out", tmp / "f", *sets(), protect=[tmp])
+    return cli("train", "gpt-nano", "--out", tmp / "f", "--steps", "1", *sets(), protect=[tmp])
 
 
 def _out_under_file(ws, tmp):
     (tmp / "f").write_text("keep me")
-    return cli("train", "gpt-nano", "--out", tmp / "f" / "run", *sets(), protect=[tmp])
+    return cli("train", "gpt-nano", "--out", tmp / "f" / "run", "--steps", "1", *sets(), protect=[tmp])
 
 
 def _out_read_only(ws, tmp):
@@ -535,7 +542,7 @@ def _out_read_only(ws, tmp):
         return real(self, *a, **k)
 
     Path.mkdir = refuse
-    return cli("train", "gpt-nano", "--out", tmp / "ro" / "run", *sets(), protect=[tmp],
+    return cli("train", "gpt-nano", "--out", tmp / "ro" / "run", "--steps", "1", *sets(), protect=[tmp],
                cleanup=lambda: setattr(Path, "mkdir", real))
 
 
@@ -561,11 +568,11 @@ def _onto_documents(ws, tmp):
 
 def _resume_onto_model_dir(ws, tmp):
     d = ws.copy_of(ws.model_dir("llama"), tmp / "model")
-    return cli("train", "gpt-nano", "--out", d, "--resume", *sets(), protect=[d])
+    return cli("train", "gpt-nano", "--out", d, "--resume", "--steps", "1", *sets(), protect=[d])
 
 
 def _resume_new_dir(ws, tmp):
-    return cli("train", "gpt-nano", "--out", tmp / "new", "--resume", *sets(), protect=[tmp])
+    return cli("train", "gpt-nano", "--out", tmp / "new", "--resume", "--steps", "1", *sets(), protect=[tmp])
 
 
 add("bad-cli", "train --out: an HF model directory (not a run)", _onto_model_dir, match="not a genzoo run directory")
@@ -580,7 +587,8 @@ def resume(extra_sets=(), *args, edit=None, ok=False, warns=None):
         d = ws.run_copy(tmp / "run")
         if edit is not None:
             edit(d)
-        return cli("train", "gpt-nano", "--out", d, "--resume", *sets(["save_every=2", *extra_sets]), *args,
+        steps = [] if "--steps" in args else ["--steps", "2"]  # the run's own: only the change asked for differs
+        return cli("train", "gpt-nano", "--out", d, "--resume", *steps, *sets(["save_every=2", *extra_sets]), *args,
                    protect=[] if ok else [d], ok=ok, warns=warns)
 
     return make

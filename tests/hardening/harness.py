@@ -3,10 +3,14 @@ model directories, a trained run), the two ways a case acts (a Python API call, 
 process through `cli.main`), and the classification of what happened:
 
     clean      the genzoo error (API) or one line on stderr with the right exit status (CLI), naming the problem
-    traceback  any other exception, or a CLI error that is not one line / has the wrong status
+    traceback  any other exception (a Python traceback)
+    unclear    a genzoo error, but not the one due: another class, a message that does not name the problem, a
+               CLI error of more than one line or with the wrong exit status, or a refused legitimate input
     silent     no error for a bad input (or, for a case that expects success, no warning where one is due)
-    data-loss  a file the case protects changed (bytes or mode)
+    data-loss  a file the case protects changed or went (bytes or mode)
+    litter     a refused command left new files where the case protects
     executed   a pickle payload ran (its marker file appeared)
+    n/a        the case could not be set up (only with an older genzoo, which lacks what it needs)
 """
 
 from __future__ import annotations
@@ -23,8 +27,12 @@ from typing import Callable
 
 import genzoo
 from genzoo.errors import GenzooError
+try:
+    from genzoo.rundir import LOCK
+except ImportError:  # the harness also measures genzoo versions from before the lock (python -m tests.hardening)
+    LOCK = ".genzoo-run.lock"
 
-KINDS = ("clean", "traceback", "silent", "data-loss", "executed")
+KINDS = ("clean", "traceback", "unclear", "silent", "data-loss", "litter", "executed", "n/a")
 
 # tiny training settings: seconds per run on 2 CPU cores
 TINY = ["data.max_bytes=60000", "data.vocab_size=300", "data.block_size=16", "batch_size=4", "model.d_model=32",
@@ -83,7 +91,8 @@ def snapshot(paths) -> dict:
         root = Path(root)
         files = [root] if root.is_file() else sorted(p for p in root.rglob("*") if p.is_file()) if root.is_dir() else []
         for p in files:
-            out[str(p)] = (p.read_bytes(), p.stat().st_mode)
+            if p.name != LOCK:  # the lock file holds the pid of whoever last took the lock, by design
+                out[str(p)] = (p.read_bytes(), p.stat().st_mode)
         if not root.exists():
             out[str(root)] = None
     return out
@@ -159,10 +168,14 @@ def run_cli(argv: list[str]) -> tuple[int, str, str]:
 def attempt(case: Case, ws: Workspace, tmp: Path) -> Outcome:
     """Set the case up in `tmp`, run it, and classify what happened."""
     tmp.mkdir(parents=True, exist_ok=True)
-    action = case.make(ws, tmp)
+    try:
+        action = case.make(ws, tmp)
+    except Exception as e:  # noqa: BLE001 - a case this genzoo version cannot even set up (an older one)
+        return Outcome("n/a", f"setup failed: {type(e).__name__}: {e}")
     before = snapshot(action.protect)
     try:
-        outcome = _act(case, action)
+        with chdir(tmp):  # a command's default output (runs/...) lands in the case's directory
+            outcome = _act(case, action)
     finally:
         if action.cleanup is not None:
             action.cleanup()
@@ -170,9 +183,12 @@ def attempt(case: Case, ws: Workspace, tmp: Path) -> Outcome:
         ws.payload_marker.unlink()
         return Outcome("executed", "a pickle payload ran")
     after = snapshot(action.protect)
-    if after != before:
-        changed = sorted(k for k in set(before) | set(after) if before.get(k) != after.get(k))
-        return Outcome("data-loss", f"changed: {changed[:5]}")
+    lost = sorted(k for k, v in before.items() if v is not None and after.get(k) != v)
+    if lost:
+        return Outcome("data-loss", f"changed or removed: {lost[:5]}")
+    new = sorted(k for k, v in after.items() if v is not None and before.get(k) is None)
+    if new and outcome.kind == "clean" and not action.ok:
+        return Outcome("litter", f"refused, but left new files: {new[:5]}")
     return outcome
 
 
@@ -184,11 +200,11 @@ def _act(case: Case, action: Action) -> Outcome:
                 action.call()
             except GenzooError as e:
                 if action.ok:
-                    return Outcome("traceback", f"refused a legitimate input: {type(e).__name__}: {e}")
+                    return Outcome("unclear", f"refused a legitimate input: {type(e).__name__}: {e}")
                 if not isinstance(e, case.error):
-                    return Outcome("traceback", f"{type(e).__name__} where {case.error.__name__} was due: {e}")
+                    return Outcome("unclear", f"{type(e).__name__} where {case.error.__name__} was due: {e}")
                 if case.match and not re.search(case.match, str(e)):
-                    return Outcome("traceback", f"message does not match {case.match!r}: {e}")
+                    return Outcome("unclear", f"message does not match {case.match!r}: {e}")
                 return Outcome("clean", f"{type(e).__name__}: {e}")
             except Exception as e:  # noqa: BLE001 - what the harness counts
                 return Outcome("traceback", f"{type(e).__name__}: {str(e)[:300]}")
@@ -206,18 +222,21 @@ def _act(case: Case, action: Action) -> Outcome:
     errors = [line for line in lines if not line.startswith("genzoo: warning:")]
     if action.ok:
         if rc != 0:
-            return Outcome("traceback", f"refused a legitimate input ({rc}): {err.strip()[:300]}")
+            kind = "traceback" if "Traceback" in err else "unclear"
+            return Outcome(kind, f"refused a legitimate input ({rc}): {err.strip()[:300]}")
         if action.warns and not any(re.search(action.warns, line) for line in lines):
             return Outcome("silent", f"no warning matching {action.warns!r}: {err.strip()[:300]}")
         return Outcome("clean", "accepted" + (f", warned: {lines[0]}" if lines else ""))
     if rc == 0:
         return Outcome("silent", f"exit 0: {out.strip()[-200:]}")
-    if "Traceback" in err or len(errors) != 1:
-        return Outcome("traceback", f"{len(errors)} error lines: {err.strip()[:400]}")
+    if "Traceback" in err:
+        return Outcome("traceback", err.strip()[-400:])
+    if len(errors) != 1:
+        return Outcome("unclear", f"{len(errors)} error lines: {err.strip()[:400]}")
     if rc != case.status:
-        return Outcome("traceback", f"exit status {rc}, expected {case.status}: {errors[0]}")
+        return Outcome("unclear", f"exit status {rc}, expected {case.status}: {errors[0]}")
     if case.match and not re.search(case.match, errors[0]):
-        return Outcome("traceback", f"message does not match {case.match!r}: {errors[0]}")
+        return Outcome("unclear", f"message does not match {case.match!r}: {errors[0]}")
     return Outcome("clean", errors[0])
 
 

@@ -31,6 +31,8 @@ def format_for(hf_config: dict, file: Path) -> CheckpointFormat:
     model_type = hf_config.get("model_type")
     if model_type is None:
         raise CheckpointError(f"{file}: config.json has no 'model_type'")
+    if not isinstance(model_type, str):
+        raise ConfigError(f"{file}: config field model_type={model_type!r} is invalid: must be a string")
     if model_type not in FORMATS:
         raise CheckpointError(
             f"{file}: model_type {model_type!r} is not supported; supported: {', '.join(FORMATS.names())}"
@@ -50,6 +52,8 @@ def config_from_file(fmt: CheckpointFormat, hf_config: dict, file: Path):
                           "needs") from None
     except ConfigError as e:
         raise ConfigError(f"{file}: {e}") from None
+    except CheckpointError as e:  # an option the format refuses: name the file
+        raise CheckpointError(str(e) if str(e).startswith(str(file)) else f"{file}: {e}") from None
     except (TypeError, ValueError, AttributeError, ArithmeticError, IndexError) as e:
         raise ConfigError(f"{file}: config.json has a field of the wrong type or range ({type(e).__name__}: {e})"
                           ) from None

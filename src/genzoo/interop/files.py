@@ -181,6 +181,19 @@ def _unmapped(file: Path):
         return safe_open(str(file), framework="pt")
 
 
+def torch_load_reason(e: Exception) -> str:
+    """The line of a torch.load error that says what is wrong, without torch's advice to retry with
+    weights_only=False (which would run the file's code)."""
+    text = str(e)
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    for line in lines:
+        if "GLOBAL" in line or "Unsupported" in line or "unsupported" in line:
+            return line
+    useful = [line for line in lines if not line.startswith(("Weights only load failed", "Check the documentation",
+                                                            "Please file an issue"))]
+    return (useful[0] if useful else lines[0] if lines else type(e).__name__)[:300]
+
+
 def read_pickle(file: Path, cast: torch.dtype | None = None, allow_nonfinite: bool = False
                 ) -> dict[str, torch.Tensor]:
     """A pickle checkpoint's tensors, read with weights_only=True (memory-mapped where the format allows);
@@ -195,7 +208,8 @@ def read_pickle(file: Path, cast: torch.dtype | None = None, allow_nonfinite: bo
                 raise
             state = torch.load(file, map_location="cpu", weights_only=True)
     except Exception as e:  # weights_only refuses any non-tensor global; say so plainly
-        raise CheckpointError(f"{file}: refused or unreadable pickle checkpoint (read with weights_only=True): {e}") from None
+        raise CheckpointError(f"{file}: refused or unreadable pickle checkpoint (read with weights_only=True, which "
+                              f"runs no code): {torch_load_reason(e)}") from None
     if not isinstance(state, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor)
                                               for k, v in state.items()):
         raise CheckpointError(f"{file}: expected a dict of tensors")

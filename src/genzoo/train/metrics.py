@@ -41,10 +41,11 @@ def read_records(path: Path) -> list[dict]:
 
 
 class MetricsLog:
-    def __init__(self, path: Path, resume_step: int = 0):
+    def __init__(self, path: Path, resume_step: int = 0, records: list[dict] | None = None):
+        """records: the records to keep (already read); otherwise those up to resume_step are kept."""
         self.path = path
-        if path.exists():  # on resume keep only the records up to the checkpoint's step
-            kept = [r for r in read_records(path) if r["step"] <= resume_step]
+        if path.exists() or records:  # on resume keep only the records up to the checkpoint's step
+            kept = records if records is not None else [r for r in read_records(path) if r["step"] <= resume_step]
             tmp = path.with_name(f".{path.name}.tmp-{os.getpid():08x}")
             tmp.write_text("".join(json.dumps(r) + "\n" for r in kept))
             os.replace(tmp, path)  # a kill here leaves the old file or the new one, never half of one

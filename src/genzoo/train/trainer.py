@@ -2,10 +2,12 @@
 and accumulation, periodic validation, atomic checkpoints with exact resume, DDP/FSDP2 under torchrun.
 
 A run directory holds:
-  recipe.yaml, data.json (corpus file list + hash), tokenizer.json, metrics.jsonl, loss.png,
-  checkpoints/step-NNNNNNNN/ (HF-format model + tokenizer + trainer_state.pt), and, once training
-  ends, the final model at the top level (config.json, model.safetensors, tokenizer files), so the
-  run directory itself loads with `genzoo.load` and with `transformers`' Auto classes.
+  genzoo-run.json (the marker), .genzoo-run.lock (held while the run runs), recipe.yaml, data.json
+  (corpus file list + hash), tokenizer.json, metrics.jsonl, loss.png, checkpoints/step-NNNNNNNN/
+  (HF-format model + tokenizer + trainer_state.pt), and, once training ends, the final model at the
+  top level (config.json, model.safetensors, tokenizer files), so the run directory itself loads
+  with `genzoo.load` and with `transformers`' Auto classes. How a run claims, checks and exports
+  into its directory is `train.runs`.
 """
 
 from __future__ import annotations
@@ -13,11 +15,8 @@ from __future__ import annotations
 import contextlib
 import math
 import os
-import re
-import shutil
 import sys
 import time
-import uuid
 from pathlib import Path
 
 import torch
@@ -25,15 +24,13 @@ import yaml
 
 from ..errors import CheckpointError, ConfigError, GenzooError, RunDirError
 from ..interop import load_weights_into
-from ..interop import save as save_model
-from ..interop.files import fsync_dir
 from ..interop.schema import fits_in_memory
-from ..rundir import (LOCK, TMP_MARK, RunLock, check_out_dir, clean_partial, latest_checkpoint, read_marker,
-                      write_marker)
-from .checkpoint import STATE, load_trainer_state, rng_state, save_checkpoint, set_rng_state
+from ..rundir import clean_partial, latest_checkpoint, read_marker, write_marker
+from .checkpoint import load_trainer_state, rng_state, save_checkpoint, set_rng_state
 from .distributed import Dist, autocast_dtype, setup, teardown, wrap
-from .metrics import MetricsLog, plot_losses
+from .metrics import MetricsLog, plot_losses, read_records
 from .recipe import Recipe, recipe_from_dict
+from .runs import check_resume, claimed, export_final, fresh_start, state_value, unchanged_on_error
 from .tasks import TASKS
 
 
@@ -102,33 +99,13 @@ def load_optimizer_state(model, opt, state: dict, recipe: Recipe, d: Dist) -> No
     set_optimizer_state_dict(model, opt, state, options=StateDictOptions(full_state_dict=True))
 
 
-def export_final(run: Path, model, save_files, step: int) -> None:
-    """The final model at the top of the run directory. It is written whole into a temporary directory first;
-    then the run's marker stops naming a complete final model, the files are moved to the top one by one
-    (os.replace), and the marker names `step` again. A kill in between leaves a run that `genzoo.load`
-    recognises (`rundir.export_incomplete`): it loads the newest checkpoint, which holds the same weights, and
-    says so; `--resume` writes the export again."""
-    tmp = run / f".final{TMP_MARK}{uuid.uuid4().hex[:8]}"
-    save_model(model, tmp, extra_files=save_files)
-    write_marker(run, final=None)
-    new = {f.name for f in tmp.iterdir()}
-    for f in run.iterdir():  # model files of an earlier export that this one does not have (sharded -> single)
-        if f.name not in new and f.is_file() and MODEL_FILE.match(f.name):
-            f.unlink()
-    for f in tmp.iterdir():
-        os.replace(f, run / f.name)
-    fsync_dir(run)
-    write_marker(run, final=step)
-    shutil.rmtree(tmp, ignore_errors=True)
-
-
 def train(recipe: Recipe, out: str | os.PathLike, *, resume: bool = False, steps: int | None = None,
           force: bool = False) -> dict:
     """Run `recipe` into directory `out` (continuing its latest checkpoint with resume=True).
 
     `out` must be new, empty or a genzoo run; the run holds an exclusive lock on it until it ends (a second
     writer refuses at once, naming the holder). A resume compares the run's recipe.yaml with `recipe`: a change
-    of what is trained (RESUME_REFUSES: model, data, task, seed, batch size) refuses unless force=True; other
+    of what is trained (`runs.RESUME_REFUSES`: model, data, task, seed, batch size) refuses unless force=True; other
     changes (lr, steps, intervals) are recorded in metrics.jsonl at the resume step. A refused start or resume
     leaves every file of the run as it was."""
     if steps is not None:
@@ -142,126 +119,14 @@ def train(recipe: Recipe, out: str | os.PathLike, *, resume: bool = False, steps
         teardown(d)
 
 
-# recipe fields whose change on resume would continue another training than the one checkpointed
-RESUME_REFUSES = ("task", "model", "data", "seed", "batch_size", "grad_accum")
-# ... and those no resume may change, forced or not: the tokenizer is trained once per run
-RESUME_FIXED = ("data.vocab_size",)
-_NOT_COMPARED = ("name", "description", "progress")
-# files of a run that a fresh start writes again (a stale tokenizer would be reused, old metrics kept)
-_RUN_FILES = ("recipe.yaml", "data.json", "metrics.jsonl", "loss.png", "tokenizer.json", "tokenizer_config.json")
-MODEL_FILE = re.compile(r"^(config\.json|generation_config\.json|model\.safetensors|model\.safetensors\.index\.json|"
-                        r"model-\d+-of-\d+\.safetensors)$")
-
-
-def recipe_changes(old: dict, new: dict) -> dict[str, tuple]:
-    """{field: (old value, new value)} for each recipe field that differs; model and data field by field."""
-    out = {}
-    for k in sorted(set(old) | set(new)):
-        if k in _NOT_COMPARED:
-            continue
-        a, b = old.get(k), new.get(k)
-        if k in ("model", "data") and isinstance(a, dict) and isinstance(b, dict):
-            out.update({f"{k}.{f}": (a.get(f), b.get(f)) for f in sorted(set(a) | set(b)) if a.get(f) != b.get(f)})
-        elif a != b:
-            out[k] = (a, b)
-    return out
-
-
-def stored_recipe(run: Path) -> dict | None:
-    """The run's recipe.yaml as a recipe dict (defaults filled in where it parses as a recipe), or None."""
-    try:
-        data = yaml.safe_load((run / "recipe.yaml").read_text())
-    except (OSError, UnicodeDecodeError, yaml.YAMLError):
-        return None
-    if not isinstance(data, dict):
-        return None
-    try:
-        return recipe_from_dict(data).to_dict()
-    except GenzooError:  # written by another genzoo version: compare what is there
-        return data
-
-
-def check_resume(run: Path, recipe: Recipe, force: bool) -> dict[str, tuple]:
-    """The recipe changes a resume would make (raising RunDirError for those it may not make); reads only."""
-    old = stored_recipe(run)
-    if old is None:
-        if not force:
-            raise RunDirError(f"{run}: no readable recipe.yaml to compare the resumed recipe with; pass --force "
-                              "(force=True) to resume anyway")
-        return {}
-    changes = recipe_changes(old, recipe.to_dict())
-
-    def show(keys):
-        return "; ".join(f"{k} {changes[k][0]!r} -> {changes[k][1]!r}" for k in keys)
-
-    fixed = [k for k in changes if k in RESUME_FIXED]
-    if fixed:
-        raise RunDirError(f"{run}: a resume cannot change {show(fixed)}: the run's tokenizer was trained with the "
-                          "old value; start a new run in another directory")
-    refused = [k for k in changes if k.split(".")[0] in RESUME_REFUSES]
-    if refused and not force:
-        raise RunDirError(f"{run}: the resumed recipe changes what is trained ({show(refused)}); pass --force "
-                          "(force=True) to continue with it anyway, or choose another directory")
-    return changes
-
-
-@contextlib.contextmanager
-def unchanged_on_error(run: Path, enabled: bool = True):
-    """Inside the block, a failure restores the top-level files of `run` as they were (a refused resume changes no
-    file): their bytes are kept before it (model weights excluded: nothing writes them before training starts)."""
-    if not enabled:
-        yield
-        return
-    before = {p.name: p.read_bytes() for p in run.iterdir() if p.is_file() and not p.is_symlink()
-              and p.name != LOCK and p.stat().st_size <= 64 * 2**20}
-    names = {p.name for p in run.iterdir()}
-    try:
-        yield
-    except BaseException:
-        for p in run.iterdir():
-            if p.name not in names and p.is_file():
-                p.unlink()
-        for name, data in before.items():
-            f = run / name
-            if not f.is_file() or f.read_bytes() != data:
-                tmp = run / f".{name}.restore"
-                tmp.write_bytes(data)
-                os.replace(tmp, f)
-        raise
-
-
-def _fresh_start(run: Path, recipe: Recipe) -> None:
-    """A new run in `run` (new, empty, or a run without checkpoints): the files an earlier start left (its
-    tokenizer, metrics, data manifest) are removed so nothing of it is reused, and the marker is written."""
-    if any((run / f).exists() for f in ("config.json", "model.safetensors", "model.safetensors.index.json")):
-        raise RunDirError(f"{run} holds a trained model but no checkpoint to resume; choose another directory")
-    for name in _RUN_FILES:
-        (run / name).unlink(missing_ok=True)
-    write_marker(run, final=None, created=time.strftime("%Y-%m-%d %H:%M:%S"))
-
-
-def state_value(ckpt: Path, fn):
-    """fn() -> its value; a trainer state that lacks a field or does not fit (another model, another task) is a
-    CheckpointError naming the checkpoint."""
-    try:
-        return fn()
-    except (KeyError, TypeError, ValueError, IndexError, RuntimeError) as e:
-        raise CheckpointError(f"{ckpt / STATE}: the trainer state does not fit this run ({type(e).__name__}: "
-                              f"{str(e)[:200]})") from None
-
-
 def _train(recipe: Recipe, run: Path, resume: bool, force: bool, d: Dist) -> dict:
     with contextlib.ExitStack() as stack:
-        if d.is_main:
-            check_out_dir(run, resume)
-            run.mkdir(parents=True, exist_ok=True)
-            stack.enter_context(RunLock(run))
-            check_out_dir(run, resume)  # again, now that no other run can change it
+        created = stack.enter_context(claimed(run, resume)) if d.is_main else False
         d.barrier()
-        return _locked_train(recipe, run, resume, force, d)
+        return _locked_train(recipe, run, resume, force, d, created)
 
 
-def _locked_train(recipe: Recipe, run: Path, resume: bool, force: bool, d: Dist) -> dict:
+def _locked_train(recipe: Recipe, run: Path, resume: bool, force: bool, d: Dist, created: bool) -> dict:
     ckpt = latest_checkpoint(run)
     changes: dict[str, tuple] = {}
     if resume:
@@ -270,12 +135,13 @@ def _locked_train(recipe: Recipe, run: Path, resume: bool, force: bool, d: Dist)
         changes = check_resume(run, recipe, force)
     elif ckpt is not None:
         raise TrainingError(f"{run} already has checkpoints; pass --resume to continue it or choose another --out")
-    if d.is_main and not resume:
-        _fresh_start(run, recipe)
-    d.barrier()
 
-    step = 0
-    with unchanged_on_error(run, enabled=resume and d.is_main):
+    step, kept = 0, []
+    # until training starts, a failure leaves the run's files as they were (a directory made here goes)
+    with unchanged_on_error(run, enabled=d.is_main, remove=created):
+        if d.is_main and not resume:
+            fresh_start(run)
+        d.barrier()
         torch.manual_seed(recipe.seed)  # the same initial weights on every rank
         task = TASKS.get(recipe.task)(recipe, run, d)
         fits_in_memory(task.build_model, device=d.device, factor=4, where="the recipe's model: ")  # + grads, AdamW
@@ -296,13 +162,15 @@ def _locked_train(recipe: Recipe, run: Path, resume: bool, force: bool, d: Dist)
             state_value(ckpt, lambda: load_optimizer_state(model, opt, state["optimizer"], recipe, d))
             state_value(ckpt, lambda: sched.load_state_dict(state["scheduler"]))
             state_value(ckpt, lambda: set_rng_state(state["rng"]))
+        if d.is_main:  # a damaged metrics.jsonl refuses the resume here, before any file changes
+            kept = [r for r in read_records(run / "metrics.jsonl") if r["step"] <= step]
     log = None
     if d.is_main:  # every check has passed: from here on the run's files change
         if resume and read_marker(run) is None:  # a run made before markers
             write_marker(run, final=step if (run / "config.json").exists() else None)
         (run / "recipe.yaml").write_text(yaml.safe_dump(recipe.to_dict(), sort_keys=False))
         clean_partial(run)  # only the lock holder: another live run's saves look the same
-        log = MetricsLog(run / "metrics.jsonl", resume_step=step)
+        log = MetricsLog(run / "metrics.jsonl", records=kept)
         if changes:
             log.write({"step": step, "recipe_change": {k: list(v) for k, v in changes.items()},
                        **({"forced": True} if force else {})})
