@@ -58,8 +58,9 @@ def new_tokens(requested: int | None, prompt: int, config, default: int = 64) ->
         return requested or default
     seq2seq = getattr(config, "genre", "") == "seq2seq"  # the prompt is the encoder's input, the output the decoder's
     if prompt > limit or (prompt == limit and not seq2seq):
-        raise ArgumentError(f"genzoo generate: --prompt is {prompt} tokens; the model takes at most {limit - (not seq2seq)}"
-                            f" (max_positions={limit}{'' if seq2seq else ', one position left for a new token'})")
+        most = limit if seq2seq else limit - 1  # a causal LM needs a position left for the first new token
+        raise ArgumentError(f"genzoo generate: --prompt is {prompt} tokens; the model takes at most {most} "
+                            f"(max_positions={limit}{'' if seq2seq else ', one position left for a new token'})")
     room = limit - 1 if seq2seq else limit - prompt
     if requested is None:
         return min(default, room)
@@ -94,18 +95,21 @@ def cmd_list(args) -> int:
 
 
 def cmd_train(args) -> int:
-    from .rundir import check_not_locked, check_out_dir
+    import contextlib
+
+    from .rundir import claim_run
 
     out = args.out or os.path.join("runs", args.recipe)
-    check_out_dir(out, args.resume)  # refused at once, before the training code is even imported: not a run, in use
-    check_not_locked(out)
-    from .train import load_recipe, train
+    main_rank = int(os.environ.get("RANK", "0")) == 0  # under torchrun rank 0 writes (and holds the lock)
+    # refused at once (not a run, in use by another run), before the training code is even imported
+    with claim_run(out, args.resume) if main_rank else contextlib.nullcontext():
+        from .train import load_recipe, train
 
-    recipe = load_recipe(args.recipe, args.set or [])
-    if args.no_progress:
-        recipe.progress = False
-    result = train(recipe, out, resume=args.resume, steps=args.steps, force=args.force)
-    if int(os.environ.get("RANK", "0")) == 0:
+        recipe = load_recipe(args.recipe, args.set or [])
+        if args.no_progress:
+            recipe.progress = False
+        result = train(recipe, out, resume=args.resume, steps=args.steps, force=args.force)
+    if main_rank:
         metrics = ", ".join(f"{k} {v:.4f}" for k, v in result.items() if k not in ("run", "step", "skipped"))
         print(f"trained {result['step']} steps ({metrics}); run directory: {result['run']}")
     return 0

@@ -24,6 +24,7 @@ imports neither, so the two never import each other.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
 import json
@@ -45,6 +46,8 @@ LOCK = ".genzoo-run.lock"
 # the names `interop.atomic_dir` gives a directory while it is written / while it is being replaced
 TMP_MARK = ".tmp-"
 OLD_MARK = ".old-"
+# the files of the final model at the top of a run (besides the tokenizer, there from the start)
+FINAL_FILES = ("config.json", "generation_config.json", "model.safetensors", "model.safetensors.index.json")
 # a temporary directory genzoo left at the top of a run (`.NAME.tmp-XXXXXXXX`, `.NAME.old-XXXXXXXX`)
 TOP_TMP = re.compile(r"^\..+\.(tmp|old)-[0-9a-f]{8}$|^\.export\.tmp$")
 
@@ -145,16 +148,26 @@ class RunLock:
     """An exclusive lock on a run directory for the lifetime of a run: `fcntl.flock` on run/.genzoo-run.lock,
     which holds the holder's pid, host and start time. The kernel drops the lock when the process ends however
     it ends (a SIGKILL included), so a lock is never stale. A second writer refuses at once, naming the holder.
+    Within one process the lock is re-entrant (the CLI takes it before the training code is imported, so a
+    second writer hears at once; `train` then takes it again).
 
         with RunLock(run):      # RunDirError if another process holds it
             ...
     """
 
+    _held: dict[str, list] = {}  # realpath -> [fd, count]: the locks this process holds
+
     def __init__(self, run: Path):
         self.run = Path(run)
         self.fd: int | None = None
+        self.key = os.path.realpath(self.run / LOCK)
 
     def acquire(self) -> "RunLock":
+        held = RunLock._held.get(self.key)
+        if held is not None:
+            held[1] += 1
+            self.fd = held[0]
+            return self
         path = self.run / LOCK
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
         try:
@@ -170,13 +183,19 @@ class RunLock:
         os.ftruncate(fd, 0)
         os.pwrite(fd, (json.dumps(info) + "\n").encode(), 0)
         self.fd = fd
+        RunLock._held[self.key] = [fd, 1]
         return self
 
     def release(self) -> None:
-        if self.fd is not None:
+        if self.fd is None:
+            return
+        held = RunLock._held[self.key]
+        held[1] -= 1
+        if held[1] == 0:
+            del RunLock._held[self.key]
             fcntl.flock(self.fd, fcntl.LOCK_UN)
             os.close(self.fd)
-            self.fd = None
+        self.fd = None
 
     def __enter__(self) -> "RunLock":
         return self.acquire()
@@ -185,22 +204,29 @@ class RunLock:
         self.release()
 
 
-def check_not_locked(run: Path) -> None:
-    """Raise RunDirError at once if another process holds `run`'s lock (a cheap early check: the run takes the
-    lock itself later, and refuses then if it lost a race). Creates nothing."""
-    path = Path(run) / LOCK
+@contextlib.contextmanager
+def claim_run(run: str | os.PathLike, resume: bool = False):
+    """`with claim_run(run, resume) as created:` the run directory checked (`check_out_dir`), made when it does not
+    exist (created: True), and locked (`RunLock`) for the block. A directory made here that holds nothing but the
+    lock file when the block fails is removed again, so a refused start leaves nothing behind."""
+    run = Path(run)
+    check_out_dir(run, resume)
+    created = False
+    if not run.exists():
+        run.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            run.mkdir()
+            created = True
+        except FileExistsError:  # made by another start at the same moment: the lock decides
+            pass
     try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return  # no lock file (or unreadable): nothing to say yet
-    try:
-        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-    except OSError as e:
-        if e.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
-            raise RunDirError(f"{run} is in use by another genzoo run ({_holder(fd)}); wait for it to end or "
-                              "choose another directory") from None
-    finally:
-        os.close(fd)
+        with RunLock(run):
+            check_out_dir(run, resume)  # again, now that no other run can change it
+            yield created
+    except BaseException:
+        if created and run.is_dir() and {p.name for p in run.iterdir()} <= {LOCK}:
+            shutil.rmtree(run, ignore_errors=True)
+        raise
 
 
 def _holder(fd: int) -> str:
@@ -228,17 +254,19 @@ def resolve_checkpoint_dir(path: str | os.PathLike) -> Path:
         raise CheckpointError(f"{p}: no such directory")
     if not p.is_dir():
         raise CheckpointError(f"{p}: not a directory")
-    if not (p / "config.json").exists():
-        latest = latest_checkpoint(p)
-        if latest is not None:
-            return latest
-    elif export_incomplete(p):
-        latest = latest_checkpoint(p)
+    latest = latest_checkpoint(p)
+    if export_incomplete(p):
+        started = any((p / f).exists() for f in FINAL_FILES) or any(p.glob("model-*-of-*.safetensors"))
         if latest is None:
-            raise CheckpointError(f"{p}: its final model is incomplete (the export was interrupted) and it has no "
-                                  "complete checkpoint; resume the run to write it again")
-        warnings.warn(f"{p}: its final export did not complete (interrupted?); loading its newest complete "
-                      f"checkpoint {latest.relative_to(p)}", GenzooWarning, stacklevel=2)
+            if (p / "config.json").exists():
+                raise CheckpointError(f"{p}: its final model is incomplete (the export was interrupted) and it has "
+                                      "no complete checkpoint; resume the run to write it again")
+            return p
+        if started:  # top-level model files of an export that did not complete
+            warnings.warn(f"{p}: its final export did not complete (interrupted?); loading its newest complete "
+                          f"checkpoint {latest.relative_to(p)}", GenzooWarning, stacklevel=2)
+        return latest
+    if not (p / "config.json").exists() and latest is not None:
         return latest
     return p
 

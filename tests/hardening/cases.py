@@ -26,7 +26,7 @@ from safetensors.torch import load_file, save_file
 import genzoo
 from genzoo.errors import CheckpointError, ConfigError, InputError
 
-from .harness import Case, api, cli, sets
+from .harness import LOCK, Case, api, cli, sets
 
 CASES: list[Case] = []
 
@@ -608,17 +608,41 @@ add("runs", "fresh start into a run with checkpoints", lambda ws, tmp: cli(
     protect=[tmp / "run"]), match="already has checkpoints")
 
 
+HOLDER = """
+import fcntl, json, os, socket, sys
+fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT, 0o666)
+fcntl.flock(fd, fcntl.LOCK_EX)
+os.ftruncate(fd, 0)
+os.pwrite(fd, json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "since": "now"}).encode(), 0)
+print("locked", flush=True)
+sys.stdin.read()
+"""
+
+
+def hold_lock(run: Path):
+    """Another process holding `run`'s lock (as a live run does) -> (its pid, a function that ends it)."""
+    import subprocess
+    import sys
+
+    p = subprocess.Popen([sys.executable, "-c", HOLDER, str(run / LOCK)], stdin=subprocess.PIPE,
+                         stdout=subprocess.PIPE, text=True)
+    assert p.stdout.readline().strip() == "locked"
+
+    def end():
+        p.kill()
+        p.wait()
+
+    return p.pid, end
+
+
 def _locked(ws, tmp):
-    from genzoo.rundir import RunLock
-
     d = ws.run_copy(tmp / "run")
-    lock = RunLock(d).acquire()
+    pid, end = hold_lock(d)
     return cli("train", "gpt-nano", "--out", d, "--resume", "--steps", "4", *sets(["save_every=2"]), protect=[d],
-               cleanup=lock.release)
+               cleanup=end, match=f"in use by another genzoo run \\(pid {pid} ")
 
 
-add("runs", "a second writer while a run holds the lock", _locked, match=rf"in use by another genzoo run \(pid "
-                                                                         rf"{os.getpid()}")
+add("runs", "a second writer while a run holds the lock", _locked)
 
 
 def _corrupt_state(d):
@@ -685,14 +709,13 @@ add("interrupted", "load a run with a partial checkpoint beside (ignored)", _par
 
 def _partial_while_locked(ws, tmp):
     """Another live run's save in progress survives a second start that is refused."""
-    from genzoo.rundir import RunLock
-
     d = ws.run_copy(tmp / "run")
     partial = d / "checkpoints" / ".step-00000004.tmp-0badc0de"
     partial.mkdir()
-    lock = RunLock(d).acquire()
+    (partial / "model.safetensors").write_bytes(b"being written")
+    pid, end = hold_lock(d)
     return cli("train", "gpt-nano", "--out", d, "--resume", "--steps", "4", *sets(["save_every=2"]), protect=[d],
-               cleanup=lock.release)
+               cleanup=end)
 
 
 add("interrupted", "a refused second start leaves another run's partial save alone", _partial_while_locked,

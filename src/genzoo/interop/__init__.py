@@ -135,16 +135,18 @@ def checked_state(model, directory: Path, fmt: CheckpointFormat | None = None,
         for k, v in state.items()
         if k in expected and v.shape != expected[k].shape
     )
-    types = sorted(
-        f"{k}: checkpoint {str(v.dtype).removeprefix('torch.')} vs model {str(expected[k].dtype).removeprefix('torch.')}"
-        for k, v in state.items() if k in expected and _kind(v) != _kind(expected[k])
-    )
+    types = sorted(f"{k}: checkpoint {_dtype(v)} vs model {_dtype(expected[k])}"
+                   for k, v in state.items() if k in expected and _kind(v) != _kind(expected[k]))
     if missing or unexpected or shapes or types:
         parts = [f"{name} ({len(keys)}): {keys[:20]}" for name, keys in
                  (("missing", missing), ("unexpected", unexpected), ("mis-shaped", shapes), ("mis-typed", types))
                  if keys]
         raise CheckpointError(f"{directory}: checkpoint does not match the model; " + "; ".join(parts))
     return state
+
+
+def _dtype(t: torch.Tensor) -> str:
+    return str(t.dtype).removeprefix("torch.")
 
 
 def _kind(t: torch.Tensor) -> str:

@@ -84,6 +84,10 @@ MIN_VOCAB = 257
 MAX_VOCAB = 2**24
 
 
+def _integer(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
 def _number(v) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
@@ -103,18 +107,15 @@ def check_values(r: "Recipe") -> None:
     for f in ("weight_decay", "grad_clip"):
         v = getattr(r, f)
         need(_number(v) and v >= 0, f, v, "must be a finite number >= 0")
-    need(isinstance(r.warmup_steps, int) and not isinstance(r.warmup_steps, bool) and r.warmup_steps >= 0,
-         "warmup_steps", r.warmup_steps, "must be an integer >= 0")
-    need(isinstance(r.seed, int) and not isinstance(r.seed, bool) and 0 <= r.seed < 2**63, "seed", r.seed,
-         "must be an integer in [0, 2**63)")
+    need(_integer(r.warmup_steps) and r.warmup_steps >= 0, "warmup_steps", r.warmup_steps, "must be an integer >= 0")
+    need(_integer(r.seed) and 0 <= r.seed < 2**63, "seed", r.seed, "must be an integer in [0, 2**63)")
     d = r.data
-    need(isinstance(d.block_size, int) and not isinstance(d.block_size, bool) and d.block_size >= 1,
-         "data.block_size", d.block_size, "must be a positive integer")
-    need(isinstance(d.vocab_size, int) and not isinstance(d.vocab_size, bool) and MIN_VOCAB <= d.vocab_size <= MAX_VOCAB,
-         "data.vocab_size", d.vocab_size, f"must be an integer in {MIN_VOCAB}..{MAX_VOCAB} (a byte-level BPE has at "
-         f"least 256 byte tokens + end-of-text)")
-    need(d.max_bytes is None or (isinstance(d.max_bytes, int) and not isinstance(d.max_bytes, bool) and d.max_bytes > 0),
-         "data.max_bytes", d.max_bytes, "must be null (all) or a positive integer")
+    need(_integer(d.block_size) and d.block_size >= 1, "data.block_size", d.block_size, "must be a positive integer")
+    need(_integer(d.vocab_size) and MIN_VOCAB <= d.vocab_size <= MAX_VOCAB, "data.vocab_size", d.vocab_size,
+         f"must be an integer in {MIN_VOCAB}..{MAX_VOCAB} (a byte-level BPE has at least 256 byte tokens + "
+         "end-of-text)")
+    need(d.max_bytes is None or (_integer(d.max_bytes) and d.max_bytes > 0), "data.max_bytes", d.max_bytes,
+         "must be null (all) or a positive integer")
     need(_number(d.val_percent) and 0 < d.val_percent < 100, "data.val_percent", d.val_percent, "must be in (0, 100)")
     need(_number(d.mask_prob) and 0 < d.mask_prob < 1, "data.mask_prob", d.mask_prob, "must be in (0, 1)")
 

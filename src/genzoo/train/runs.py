@@ -1,5 +1,5 @@
-"""What a training run does to its directory (`genzoo.rundir` says what a run directory is): claim it (refuse a
-directory that is not a run, take the lock), compare a resumed recipe with the stored one, keep every file as it
+"""What a training run does to its directory (`genzoo.rundir` says what a run directory is and claims it: refuses a
+directory that is not a run, takes the lock): compare a resumed recipe with the stored one, keep every file as it
 was when a start or resume is refused, and write the final model so that an interrupted export is recognised.
 """
 
@@ -18,7 +18,7 @@ import yaml
 from ..errors import CheckpointError, GenzooError, RunDirError
 from ..interop import save as save_model
 from ..interop.files import fsync_dir
-from ..rundir import LOCK, STATE, TMP_MARK, RunLock, check_out_dir, write_marker
+from ..rundir import LOCK, STATE, TMP_MARK, write_marker
 from .recipe import Recipe, recipe_from_dict
 
 # recipe fields whose change on resume would continue another training than the one checkpointed
@@ -135,24 +135,6 @@ def state_value(ckpt: Path, fn):
 
 
 
-@contextlib.contextmanager
-def claimed(run: Path, resume: bool):
-    """`with claimed(run, resume) as created:` the run directory, checked (`rundir.check_out_dir`), made when it
-    does not exist (created: True), and locked for the block (`rundir.RunLock`)."""
-    check_out_dir(run, resume)
-    created = False
-    if not run.exists():
-        run.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            run.mkdir()
-            created = True
-        except FileExistsError:  # made by another start at the same moment: the lock decides
-            pass
-    with RunLock(run):
-        check_out_dir(run, resume)  # again, now that no other run can change it
-        yield created
-
-
 def export_final(run: Path, model, save_files, step: int) -> None:
     """The final model at the top of the run directory. It is written whole into a temporary directory first;
     then the run's marker stops naming a complete final model, the files are moved to the top one by one
@@ -166,7 +148,7 @@ def export_final(run: Path, model, save_files, step: int) -> None:
     for f in run.iterdir():  # model files of an earlier export that this one does not have (sharded -> single)
         if f.name not in new and f.is_file() and MODEL_FILE.match(f.name):
             f.unlink()
-    for f in tmp.iterdir():
+    for f in sorted(tmp.iterdir()):
         os.replace(f, run / f.name)
     fsync_dir(run)
     write_marker(run, final=step)

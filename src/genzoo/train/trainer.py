@@ -25,12 +25,12 @@ import yaml
 from ..errors import CheckpointError, ConfigError, GenzooError, RunDirError
 from ..interop import load_weights_into
 from ..interop.schema import fits_in_memory
-from ..rundir import clean_partial, latest_checkpoint, read_marker, write_marker
+from ..rundir import claim_run, clean_partial, latest_checkpoint, read_marker, write_marker
 from .checkpoint import load_trainer_state, rng_state, save_checkpoint, set_rng_state
 from .distributed import Dist, autocast_dtype, setup, teardown, wrap
 from .metrics import MetricsLog, plot_losses, read_records
 from .recipe import Recipe, recipe_from_dict
-from .runs import check_resume, claimed, export_final, fresh_start, state_value, unchanged_on_error
+from .runs import check_resume, export_final, fresh_start, state_value, unchanged_on_error
 from .tasks import TASKS
 
 
@@ -121,7 +121,7 @@ def train(recipe: Recipe, out: str | os.PathLike, *, resume: bool = False, steps
 
 def _train(recipe: Recipe, run: Path, resume: bool, force: bool, d: Dist) -> dict:
     with contextlib.ExitStack() as stack:
-        created = stack.enter_context(claimed(run, resume)) if d.is_main else False
+        created = stack.enter_context(claim_run(run, resume)) if d.is_main else False
         d.barrier()
         return _locked_train(recipe, run, resume, force, d, created)
 
