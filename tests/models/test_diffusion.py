@@ -53,8 +53,14 @@ def test_bad_input_is_refused(model):
         genzoo.build("ddpm-tiny", prediction_type="x0")
 
 
-def test_ddpm_digits_recipe_learns(tmp_path):
-    """20 steps of the recipe lower the validation loss (fixed noise and timesteps) and write the sample grid."""
+def test_ddpm_digits_recipe_learns(tmp_path, monkeypatch):
+    """20 steps of the recipe lower the validation loss (fixed noise and timesteps) and write the sample grid; the
+    loss plot is labelled with the task's loss (denoising MSE, not a cross-entropy)."""
+    from genzoo.train import metrics
+
+    labels = []
+    plot = metrics.plot_losses
+    monkeypatch.setattr("genzoo.train.trainer.plot_losses", lambda *a: labels.append(a[3]) or plot(*a))
     recipe = load_recipe("ddpm-digits", ["progress=false", "eval_every=20", "save_every=20", "warmup_steps=5",
                                          "model.base_channels=16", "model.groups=4"])
     r = train(recipe, tmp_path / "run", steps=20)
@@ -64,6 +70,7 @@ def test_ddpm_digits_recipe_learns(tmp_path):
     assert 0 <= r["sample_acc"] <= 1 and r["frechet"] > 0
     assert (tmp_path / "run" / "samples.png").stat().st_size > 1000
     assert genzoo.load(tmp_path / "run").config.denoiser == "unet"
+    assert labels and set(labels) == {"denoising loss (MSE of the predicted target)"}
 
 
 def test_rollout_log_probs_are_the_policy_at_the_rollout_weights(model):

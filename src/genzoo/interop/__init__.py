@@ -15,11 +15,12 @@ from ..rundir import resolve_checkpoint_dir
 from .atomic import atomic_dir, file_mode
 from .files import SAFETENSORS, SAFETENSORS_INDEX, read_config, read_weights, weight_bytes
 from .formats import FORMATS, CheckpointFormat, KeyMap
+from .lora import is_lora, load_adapter, merged, save_adapter
 from .meta import assign_weights, empty_parameters
 from .schema import check_hf_config, fits_in_memory
 
-__all__ = ["FORMATS", "CheckpointFormat", "KeyMap", "atomic_dir", "checked_state", "empty_parameters", "load",
-           "load_weights_into", "resolve_checkpoint_dir", "save"]
+__all__ = ["FORMATS", "CheckpointFormat", "KeyMap", "atomic_dir", "check_state", "checked_state", "empty_parameters",
+           "load", "load_weights_into", "resolve_checkpoint_dir", "save"]
 
 
 def tied_parameters(model) -> list[str]:
@@ -74,7 +75,7 @@ def build_empty(config, where):
 
 def load(path: str | os.PathLike, *, dtype: torch.dtype | None = None, device: str | torch.device = "cpu",
          allow_nonfinite: bool = False):
-    """Load a Hugging Face-format directory or genzoo run directory; returns the model in eval mode.
+    """Load a Hugging Face-format directory, a genzoo run directory or a GGUF file; returns the model in eval mode.
 
     Loading is strict: tensors the model lacks, tensors the checkpoint lacks and mis-shaped tensors
     raise `CheckpointError`, listing them; so does a tensor whose dtype is of another kind than the model's (an
@@ -90,10 +91,17 @@ def load(path: str | os.PathLike, *, dtype: torch.dtype | None = None, device: s
     dtype: floating-point tensors are converted to it one by one as they are read (default: the model's own
     dtype, fp32); device: each tensor is moved there as it is assigned.
     """
+    if Path(path).suffix == ".gguf":  # a single GGUF file (interop.gguf)
+        from .gguf import load_gguf
+
+        return load_gguf(path, dtype=dtype, device=device)
     directory = resolve_checkpoint_dir(path)
+    for name in FORMATS.names():  # a format with a layout of its own (a diffusers pipeline directory)
+        if FORMATS.get(name).detect(directory):
+            return FORMATS.get(name)().load_directory(directory, dtype=dtype, device=device)
     hf_config = read_config(directory)
     fmt = format_for(hf_config, directory / "config.json")
-    config = config_from_file(fmt, hf_config, directory / "config.json")
+    config = fmt.read_extras(config_from_file(fmt, hf_config, directory / "config.json"), directory)
     # weights memory-mapped from the files need no memory of their own: count the files as available
     fits_in_memory(lambda: GENRES.get(config.genre)(config), device=device, dtype=dtype, spare=weight_bytes(directory),
                    where=f"{directory}: ")
@@ -104,13 +112,26 @@ def load(path: str | os.PathLike, *, dtype: torch.dtype | None = None, device: s
     assign_weights(model, state, tied_parameters(model), dtype=dtype, device=device, where=directory)
     if dtype is not None:
         model.to(dtype)  # the buffers (parameters already have it)
+    attach_tokenizer(model, directory)
     return model.to(device).eval()
+
+
+def attach_tokenizer(model, directory: Path) -> None:
+    """`model.tokenizer`: the directory's tokenizer, when it has one, so that `save` writes it again."""
+    if (directory / "tokenizer.json").exists():
+        from ..tokenizers import Tokenizer
+
+        model.tokenizer = Tokenizer.from_dir(directory)
 
 
 def load_weights_into(model, directory: Path, fmt: CheckpointFormat | None = None,
                       allow_nonfinite: bool = False) -> None:
     """Copy `directory`'s weights into the parameters `model` already has, strictly. fmt: the directory's
-    checkpoint format, when the caller has already read its config.json."""
+    checkpoint format, when the caller has already read its config.json. A model with LoRA adapters gets the
+    adapter saved beside the weights (`interop.lora`); its base weights are the ones it was built with."""
+    if is_lora(model):
+        load_adapter(model, directory)
+        return
     model.load_state_dict(checked_state(model, directory, fmt, allow_nonfinite=allow_nonfinite), strict=False)
 
 
@@ -124,6 +145,13 @@ def checked_state(model, directory: Path, fmt: CheckpointFormat | None = None,
     if fmt is None:
         fmt = format_for(read_config(directory), directory / "config.json")
     state, unexpected = fmt.state_from_hf(read_weights(directory, cast, allow_nonfinite), config)
+    return check_state(model, state, unexpected, directory)
+
+
+def check_state(model, state: dict[str, torch.Tensor], unexpected: list[str], where) -> dict[str, torch.Tensor]:
+    """`state` (tied names left out) if its keys, shapes and dtype kinds are exactly the model's; otherwise
+    CheckpointError lists what is missing, unexpected (with the checkpoint keys no format name reads), mis-shaped,
+    mis-typed (an integer tensor in place of a floating-point one)."""
     expected = model.state_dict()
     for name in tied_parameters(model):
         expected.pop(name, None)
@@ -141,7 +169,7 @@ def checked_state(model, directory: Path, fmt: CheckpointFormat | None = None,
         parts = [f"{name} ({len(keys)}): {keys[:20]}" for name, keys in
                  (("missing", missing), ("unexpected", unexpected), ("mis-shaped", shapes), ("mis-typed", types))
                  if keys]
-        raise CheckpointError(f"{directory}: checkpoint does not match the model; " + "; ".join(parts))
+        raise CheckpointError(f"{where}: checkpoint does not match the model; " + "; ".join(parts))
     return state
 
 
@@ -169,9 +197,24 @@ def save(
     format: a registered checkpoint format (default: the config's `checkpoint_format`).
     max_shard_bytes: split the weights into shards with a `model.safetensors.index.json`.
     extra_files: a callable given the temporary directory, to add files (a tokenizer) before the rename.
+    A model's `tokenizer` (set by `load`) is written too; a model with LoRA adapters is written merged, with the
+    adapter in `adapter/` (`interop.lora`).
     """
+    if is_lora(model):
+        def with_adapter(tmp):
+            save_adapter(model, tmp)
+            if extra_files is not None:
+                extra_files(tmp)
+
+        return save(merged(model), path, format=format, max_shard_bytes=max_shard_bytes, extra_files=with_adapter)
     config = model.config
     fmt = FORMATS.get(format or config.checkpoint_format)()
+    if fmt.writes_directory:  # a layout of its own (a diffusers pipeline)
+        with atomic_dir(Path(path)) as tmp:
+            fmt.save_directory(model, tmp)
+            if extra_files is not None:
+                extra_files(tmp)
+        return Path(path)
     hf_config = fmt.config_to_hf(config)
     tied = set(tied_parameters(model))
     state = {k: v for k, v in model.state_dict().items() if k not in tied}
@@ -186,6 +229,9 @@ def save(
         if gen:
             (tmp / "generation_config.json").write_text(json.dumps(gen, indent=2) + "\n")
         _write_tensors(tmp, tensors, max_shard_bytes)
+        if getattr(model, "tokenizer", None) is not None:
+            model.tokenizer.save(tmp)
+        fmt.write_extras(model, tmp)
         if extra_files is not None:
             extra_files(tmp)
     return path

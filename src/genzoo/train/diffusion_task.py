@@ -19,6 +19,7 @@ GUIDANCE = 2.0
 
 @TASKS.register("diffusion")
 class ImageDiffusion(DigitsTask):
+    loss_label = "denoising loss (MSE of the predicted target)"
     def build_model(self):
         return build_from_recipe(self.recipe, image_size=8, channels=1, n_classes=10)
 

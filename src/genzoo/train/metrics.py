@@ -58,7 +58,7 @@ class MetricsLog:
         return read_records(self.path)
 
 
-def plot_losses(records: list[dict], out: Path, title: str) -> None:
+def plot_losses(records: list[dict], out: Path, title: str, ylabel: str = "cross-entropy (nats/token)") -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -72,7 +72,7 @@ def plot_losses(records: list[dict], out: Path, title: str) -> None:
     if val:
         ax.plot(*zip(*val), "o-", label="validation loss", lw=1.5)
     ax.set_xlabel("step")
-    ax.set_ylabel("cross-entropy (nats/token)")
+    ax.set_ylabel(ylabel)
     ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend()

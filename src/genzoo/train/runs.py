@@ -22,9 +22,9 @@ from ..rundir import LOCK, STATE, TMP_MARK, write_marker
 from .recipe import Recipe, recipe_from_dict
 
 # recipe fields whose change on resume would continue another training than the one checkpointed
-RESUME_REFUSES = ("task", "model", "data", "seed", "batch_size", "grad_accum")
+RESUME_REFUSES = ("task", "model", "data", "init", "lora", "fuse", "seed", "batch_size", "grad_accum")
 # ... and those no resume may change, forced or not: the tokenizer is trained once per run
-RESUME_FIXED = ("data.vocab_size",)
+RESUME_FIXED = ("data.vocab_size", "data.tokenizer")
 _NOT_COMPARED = ("name", "description", "progress")
 # files of a run that a fresh start writes again (a stale tokenizer would be reused, old metrics kept)
 RUN_FILES = ("recipe.yaml", "data.json", "metrics.jsonl", "loss.png", "tokenizer.json", "tokenizer_config.json")
@@ -134,7 +134,6 @@ def state_value(ckpt: Path, fn):
                               f"{str(e)[:200]})") from None
 
 
-
 def export_final(run: Path, model, save_files, step: int) -> None:
     """The final model at the top of the run directory. It is written whole into a temporary directory first;
     then the run's marker stops naming a complete final model, the files are moved to the top one by one
@@ -149,6 +148,8 @@ def export_final(run: Path, model, save_files, step: int) -> None:
         if f.name not in new and f.is_file() and MODEL_FILE.match(f.name):
             f.unlink()
     for f in sorted(tmp.iterdir()):
+        if f.is_dir() and (run / f.name).is_dir():  # a folder (a LoRA run's adapter/) is replaced whole
+            shutil.rmtree(run / f.name)
         os.replace(f, run / f.name)
     fsync_dir(run)
     write_marker(run, final=step)

@@ -28,6 +28,7 @@ from ..interop.schema import fits_in_memory
 from ..rundir import claim_run, clean_partial, latest_checkpoint, read_marker, write_marker
 from .checkpoint import load_trainer_state, rng_state, save_checkpoint, set_rng_state
 from .distributed import Dist, autocast_dtype, setup, teardown, wrap
+from .finetune import apply_lora
 from .metrics import MetricsLog, plot_losses, read_records
 from .recipe import Recipe, recipe_from_dict
 from .runs import check_resume, export_final, fresh_start, state_value, unchanged_on_error
@@ -105,8 +106,8 @@ def train(recipe: Recipe, out: str | os.PathLike, *, resume: bool = False, steps
 
     `out` must be new, empty or a genzoo run; the run holds an exclusive lock on it until it ends (a second
     writer refuses at once, naming the holder). A resume compares the run's recipe.yaml with `recipe`: a change
-    of what is trained (`runs.RESUME_REFUSES`: model, data, task, seed, batch size) refuses unless force=True; other
-    changes (lr, steps, intervals) are recorded in metrics.jsonl at the resume step. A refused start or resume
+    of what is trained (`runs.RESUME_REFUSES`: model, data, task, init, LoRA, seed, batch size) refuses unless
+    force=True; other changes (lr, steps, intervals) are recorded in metrics.jsonl at the resume step. A refused start or resume
     leaves every file of the run as it was."""
     if steps is not None:
         if not (isinstance(steps, int) and not isinstance(steps, bool) and steps >= 1):
@@ -145,7 +146,7 @@ def _locked_train(recipe: Recipe, run: Path, resume: bool, force: bool, d: Dist,
         torch.manual_seed(recipe.seed)  # the same initial weights on every rank
         task = TASKS.get(recipe.task)(recipe, run, d)
         fits_in_memory(task.build_model, device=d.device, factor=4, where="the recipe's model: ")  # + grads, AdamW
-        model = build_model(task).to(d.device)
+        model = apply_lora(build_model(task), recipe).to(d.device)  # lora.r > 0: adapters (peft) train alone
         amp = autocast_dtype(recipe.precision, d.device)
         if resume:
             state = load_trainer_state(ckpt)
@@ -226,7 +227,8 @@ def _locked_train(recipe: Recipe, run: Path, resume: bool, force: bool, d: Dist,
             last_val = task.validate(wrapped, amp)
             if log is not None:
                 log.write({"step": step, **last_val})
-                plot_losses(log.records(), run / "loss.png", f"{recipe.name or 'run'}: {run.name}")
+                plot_losses(log.records(), run / "loss.png", f"{recipe.name or 'run'}: {run.name}",
+                            getattr(task, "loss_label", "loss"))
             if d.is_main and recipe.progress:
                 bar.write(f"step {step}: " + ", ".join(f"{k} {v:.4f}" for k, v in last_val.items()))
         if step % recipe.save_every == 0 or step == recipe.steps:
@@ -247,7 +249,8 @@ def _locked_train(recipe: Recipe, run: Path, resume: bool, force: bool, d: Dist,
 
 def evaluate_run(path: str | os.PathLike, max_batches: int | None = None, batch_size: int = 16) -> dict:
     """Validation metrics of a run: for language models (or an HF directory) the loss and perplexity on the
-    validation split of the standard-library corpus; for other tasks, the task's own validation."""
+    validation split of the standard-library corpus (or of the run's own data.source); for other tasks, the task's
+    own validation."""
     import genzoo
     from ..data import stdlib_corpus
     from ..rundir import resolve_checkpoint_dir
@@ -273,8 +276,14 @@ def evaluate_run(path: str | os.PathLike, max_batches: int | None = None, batch_
     tokenizer = Tokenizer.from_dir(directory)
     if recipe is None:
         recipe = Recipe(data={"block_size": min(128, model.config.max_positions)})
-    corpus = stdlib_corpus(max_bytes=recipe.data.max_bytes, val_percent=recipe.data.val_percent)
-    val = token_stream(tokenizer, corpus.read("val"))
+    if recipe.data.source is not None and (run / "data" / "val.bin").exists():  # the run's own held-out text
+        from ..data.tokens import read_tokens
+
+        val = read_tokens(run / "data", "val")
+    else:
+        corpus = stdlib_corpus(max_bytes=recipe.data.max_bytes, val_percent=recipe.data.val_percent)
+        val = token_stream(tokenizer, corpus.read("val"))
+    # default (None): the whole split
     recipe.batch_size, recipe.eval_batches = batch_size, sys.maxsize if max_batches is None else max_batches
     recipe.eval_batches = validation_blocks(val, recipe.data.block_size, recipe)[1]
     return {"dir": str(directory), "batches": recipe.eval_batches, **lm_validation(model, val, recipe, Dist(), None)}

@@ -17,7 +17,7 @@ from torch import nn
 from ...config import GENRES
 from ...beam import beam_search, check_beams
 from ...errors import InputError
-from ...generate import check_sampling, compiled_step, decode, eos_ids, inference
+from ...generate import Decoding, compiled_step, decode, drain, eos_ids, inference, iterate
 from ...inputs import check_labels, check_token_ids
 from ...modes import evaluating
 from ...nn import FFNS, Attention, Block, RMSNorm, StaticKVCache, Stack, make_positions
@@ -136,40 +136,75 @@ class Seq2SeqLM(nn.Module):
                  temperature: float = 1.0, top_k: int | None = None, top_p: float | None = None,
                  eos_token_id: int | list[int] | None = None, seed: int | None = None,
                  generator: torch.Generator | None = None, num_beams: int = 1, length_penalty: float = 1.0,
-                 early_stopping: bool = False, compile: bool = False) -> torch.Tensor:
-        """Decoder tokens (B, 1 + N), starting with the decoder start token, as transformers returns them. The
-        encoder runs once, cross-attention keys/values are projected once, self-attention uses the KV cache; the
-        decoding loop is the causal LMs' (`generate.decode`). num_beams > 1: beam search (`genzoo.beam`), the best
-        hypothesis per input; length_penalty divides a finished hypothesis' log-probability by its
-        length ** length_penalty. compile: the decoder step through torch.compile (`generate.compiled_step`)."""
-        check_sampling(temperature, top_k, top_p, max_new_tokens)
+                 early_stopping: bool = False, compile: bool = False, repetition_penalty: float = 1.0,
+                 min_new_tokens: int = 0, num_return_sequences: int = 1, stop: str | list[str] | None = None,
+                 tokenizer=None, streamer=None, pad_token_id: int | None = None) -> torch.Tensor:
+        """Decoder tokens (B * num_return_sequences, 1 + N), starting with the decoder start token, as transformers
+        returns them. The encoder runs once, cross-attention keys/values are projected once, self-attention uses the
+        KV cache; the decoding loop is the causal LMs' (`generate.decode`, with the same options: repetition_penalty,
+        min_new_tokens, stop + tokenizer, streamer, num_return_sequences). num_beams > 1: beam search
+        (`genzoo.beam`), the best num_return_sequences hypotheses per input; length_penalty divides a finished
+        hypothesis' log-probability by its length ** length_penalty. compile: the decoder step through torch.compile
+        (`generate.compiled_step`)."""
+        d = Decoding.make(max_new_tokens=max_new_tokens, do_sample=do_sample, temperature=temperature, top_k=top_k,
+                          top_p=top_p, repetition_penalty=repetition_penalty, min_new_tokens=min_new_tokens,
+                          num_return_sequences=num_return_sequences, eos_token_id=eos_token_id,
+                          pad_token_id=pad_token_id, stop=stop, tokenizer=tokenizer, streamer=streamer, seed=seed,
+                          generator=generator)
         check_beams(num_beams, length_penalty, early_stopping, do_sample)
+        if num_beams > 1:
+            if repetition_penalty != 1.0 or min_new_tokens or stop is not None or streamer is not None:
+                raise InputError("beam search here takes no repetition_penalty, min_new_tokens, stop or streamer; "
+                                 "use them with greedy or sampled decoding")
+            d.check_return_sequences(num_beams)
+            self.check_inputs(input_ids, attention_mask)
+            with evaluating(self):
+                memory_kv, valid = self._memory(input_ids, attention_mask)
+                eos = eos_ids(self.config.eos_token_id if eos_token_id is None else eos_token_id, input_ids.device)
+                return self._beam_search(memory_kv, valid, input_ids.shape[0], num_beams, max_new_tokens, eos,
+                                         length_penalty, early_stopping, num_return_sequences)
+        return drain(self.decoding(input_ids, attention_mask, d, compile))
+
+    def stream(self, input_ids, attention_mask=None, compile: bool = False, **options):
+        """The new decoder tokens (B,) one step at a time, as an iterator; options as `generate` without beams."""
+        return iterate(self.decoding(input_ids, attention_mask, Decoding.make(**options), compile))
+
+    def _memory(self, input_ids, attention_mask):
+        """The encoder output projected to every decoder layer's cross-attention keys/values, and the valid mask."""
+        memory = self.encoder(input_ids, attention_mask=attention_mask)
+        valid = None if attention_mask is None or bool(attention_mask.all()) else attention_mask.bool()
+        return self.decoder.project_memory(memory), valid
+
+    def decoding(self, input_ids, attention_mask, d: Decoding, compile: bool = False):
+        """Check the inputs (now), then return the decoding generator (`generate.decode`)."""
+        d.check_return_sequences()
         self.check_inputs(input_ids, attention_mask)
+        if d.num_return_sequences > 1:  # as transformers: each input repeated in place
+            input_ids = input_ids.repeat_interleave(d.num_return_sequences, 0)
+            attention_mask = None if attention_mask is None else attention_mask.repeat_interleave(
+                d.num_return_sequences, 0)
+        return self._decode(input_ids, attention_mask, d, compile)
+
+    def _decode(self, input_ids, attention_mask, d: Decoding, compile: bool):
         cfg = self.config
         b, device = input_ids.shape[0], input_ids.device
-        eos = eos_ids(cfg.eos_token_id if eos_token_id is None else eos_token_id, device)
-        if do_sample and generator is None and seed is not None:
-            generator = torch.Generator(device=device).manual_seed(seed)
+        eos = eos_ids(cfg.eos_token_id if d.eos_token_id is None else d.eos_token_id, device)
+        pad = cfg.pad_token_id if d.pad_token_id is None else d.pad_token_id
         with evaluating(self):
-            memory = self.encoder(input_ids, attention_mask=attention_mask)
-            memory_kv = self.decoder.project_memory(memory)
-            valid = None if attention_mask is None or bool(attention_mask.all()) else attention_mask.bool()
-            if num_beams > 1:
-                return self._beam_search(memory_kv, valid, b, num_beams, max_new_tokens, eos, length_penalty,
-                                         early_stopping)
-            cache = StaticKVCache(cfg.n_decoder_layers, b, cfg.n_heads, max_new_tokens + 1, cfg.head_dim,
-                                  dtype=memory.dtype, device=memory.device)
+            memory_kv, valid = self._memory(input_ids, attention_mask)
+            cache = StaticKVCache(cfg.n_decoder_layers, b, cfg.n_heads, d.max_new_tokens + 1, cfg.head_dim,
+                                  dtype=memory_kv[0][0].dtype, device=device)
             decoder = functools.partial(compiled_step(), self.decoder) if compile else self.decoder
 
             def step(tok):  # (B,) -> (B, V)
                 return self.logits(decoder(tok[:, None], memory_kv=memory_kv, memory_valid=valid, cache=cache))[:, -1]
 
-            out = torch.full((b, max_new_tokens + 1), cfg.pad_token_id, dtype=torch.long, device=device)
+            out = torch.full((b, d.max_new_tokens + 1), pad, dtype=torch.long, device=device)
             out[:, 0] = cfg.decoder_start_token_id
-            return decode(step, step(out[:, 0]), out, 1, max_new_tokens, eos, cfg.pad_token_id, do_sample,
-                          temperature, top_k, top_p, generator)
+            return (yield from decode(step, step(out[:, 0]), out, 1, d, eos, pad, d.rng(device)))
 
-    def _beam_search(self, memory_kv, valid, b, k, max_new_tokens, eos, length_penalty, early_stopping):
+    def _beam_search(self, memory_kv, valid, b, k, max_new_tokens, eos, length_penalty, early_stopping,
+                     num_return_sequences=1):
         """Every input's cross-attention keys/values repeated for its K beams, once; one decoder step per token."""
         cfg = self.config
         memory_kv = [(mk.repeat_interleave(k, 0), mv.repeat_interleave(k, 0)) for mk, mv in memory_kv]  # (B*K, ..)
@@ -182,4 +217,4 @@ class Seq2SeqLM(nn.Module):
         # transformers pads short hypotheses with the pad id, or with eos when the pad id is 0 (a falsy tensor)
         fill = cfg.pad_token_id or int(eos[0])
         return beam_search(step, cache.reorder, prompt, k, max_new_tokens, eos, fill, length_penalty,
-                           early_stopping)
+                           early_stopping, num_return_sequences=num_return_sequences)

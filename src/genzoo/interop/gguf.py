@@ -1,0 +1,220 @@
+"""GGUF files (llama.cpp's single-file format: metadata + possibly quantised tensors) read through the `gguf` library.
+
+`load_gguf(path)` builds the model from the metadata (`general.architecture` chooses a registered `GGUFArch`, which
+writes the config as the Hugging Face config.json of the same model and names each GGUF tensor by its Hugging Face
+name), dequantises every tensor with `gguf.quants.dequantize` (Q4_0, Q4_1, Q8_0, the K-quants, ... -> fp32; then the
+dtype asked for), undoes llama.cpp's reordering of the q/k rows (its rotary layout), and hands the tensors to the
+architecture's checkpoint format (`interop.FORMATS`), so the same strict key check and meta-device assignment as for
+a safetensors directory apply. `gguf_tokenizer(path)` builds the tokenizer from the metadata (vocabulary, merges,
+control tokens, special token ids) and keeps its chat template. Both follow transformers' GGUF reader
+(`from_pretrained(dir, gguf_file=...)`), the reference the tests compare with.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..errors import CheckpointError
+from ..registry import Registry
+from .formats import KeyMap
+
+GGUF_ARCHS: Registry = Registry("GGUF architecture")
+
+
+def read_gguf(path: Path):
+    """A `gguf.GGUFReader` of the file (memory-mapped); a file that is not GGUF is a CheckpointError naming it.
+    The reader is kept for the file as it is now (path, size, mtime): loading a model and then its tokenizer parses
+    the metadata (~150k vocabulary and merge strings for a 49k vocabulary) once."""
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such GGUF file")
+    st = path.stat()
+    return _reader(str(path.resolve()), st.st_size, st.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=2)
+def _reader(path: str, size: int, mtime: int):
+    try:
+        from gguf import GGUFReader
+    except ImportError:
+        raise CheckpointError(f"{path}: reading GGUF needs the `gguf` package (pip install gguf)") from None
+    try:
+        return GGUFReader(path)
+    except Exception as e:  # bad magic, truncated header or tensor data
+        raise CheckpointError(f"{path}: not a readable GGUF file ({type(e).__name__}: {e})") from None
+
+
+def metadata(reader) -> dict:
+    """Every metadata key -> its value (numbers, strings, lists)."""
+    return {k: f.contents() for k, f in reader.fields.items()}
+
+
+def unpermute_qk(w: np.ndarray, n_heads: int) -> np.ndarray:
+    """llama.cpp stores q/k rows per head as (2, Dh/2) interleaved for its rotary kernel; back to Hugging Face's
+    (Dh/2, 2) order (transformers' `_reverse_permute_weights`). w (H * Dh, D)."""
+    half = w.shape[0] // n_heads // 2
+    return w.reshape(n_heads, half, 2, *w.shape[1:]).swapaxes(2, 1).reshape(w.shape)  # (H, Dh/2, 2, D) -> (H*Dh, D)
+
+
+class GGUFArch:
+    """An architecture's GGUF layout: `model_type` (the checkpoint format that reads the converted tensors), the
+    GGUF <-> Hugging Face tensor names (`keys`: pairs (HF name, GGUF name)), the config, and per-tensor fixes."""
+
+    model_type = ""
+    keys: KeyMap
+
+    def hf_config(self, meta: dict, tensor_names: set[str], where: Path) -> dict:
+        raise NotImplementedError
+
+    def fix(self, hf_name: str, w: np.ndarray, hf: dict) -> np.ndarray:
+        return w
+
+
+@GGUF_ARCHS.register("llama")
+class LlamaGGUF(GGUFArch):
+    """Llama-architecture GGUF files (Llama, SmolLM2, ...), read as LlamaForCausalLM."""
+
+    model_type = "llama"
+    keys = KeyMap([
+        ("model.embed_tokens.weight", "token_embd.weight"),
+        ("model.layers.{i}.input_layernorm.weight", "blk.{i}.attn_norm.weight"),
+        ("model.layers.{i}.self_attn.q_proj.{p}", "blk.{i}.attn_q.{p}"),
+        ("model.layers.{i}.self_attn.k_proj.{p}", "blk.{i}.attn_k.{p}"),
+        ("model.layers.{i}.self_attn.v_proj.{p}", "blk.{i}.attn_v.{p}"),
+        ("model.layers.{i}.self_attn.o_proj.{p}", "blk.{i}.attn_output.{p}"),
+        ("model.layers.{i}.post_attention_layernorm.weight", "blk.{i}.ffn_norm.weight"),
+        ("model.layers.{i}.mlp.gate_proj.weight", "blk.{i}.ffn_gate.weight"),
+        ("model.layers.{i}.mlp.up_proj.weight", "blk.{i}.ffn_up.weight"),
+        ("model.layers.{i}.mlp.down_proj.weight", "blk.{i}.ffn_down.weight"),
+        ("model.norm.weight", "output_norm.weight"),
+        ("lm_head.weight", "output.weight"),
+    ])
+
+    def hf_config(self, meta: dict, tensor_names: set[str], where: Path) -> dict:
+        a = meta["general.architecture"]
+        if "rope_freqs.weight" in tensor_names:
+            raise CheckpointError(f"{where}: per-frequency rope factors (rope_freqs, Llama 3.1 scaling) are not "
+                                  "supported in GGUF files")
+        scaling = meta.get(f"{a}.rope.scaling.type", "none")
+        if scaling not in ("none", "linear"):
+            raise CheckpointError(f"{where}: {a}.rope.scaling.type={scaling!r} is not supported; supported: none, "
+                                  "linear")
+        heads = int(meta[f"{a}.attention.head_count"])
+        d = int(meta[f"{a}.embedding_length"])
+        rope = {"rope_type": "default", "rope_theta": float(meta.get(f"{a}.rope.freq_base", 10000.0))}
+        if scaling == "linear":
+            rope.update(rope_type="linear", factor=float(meta[f"{a}.rope.scaling.factor"]))
+        tokens = meta.get("tokenizer.ggml.tokens") or []
+        return {
+            "model_type": "llama", "architectures": ["LlamaForCausalLM"],
+            "vocab_size": int(meta.get(f"{a}.vocab_size", len(tokens))),
+            "max_position_embeddings": int(meta.get(f"{a}.context_length", 2048)),
+            "hidden_size": d, "intermediate_size": int(meta[f"{a}.feed_forward_length"]),
+            "num_hidden_layers": int(meta[f"{a}.block_count"]), "num_attention_heads": heads,
+            "num_key_value_heads": int(meta.get(f"{a}.attention.head_count_kv", heads)),
+            "head_dim": int(meta.get(f"{a}.attention.key_length", d // heads)),
+            "rms_norm_eps": float(meta.get(f"{a}.attention.layer_norm_rms_epsilon", 1e-5)),
+            "rope_parameters": rope, "hidden_act": "silu",
+            "attention_bias": "blk.0.attn_q.bias" in tensor_names,
+            "tie_word_embeddings": "output.weight" not in tensor_names,
+            "bos_token_id": meta.get("tokenizer.ggml.bos_token_id"),
+            "eos_token_id": meta.get("tokenizer.ggml.eos_token_id"),
+            "pad_token_id": meta.get("tokenizer.ggml.padding_token_id"),
+        }
+
+    def fix(self, hf_name: str, w: np.ndarray, hf: dict) -> np.ndarray:
+        if hf_name.endswith("q_proj.weight"):
+            return unpermute_qk(w, hf["num_attention_heads"])
+        if hf_name.endswith("k_proj.weight"):
+            return unpermute_qk(w, hf["num_key_value_heads"])
+        return w
+
+
+def arch_of(meta: dict, where: Path) -> GGUFArch:
+    name = meta.get("general.architecture")
+    if name not in GGUF_ARCHS:
+        raise CheckpointError(f"{where}: GGUF architecture {name!r} is not supported; supported: "
+                              f"{', '.join(GGUF_ARCHS.names())}")
+    return GGUF_ARCHS.get(name)()
+
+
+def load_gguf(path: str | os.PathLike, *, dtype: torch.dtype | None = None, device: str | torch.device = "cpu"):
+    """The model in a GGUF file, dequantised (fp32, or `dtype`), in eval mode."""
+    from gguf.quants import dequantize
+
+    from . import check_state
+    from ..config import GENRES
+    from .formats import FORMATS
+    from .meta import assign_weights, empty_parameters
+
+    path = Path(path)
+    reader = read_gguf(path)
+    meta = metadata(reader)
+    arch = arch_of(meta, path)
+    hf = arch.hf_config(meta, {t.name for t in reader.tensors}, path)
+    fmt = FORMATS.get(arch.model_type)()
+    config = fmt.config_from_hf(hf)
+    with empty_parameters():
+        model = GENRES.get(config.genre)(config)
+    tensors, unknown = {}, []
+    for t in reader.tensors:
+        name = arch.keys.to_genzoo(t.name)
+        if name is None:
+            unknown.append(t.name)
+            continue
+        try:
+            w = dequantize(t.data, t.tensor_type)  # (out, in) fp32, or the stored float type
+        except NotImplementedError as e:
+            raise CheckpointError(f"{path}: tensor {t.name}: {e}") from None
+        w = np.ascontiguousarray(arch.fix(name, w, hf))
+        w = w if w.flags.writeable else w.copy()  # an unquantised tensor is a view of the read-only mapping
+        tensors[name] = torch.from_numpy(w).to(dtype or torch.float32)
+    state, unexpected = fmt.state_from_hf(tensors, config)
+    state = check_state(model, state, unexpected + unknown, path)
+    assign_weights(model, state, model.tied_parameters(), dtype=dtype, device=device, where=path)
+    if dtype is not None:
+        model.to(dtype)
+    return model.to(device).eval()
+
+
+def gguf_tokenizer(path: str | os.PathLike):
+    """The tokenizer described by a GGUF file's metadata, as transformers builds it: a byte-level BPE
+    (`tokenizer.ggml.model` = "gpt2") from the vocabulary and merges, control tokens matched whole as special tokens,
+    user-defined ones as added tokens, a BOS prepended when `add_bos_token` says so; with the special tokens and
+    `tokenizer.chat_template`."""
+    from tokenizers import AddedToken, Tokenizer as HFTokenizer, decoders, models, pre_tokenizers, processors
+
+    from ..tokenizers import Tokenizer
+
+    path = Path(path)
+    meta = metadata(read_gguf(path))
+    kind = meta.get("tokenizer.ggml.model")
+    if kind != "gpt2":
+        raise CheckpointError(f"{path}: tokenizer.ggml.model={kind!r} is not supported; supported: 'gpt2' "
+                              "(byte-level BPE)")
+    tokens = list(meta["tokenizer.ggml.tokens"])
+    types = list(meta.get("tokenizer.ggml.token_type") or [])
+    merges = [tuple(m.split(" ", 1)) for m in meta.get("tokenizer.ggml.merges") or []]
+    tok = HFTokenizer(models.BPE({t: i for i, t in enumerate(tokens)}, merges, continuing_subword_prefix="",
+                                 end_of_word_suffix="", fuse_unk=False))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    alphabet = set(pre_tokenizers.ByteLevel.alphabet())
+    tok.add_special_tokens([AddedToken(t, normalized=False, special=True) for t, k in zip(tokens, types)
+                            if k == 3 and set(t) <= alphabet])  # 3: control
+    tok.add_tokens([AddedToken(t, normalized=False, special=False) for t, k in zip(tokens, types) if k == 4])
+
+    def token(key):
+        i = meta.get(f"tokenizer.ggml.{key}_token_id")
+        return tokens[i] if i is not None and 0 <= i < len(tokens) else None
+
+    bos = token("bos")
+    if meta.get("tokenizer.ggml.add_bos_token") and bos is not None:
+        tok.post_processor = processors.TemplateProcessing(single=f"{bos} $A", pair=f"{bos} $A {bos} $B",
+                                                           special_tokens=[(bos, tokens.index(bos))])
+    return Tokenizer(tok, token("eos"), token("padding"), chat_template=meta.get("tokenizer.chat_template"),
+                     bos_token=bos, unk_token=token("unknown"))
