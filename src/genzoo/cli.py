@@ -378,7 +378,7 @@ def build_parser() -> Parser:
     s.add_argument("--out", help="run directory (default runs/fuse-RECIPE); the distributions go to OUT/topk")
     s.add_argument("--text", metavar="PATH", help="fuse on this text file, or the .txt/.md/.rst/.py files under "
                    "this directory, instead of the recipe's corpus (validation stays on the corpus's held-out split)")
-    s.add_argument("--steps", type=int, help="number of optimizer steps (overrides the recipe)")
+    s.add_argument("--steps", type=positive_int, help="number of optimizer steps (overrides the recipe)")
     s.add_argument("--set", action="append", metavar="KEY=VALUE",
                    help="override a recipe field, e.g. --set fuse.method=avg-ce --set fuse.lam=0.8 (repeatable)")
     s.add_argument("--resume", action="store_true", help="continue the training from OUT's latest checkpoint "
@@ -403,7 +403,7 @@ def build_parser() -> Parser:
     s.add_argument("--compile", action="store_true",
                    help="decode through torch.compile (causal LMs): a one-off compilation, then a faster step")
     s.add_argument("--retrieve", metavar="INDEX", help="put the top -k passages of this genzoo index into the prompt")
-    s.add_argument("-k", "--retrieve-k", type=int, default=3, help="--retrieve: passages (default 3)")
+    s.add_argument("-k", "--retrieve-k", type=positive_int, default=3, help="--retrieve: passages (default 3)")
     s.add_argument("--where", action="append", metavar="KEY=VALUE", help="--retrieve: metadata filter (repeatable)")
     s.add_argument("--template", help="--retrieve: the prompt template with {passages} and {prompt} "
                    "(default '{passages}\\n{prompt}'; @FILE reads it from a file)")
@@ -421,10 +421,10 @@ def build_parser() -> Parser:
     s.add_argument("--message", action="append", metavar="TEXT",
                    help="a user message (repeatable: a conversation); without it, read messages from stdin")
     s.add_argument("--system", help="a system message")
-    s.add_argument("--max-new-tokens", type=int, default=256)
-    s.add_argument("--temperature", type=float, default=0.0, help="0 (default): greedy decoding")
-    s.add_argument("--top-k", type=int, default=None)
-    s.add_argument("--top-p", type=float, default=None)
+    s.add_argument("--max-new-tokens", type=positive_int, default=256)
+    s.add_argument("--temperature", type=temperature, default=0.0, help="0 (default): greedy decoding")
+    s.add_argument("--top-k", type=positive_int, default=None)
+    s.add_argument("--top-p", type=probability, default=None)
     s.add_argument("--repetition-penalty", type=float, default=1.0)
     s.add_argument("--seed", type=int, default=0)
     s.set_defaults(fn=cmd_chat)
@@ -464,7 +464,7 @@ def build_parser() -> Parser:
     s = sub.add_parser("experiment", help="run a paper's experiment; writes report.md, figures, results.json")
     s.add_argument("name", help="an experiment name (see `genzoo list`)")
     s.add_argument("--out", help="output directory (default runs/experiments/NAME)")
-    s.add_argument("--steps", type=int, help="training steps of each run (experiments that train; default: theirs)")
+    s.add_argument("--steps", type=positive_int, help="training steps of each run (experiments that train; default: theirs)")
     s.set_defaults(fn=cmd_experiment)
     return p
 
