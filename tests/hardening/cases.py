@@ -729,3 +729,48 @@ def _marker_corrupt(ws, tmp):
 
 
 add("interrupted", "load a run whose marker is torn (falls back, warned)", _marker_corrupt)
+
+
+# ---------------------------------------------------------------- surfaces added since (GGUF, fuse, chat, --data)
+def gguf(content):
+    def make(ws, tmp):
+        f = tmp / "m.gguf"
+        if content is None:
+            f.mkdir()
+        else:
+            f.write_bytes(content)
+        return api(lambda: genzoo.load(f), protect=[tmp])
+
+    return make
+
+
+for _name, _content in {"magic only": b"GGUF\x03\x00\x00\x00", "random bytes": bytes(range(256)) * 2,
+                        "empty": b"", "a directory named .gguf": None,
+                        "tensor count 2**63": b"GGUF\x03\x00\x00\x00" + (2**63).to_bytes(8, "little") + bytes(8)}.items():
+    add("hostile-files", f"gguf: {_name}", gguf(_content), CheckpointError)
+
+
+def _fuse_onto_model_dir(ws, tmp):
+    d = ws.copy_of(ws.model_dir("llama"), tmp / "model")
+    return cli("fuse", "--source", ws.run(), "--target", "fusellm-target", "--out", d, "--steps", "1", protect=[d])
+
+
+add("bad-cli", "fuse --out: an HF model directory (not a run)", _fuse_onto_model_dir,
+    match="not a genzoo run directory")
+argv("fuse", "--source", "x", "--target", "fusellm-target", "--steps", "0", match="positive integer, got 0")
+for _args, _match in [(["--temperature", "-1"], "temperature"), (["--temperature", "nan"], "temperature"),
+                      (["--max-new-tokens", "0"], "max-new-tokens"), (["--top-p", "1.5"], "top-p"),
+                      (["--top-k", "0"], "top-k")]:
+    add("bad-cli", f"chat {' '.join(_args)}", lambda ws, tmp, a=_args: cli("chat", ws.run(), "--message", "hi", *a),
+        status=2, match=_match)
+add("bad-cli", "generate --retrieve -k 0", lambda ws, tmp: cli("generate", ws.run(), "--prompt", "x", "-k", "0"),
+    status=2, match="retrieve-k")
+add("bad-cli", "train --data: no such file", lambda ws, tmp: cli(
+    "train", "gpt-nano", "--out", tmp / "r", "--steps", "1", "--data", tmp / "nonesuch.txt", *sets(),
+    protect=[tmp]), match="nonesuch")
+add("bad-cli", "train --init: no such directory", lambda ws, tmp: cli(
+    "train", "gpt-nano", "--out", tmp / "r", "--steps", "1", "--init", tmp / "nonesuch", *sets(), protect=[tmp]),
+    match="nonesuch")
+add("runs", "resume changing the tokenizer kind, even with --force",
+    resume(["data.tokenizer=sentencepiece-bpe"], "--force"), match="data.tokenizer.*tokenizer")
+add("runs", "resume changing the LoRA rank", resume(["lora.r=4"]), match=r"lora\.r 0 -> 4.*--force")

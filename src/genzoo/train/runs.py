@@ -33,13 +33,13 @@ MODEL_FILE = re.compile(r"^(config\.json|generation_config\.json|model\.safetens
 
 
 def recipe_changes(old: dict, new: dict) -> dict[str, tuple]:
-    """{field: (old value, new value)} for each recipe field that differs; model and data field by field."""
+    """{field: (old value, new value)} for each recipe field that differs; model, data, lora, fuse field by field."""
     out = {}
     for k in sorted(set(old) | set(new)):
         if k in _NOT_COMPARED:
             continue
         a, b = old.get(k), new.get(k)
-        if k in ("model", "data") and isinstance(a, dict) and isinstance(b, dict):
+        if k in ("model", "data", "lora", "fuse") and isinstance(a, dict) and isinstance(b, dict):
             out.update({f"{k}.{f}": (a.get(f), b.get(f)) for f in sorted(set(a) | set(b)) if a.get(f) != b.get(f)})
         elif a != b:
             out[k] = (a, b)
