@@ -464,7 +464,8 @@ def build_parser() -> Parser:
     s = sub.add_parser("experiment", help="run a paper's experiment; writes report.md, figures, results.json")
     s.add_argument("name", help="an experiment name (see `genzoo list`)")
     s.add_argument("--out", help="output directory (default runs/experiments/NAME)")
-    s.add_argument("--steps", type=positive_int, help="training steps of each run (experiments that train; default: theirs)")
+    s.add_argument("--steps", type=positive_int,
+                   help="training steps of each run (experiments that train; default: theirs)")
     s.set_defaults(fn=cmd_experiment)
     return p
 

@@ -744,9 +744,10 @@ def gguf(content):
     return make
 
 
-for _name, _content in {"magic only": b"GGUF\x03\x00\x00\x00", "random bytes": bytes(range(256)) * 2,
-                        "empty": b"", "a directory named .gguf": None,
-                        "tensor count 2**63": b"GGUF\x03\x00\x00\x00" + (2**63).to_bytes(8, "little") + bytes(8)}.items():
+GGUFS = {"magic only": b"GGUF\x03\x00\x00\x00", "random bytes": bytes(range(256)) * 2, "empty": b"",
+         "a directory named .gguf": None,
+         "tensor count 2**63": b"GGUF\x03\x00\x00\x00" + (2**63).to_bytes(8, "little") + bytes(8)}
+for _name, _content in GGUFS.items():
     add("hostile-files", f"gguf: {_name}", gguf(_content), CheckpointError)
 
 

@@ -107,8 +107,8 @@ def train(recipe: Recipe, out: str | os.PathLike, *, resume: bool = False, steps
     `out` must be new, empty or a genzoo run; the run holds an exclusive lock on it until it ends (a second
     writer refuses at once, naming the holder). A resume compares the run's recipe.yaml with `recipe`: a change
     of what is trained (`runs.RESUME_REFUSES`: model, data, task, init, LoRA, seed, batch size) refuses unless
-    force=True; other changes (lr, steps, intervals) are recorded in metrics.jsonl at the resume step. A refused start or resume
-    leaves every file of the run as it was."""
+    force=True; other changes (lr, steps, intervals) are recorded in metrics.jsonl at the resume step. A refused
+    start or resume leaves every file of the run as it was."""
     if steps is not None:
         if not (isinstance(steps, int) and not isinstance(steps, bool) and steps >= 1):
             raise ConfigError(f"steps={steps!r} is invalid: must be a positive integer")
