@@ -154,8 +154,11 @@ def fits_in_memory(build, *, device="cpu", dtype=None, factor: float = 1.0, spar
 
     from ..errors import GenzooError
 
-    try:
-        with torch.random.fork_rng(devices=[]), torch.device("meta"):  # the real build draws the same numbers
+    import warnings
+
+    try:  # the probe is thrown away: what its build warns about (a meta copy is a no-op, say) the real build says
+        with torch.random.fork_rng(devices=[]), torch.device("meta"), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the real build draws the same numbers (fork_rng)
             probe = build()
     except GenzooError:
         raise
