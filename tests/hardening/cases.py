@@ -775,3 +775,36 @@ add("bad-cli", "train --init: no such directory", lambda ws, tmp: cli(
 add("runs", "resume changing the tokenizer kind, even with --force",
     resume(["data.tokenizer=sentencepiece-bpe"], "--force"), match="data.tokenizer.*tokenizer")
 add("runs", "resume changing the LoRA rank", resume(["lora.r=4"]), match=r"lora\.r 0 -> 4.*--force")
+
+
+def diffusers_edit(edit, file="unet/config.json"):
+    """A case: a tiny DDPM pipeline directory (diffusers layout) whose `file` JSON goes through `edit(dict)`."""
+    def make(ws, tmp):
+        def save(path):
+            import torch
+
+            torch.manual_seed(0)
+            genzoo.save(genzoo.build("ddpm-unet2d-tiny"), path, format="diffusers")
+
+        d = ws.copy_of(ws._once("model-diffusers", save), tmp / "m")
+        cfg = d / file
+        cfg.write_text(json.dumps(edit(json.loads(cfg.read_text()))))
+        return api(lambda: genzoo.load(d), protect=[d])
+
+    return make
+
+
+for _key, _value, _match in [("block_out_channels", "abc", "block_out_channels"),
+                             ("block_out_channels", [16, -32], "block_out_channels"),
+                             ("block_out_channels", [], "block_out_channels"),
+                             ("layers_per_block", 10**6, "layers_per_block"), ("layers_per_block", 0, "layers_per_block"),
+                             ("norm_num_groups", "4", "norm_num_groups"), ("in_channels", 0, "in_channels"),
+                             ("down_block_types", [1, 2], "down_block_types"), ("norm_eps", float("nan"), "norm_eps"),
+                             ("block_out_channels", [2**20, 2**21], "needs")]:
+    add("bad-configs", f"diffusers unet: {_key}={_value!r}",
+        diffusers_edit(lambda c, k=_key, v=_value: {**c, k: v}), ConfigError, _match)
+for _key, _value in [("num_train_timesteps", "x"), ("beta_start", -1.0), ("beta_end", 2.0), ("clip_sample", "yes")]:
+    add("bad-configs", f"diffusers scheduler: {_key}={_value!r}",
+        diffusers_edit(lambda c, k=_key, v=_value: {**c, k: v}, "scheduler/scheduler_config.json"), ConfigError, _key)
+add("bad-configs", "diffusers unet: config.json a JSON list", diffusers_edit(lambda c: [c]), ConfigError,
+    "JSON object")

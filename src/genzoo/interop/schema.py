@@ -104,6 +104,48 @@ def check_hf_config(hf: dict, file: Path | str, where: str = "") -> None:
                 check_hf_config(v, file, f"{where}{key}.")
 
 
+
+# diffusers' UNet2DModel config.json and scheduler_config.json: the fields genzoo's diffusers format reads
+_DIFFUSERS_POSITIVE = {"in_channels", "out_channels", "norm_num_groups", "attention_head_dim", "num_train_timesteps"}
+_DIFFUSERS_NULLABLE = {"attention_head_dim", "num_class_embeds"}
+_DIFFUSERS_FLOATS = {"norm_eps": (0, None), "beta_start": (0, 1), "beta_end": (0, 1), "freq_shift": (None, None)}
+_DIFFUSERS_BOOLS = {"flip_sin_to_cos", "clip_sample"}
+_DIFFUSERS_STRINGS = {"_class_name", "beta_schedule", "prediction_type"}
+
+
+def check_diffusers_config(cfg: dict, file: Path | str) -> None:
+    """check_hf_config for a diffusers config.json / scheduler_config.json: ConfigError naming the file, the field,
+    its value and what is allowed (block_out_channels: a list of sizes; layers_per_block at most MAX_LAYERS)."""
+    if not isinstance(cfg, dict):
+        raise ConfigError(f"{file}: must hold a JSON object, not {type(cfg).__name__}")
+    for key, v in cfg.items():
+        if v is None and key in _DIFFUSERS_NULLABLE:
+            continue
+        if key in _DIFFUSERS_POSITIVE or key == "num_class_embeds" or key == "layers_per_block":
+            top = MAX_LAYERS if key == "layers_per_block" else MAX_SIZE
+            if not (_is_int(v) and 0 < v <= top):
+                raise _bad(file, "", key, v, f"must be an integer in 1..{top}")
+        elif key in ("block_out_channels", "down_block_types", "up_block_types"):
+            kind = "size" if key == "block_out_channels" else "block type"
+            ok = isinstance(v, list) and v and all(
+                (_is_int(w) and 0 < w <= MAX_SIZE) if kind == "size" else isinstance(w, str) for w in v)
+            if not ok or len(v) > MAX_LAYERS:
+                raise _bad(file, "", key, v, f"must be a non-empty list of {kind}s"
+                           + (f" (integers in 1..{MAX_SIZE})" if kind == "size" else " (strings)"))
+        elif key in _DIFFUSERS_FLOATS:
+            lo, hi = _DIFFUSERS_FLOATS[key]
+            ok = isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+            ok = ok and (lo is None or v >= lo) and (hi is None or v < hi)
+            if not ok:
+                rng = "a finite number" + (f" >= {lo}" if lo is not None else "") + (f" and < {hi}" if hi else "")
+                raise _bad(file, "", key, v, f"must be {rng}")
+        elif key in _DIFFUSERS_BOOLS:
+            if not isinstance(v, bool):
+                raise _bad(file, "", key, v, "must be true or false")
+        elif key in _DIFFUSERS_STRINGS:
+            if not isinstance(v, str):
+                raise _bad(file, "", key, v, "must be a string")
+
 # ---------------------------------------------------------------- memory
 def available_memory(device) -> int | None:
     """Bytes the device can still give: for the CPU, MemAvailable + SwapFree (bounded by a cgroup limit where
