@@ -797,7 +797,8 @@ def diffusers_edit(edit, file="unet/config.json"):
 for _key, _value, _match in [("block_out_channels", "abc", "block_out_channels"),
                              ("block_out_channels", [16, -32], "block_out_channels"),
                              ("block_out_channels", [], "block_out_channels"),
-                             ("layers_per_block", 10**6, "layers_per_block"), ("layers_per_block", 0, "layers_per_block"),
+                             ("layers_per_block", 10**6, "layers_per_block"),
+                             ("layers_per_block", 0, "layers_per_block"),
                              ("norm_num_groups", "4", "norm_num_groups"), ("in_channels", 0, "in_channels"),
                              ("down_block_types", [1, 2], "down_block_types"), ("norm_eps", float("nan"), "norm_eps"),
                              ("block_out_channels", [2**20, 2**21], "needs")]:
