@@ -113,13 +113,14 @@ _DIFFUSERS_BOOLS = {"flip_sin_to_cos", "clip_sample"}
 _DIFFUSERS_STRINGS = {"_class_name", "beta_schedule", "prediction_type"}
 
 
-def check_diffusers_config(cfg: dict, file: Path | str) -> None:
+def check_diffusers_config(cfg: dict, file: Path | str, unread: tuple[str, ...] = ()) -> None:
     """check_hf_config for a diffusers config.json / scheduler_config.json: ConfigError naming the file, the field,
-    its value and what is allowed (block_out_channels: a list of sizes; layers_per_block at most MAX_LAYERS)."""
+    its value and what is allowed (block_out_channels: a list of sizes; layers_per_block at most MAX_LAYERS).
+    unread: fields of this file genzoo does not read (a UNet's num_train_timesteps, null in real configs)."""
     if not isinstance(cfg, dict):
         raise ConfigError(f"{file}: must hold a JSON object, not {type(cfg).__name__}")
     for key, v in cfg.items():
-        if v is None and key in _DIFFUSERS_NULLABLE:
+        if key in unread or (v is None and key in _DIFFUSERS_NULLABLE):
             continue
         if key in _DIFFUSERS_POSITIVE or key == "num_class_embeds" or key == "layers_per_block":
             top = MAX_LAYERS if key == "layers_per_block" else MAX_SIZE

@@ -155,7 +155,8 @@ class DiffusersFormat(CheckpointFormat):
     def load_directory(self, directory, *, dtype=None, device="cpu"):
         unet_dir, sched_file = unet_and_scheduler(Path(directory))
         unet = _json(unet_dir / "config.json")
-        check_diffusers_config(unet, unet_dir / "config.json")  # types and ranges, before anything is built
+        # types and ranges, before anything is built (the schedule's length is read from the scheduler's file)
+        check_diffusers_config(unet, unet_dir / "config.json", unread=("num_train_timesteps",))
         if unet.get("_class_name") != "UNet2DModel":
             raise CheckpointError(f"{unet_dir / 'config.json'}: {unet.get('_class_name')!r} is not supported "
                                   "(UNet2DModel)")
