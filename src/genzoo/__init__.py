@@ -30,7 +30,11 @@ def quantize(model, scheme: str, **options):
 def build(preset: str, **overrides):
     """A randomly initialised model from a registered preset, with config fields overridden."""
     config = PRESETS.get(preset).make(**overrides)
-    return GENRES.get(config.genre)(config)
+    cls = GENRES.get(config.genre)
+    from .interop.schema import fits_in_memory
+
+    fits_in_memory(lambda: cls(config), where=f"genzoo.build({preset!r}): ")  # before anything is allocated
+    return cls(config)
 
 
 __all__ = ["CheckpointError", "ConfigError", "GenzooError", "InputError", "build", "load", "pipeline", "quantize",

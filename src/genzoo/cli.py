@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import argparse
 import inspect
+import math
 import os
 import sys
+import warnings
 
 
 class ArgumentError(Exception):
-    pass
+    """A usage error: a bad argument or a value out of range (exit status 2)."""
 
 
 QUANTIZE = ("int8", "int8-weight", "int4-weight", "bf16")  # genzoo.quant schemes that need no calibration
@@ -18,6 +20,59 @@ QUANTIZE = ("int8", "int8-weight", "int4-weight", "bf16")  # genzoo.quant scheme
 class Parser(argparse.ArgumentParser):
     def error(self, message):  # one line, no usage dump, exit status 2
         raise ArgumentError(f"{self.prog}: {message}")
+
+
+# argument types: a bad value is a usage error naming the argument (argparse adds "argument --x: ")
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid int value: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
+    return value
+
+
+def temperature(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid float value: {text!r}") from None
+    if not (math.isfinite(value) and value >= 0):
+        raise argparse.ArgumentTypeError(f"must be a finite number >= 0 (0: greedy decoding), got {text}")
+    return value
+
+
+def probability(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid float value: {text!r}") from None
+    if not 0 < value <= 1:
+        raise argparse.ArgumentTypeError(f"must be in (0, 1], got {text}")
+    return value
+
+
+def new_tokens(requested: int | None, prompt: int, config, default: int = 64) -> int:
+    """How many tokens `generate` may add to a prompt of `prompt` tokens: `requested` when the model's positions
+    hold it (otherwise a usage error naming the prompt length and the limit); by default 64, or what is left."""
+    limit = getattr(config, "max_positions", None)
+    if limit is None:
+        return requested or default
+    seq2seq = getattr(config, "genre", "") == "seq2seq"  # the prompt is the encoder's input, the output the decoder's
+    if prompt > limit or (prompt == limit and not seq2seq):
+        most = limit if seq2seq else limit - 1  # a causal LM needs a position left for the first new token
+        raise ArgumentError(f"genzoo generate: --prompt is {prompt} tokens; the model takes at most {most} "
+                            f"(max_positions={limit}{'' if seq2seq else ', one position left for a new token'})")
+    room = limit - 1 if seq2seq else limit - prompt
+    if requested is None:
+        return min(default, room)
+    if requested > room:
+        what = f"the decoder's {limit} positions hold the start token + {room}" if seq2seq else \
+            f"prompt {prompt} + max_new_tokens {requested} = {prompt + requested} exceeds max_positions={limit}"
+        raise ArgumentError(f"genzoo generate: --max-new-tokens {requested}: {what}; use --max-new-tokens {room} "
+                            "or less")
+    return requested
 
 
 def cmd_list(args) -> int:
@@ -43,19 +98,31 @@ def cmd_list(args) -> int:
 
 
 def cmd_train(args) -> int:
-    from .train import load_recipe, train
+    import contextlib
+
+    from .rundir import claim_run
 
     sets = list(args.set or [])
     if args.data:  # the user's data and checkpoint: absolute, so that a resume from elsewhere finds them
         sets.append(f"data.source={os.path.abspath(args.data)}")
     if args.init:
         sets.append(f"init={os.path.abspath(args.init)}")
-    recipe = load_recipe(args.recipe, sets)
-    if args.no_progress:
-        recipe.progress = False
-    out = args.out or os.path.join("runs", recipe.name or args.recipe)
-    result = train(recipe, out, resume=args.resume, steps=args.steps)
-    if int(os.environ.get("RANK", "0")) == 0:
+    if args.out:
+        out = args.out
+    else:  # the default directory is named by the recipe
+        from .train import load_recipe
+
+        out = os.path.join("runs", load_recipe(args.recipe, sets).name or args.recipe)
+    main_rank = int(os.environ.get("RANK", "0")) == 0  # under torchrun rank 0 writes (and holds the lock)
+    # refused at once (not a run, in use by another run), before the training code is even imported
+    with claim_run(out, args.resume) if main_rank else contextlib.nullcontext():
+        from .train import load_recipe, train
+
+        recipe = load_recipe(args.recipe, sets)
+        if args.no_progress:
+            recipe.progress = False
+        result = train(recipe, out, resume=args.resume, steps=args.steps, force=args.force)
+    if main_rank:
         metrics = ", ".join(f"{k} {v:.4f}" for k, v in result.items() if k not in ("run", "step", "skipped"))
         print(f"trained {result['step']} steps ({metrics}); run directory: {result['run']}")
     return 0
@@ -116,7 +183,7 @@ def cmd_generate(args) -> int:
     if stream:  # print tokens as they come (a causal LM echoes the prompt first)
         extra["streamer"] = TextStreamer(tok, skip_prompt=not causal)
     out = model.generate(
-        prompt, max_new_tokens=min(args.max_new_tokens, model.config.max_positions - len(ids)),
+        prompt, max_new_tokens=new_tokens(args.max_new_tokens, len(ids), model.config),
         do_sample=sample, temperature=args.temperature if sample else 1.0, top_k=args.top_k, top_p=args.top_p,
         eos_token_id=tok.eos_id, seed=args.seed, **extra,
     )
@@ -378,10 +445,12 @@ def build_parser() -> Parser:
     s = sub.add_parser("train", help="train a recipe")
     s.add_argument("recipe", help="a recipe name (see `genzoo list`) or the path of a recipe YAML file")
     s.add_argument("--out", help="run directory (default: runs/RECIPE)")
-    s.add_argument("--steps", type=int, help="number of optimizer steps (overrides the recipe)")
+    s.add_argument("--steps", type=positive_int, help="number of optimizer steps (overrides the recipe)")
     s.add_argument("--set", action="append", metavar="KEY=VALUE",
                    help="override a recipe field, e.g. --set lr=1e-3 --set model.n_layers=6 (repeatable)")
     s.add_argument("--resume", action="store_true", help="continue from the run directory's latest checkpoint")
+    s.add_argument("--force", action="store_true",
+                   help="resume even though the recipe changes what is trained (model, data, seed, batch size)")
     s.add_argument("--data", metavar="PATH", help="train on your own data: a folder of text files (data.glob), a "
                    ".txt, or a .jsonl / .parquet / .csv table (columns: data.text_column, ...); sets data.source")
     s.add_argument("--init", metavar="DIR", help="fine-tune: start from this Hugging Face directory or genzoo run "
@@ -397,7 +466,7 @@ def build_parser() -> Parser:
     s.add_argument("--out", help="run directory (default runs/fuse-RECIPE); the distributions go to OUT/topk")
     s.add_argument("--text", metavar="PATH", help="fuse on this text file, or the .txt/.md/.rst/.py files under "
                    "this directory, instead of the recipe's corpus (validation stays on the corpus's held-out split)")
-    s.add_argument("--steps", type=int, help="number of optimizer steps (overrides the recipe)")
+    s.add_argument("--steps", type=positive_int, help="number of optimizer steps (overrides the recipe)")
     s.add_argument("--set", action="append", metavar="KEY=VALUE",
                    help="override a recipe field, e.g. --set fuse.method=avg-ce --set fuse.lam=0.8 (repeatable)")
     s.add_argument("--resume", action="store_true", help="continue the training from OUT's latest checkpoint "
@@ -408,19 +477,21 @@ def build_parser() -> Parser:
     s = sub.add_parser("generate", help="generate text from a run or Hugging Face directory, or a GGUF file")
     s.add_argument("dir", help="a run directory, a Hugging Face-format model directory or a .gguf file")
     s.add_argument("--prompt", required=True)
-    s.add_argument("--max-new-tokens", type=int, default=64)
-    s.add_argument("--temperature", type=float, default=0.8, help="0 for greedy decoding")
-    s.add_argument("--top-k", type=int, default=None)
-    s.add_argument("--top-p", type=float, default=None)
+    s.add_argument("--max-new-tokens", type=positive_int, default=None,
+                   help="at most this many new tokens (default: 64, or what the model's positions leave)")
+    s.add_argument("--temperature", type=temperature, default=0.8, help="0 for greedy decoding")
+    s.add_argument("--top-k", type=positive_int, default=None)
+    s.add_argument("--top-p", type=probability, default=None)
     s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--num-samples", type=int, default=1)
-    s.add_argument("--num-beams", type=int, default=1, help="beam search with this many beams (seq2seq models)")
+    s.add_argument("--num-samples", type=positive_int, default=1)
+    s.add_argument("--num-beams", type=positive_int, default=1,
+                   help="beam search with this many beams (seq2seq models)")
     s.add_argument("--length-penalty", type=float, default=1.0,
                    help="beam search: a finished hypothesis scores sum(log p) / length ** this")
     s.add_argument("--compile", action="store_true",
                    help="decode through torch.compile (causal LMs): a one-off compilation, then a faster step")
     s.add_argument("--retrieve", metavar="INDEX", help="put the top -k passages of this genzoo index into the prompt")
-    s.add_argument("-k", "--retrieve-k", type=int, default=3, help="--retrieve: passages (default 3)")
+    s.add_argument("-k", "--retrieve-k", type=positive_int, default=3, help="--retrieve: passages (default 3)")
     s.add_argument("--where", action="append", metavar="KEY=VALUE", help="--retrieve: metadata filter (repeatable)")
     s.add_argument("--template", help="--retrieve: the prompt template with {passages} and {prompt} "
                    "(default '{passages}\\n{prompt}'; @FILE reads it from a file)")
@@ -438,10 +509,10 @@ def build_parser() -> Parser:
     s.add_argument("--message", action="append", metavar="TEXT",
                    help="a user message (repeatable: a conversation); without it, read messages from stdin")
     s.add_argument("--system", help="a system message")
-    s.add_argument("--max-new-tokens", type=int, default=256)
-    s.add_argument("--temperature", type=float, default=0.0, help="0 (default): greedy decoding")
-    s.add_argument("--top-k", type=int, default=None)
-    s.add_argument("--top-p", type=float, default=None)
+    s.add_argument("--max-new-tokens", type=positive_int, default=256)
+    s.add_argument("--temperature", type=temperature, default=0.0, help="0 (default): greedy decoding")
+    s.add_argument("--top-k", type=positive_int, default=None)
+    s.add_argument("--top-p", type=probability, default=None)
     s.add_argument("--repetition-penalty", type=float, default=1.0)
     s.add_argument("--seed", type=int, default=0)
     s.set_defaults(fn=cmd_chat)
@@ -497,12 +568,13 @@ def build_parser() -> Parser:
 
     s = sub.add_parser("eval", help="validation metrics of a run directory (loss and perplexity, exact match, ...)")
     s.add_argument("dir")
-    s.add_argument("--batches", type=int, default=None, help="at most this many batches (default: all)")
+    s.add_argument("--batches", type=positive_int, default=None, help="at most this many batches (default: all)")
     s.add_argument("--data", metavar="PATH", help="score your own text instead (a .txt, a folder, a .jsonl / "
                    ".parquet / .csv with --text-column): loss, perplexity, bits per byte")
     s.add_argument("--text-column", default="text", help="the text column of a --data table")
     s.add_argument("--glob", default="**/*.txt", help="the files of a --data folder")
-    s.add_argument("--block-size", type=int, default=None, help="tokens per scored window (default: max_positions)")
+    s.add_argument("--block-size", type=positive_int, default=None,
+                   help="tokens per scored window (default: max_positions)")
     s.set_defaults(fn=cmd_eval)
 
     s = sub.add_parser("bench", help="benchmark genzoo against the reference implementation")
@@ -524,22 +596,45 @@ def build_parser() -> Parser:
     s = sub.add_parser("experiment", help="run a paper's experiment; writes report.md, figures, results.json")
     s.add_argument("name", help="an experiment name (see `genzoo list`)")
     s.add_argument("--out", help="output directory (default runs/experiments/NAME)")
-    s.add_argument("--steps", type=int, help="training steps of each run (experiments that train; default: theirs)")
+    s.add_argument("--steps", type=positive_int,
+                   help="training steps of each run (experiments that train; default: theirs)")
     s.set_defaults(fn=cmd_experiment)
     return p
 
 
+def one_line(text: str) -> str:
+    return " ".join(str(text).split())
+
+
+def os_error(e: OSError) -> str:
+    """An OSError as one line naming the path: 'permission denied: /x/run' rather than '[Errno 13] ...'."""
+    what = (e.strerror or str(e)).lower()
+    paths = " -> ".join(str(p) for p in (e.filename, e.filename2) if p is not None)
+    return f"{what}: {paths}" if paths else what
+
+
+def _warning_line(message, category, filename, lineno, line=None) -> str:
+    return f"genzoo: warning: {one_line(message)}\n"
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Run the command. Every error is one line on stderr: exit status 2 for a usage error (a bad argument or
+    value), 1 for the rest (a genzoo error, an OSError on a path); warnings are one line each too."""
     from .errors import GenzooError
 
+    warnings.formatwarning = _warning_line
     try:
         args = build_parser().parse_args(argv)
         return args.fn(args)
-    except ArgumentError as e:
-        print(f"error: {e}", file=sys.stderr)
+    except ArgumentError as e:  # "genzoo train: argument --steps: ..." -> "genzoo train: error: argument --steps: ..."
+        prog, _, message = one_line(e).partition(": ")
+        print(f"{prog}: error: {message}" if message else f"genzoo: error: {prog}", file=sys.stderr)
         return 2
     except GenzooError as e:
-        print(f"genzoo: error: {e}", file=sys.stderr)
+        print(f"genzoo: error: {one_line(e)}", file=sys.stderr)
+        return 1
+    except OSError as e:
+        print(f"genzoo: error: {one_line(os_error(e))}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("genzoo: interrupted", file=sys.stderr)

@@ -15,3 +15,11 @@ class InputError(GenzooError, ValueError):
 
 class CheckpointError(GenzooError):
     """A checkpoint that cannot be read safely or does not match the model; names the file and keys."""
+
+
+class RunDirError(GenzooError):
+    """A run directory that cannot be used: not a genzoo run, in use by another run, or a refused resume."""
+
+
+class GenzooWarning(UserWarning):
+    """Something genzoo did on the user's behalf that they should know about (the CLI prints it as one line)."""

@@ -54,8 +54,8 @@ def penalise_repeats(scores: torch.Tensor, seen: torch.Tensor, penalty: float) -
 def check_sampling(temperature: float, top_k: int | None, top_p: float | None, max_new_tokens: int) -> None:
     if not (isinstance(max_new_tokens, int) and max_new_tokens > 0):
         raise InputError(f"max_new_tokens must be a positive integer, got {max_new_tokens!r}")
-    if not temperature > 0:
-        raise InputError(f"temperature must be > 0, got {temperature!r}")
+    if not (isinstance(temperature, (int, float)) and 0 < temperature < float("inf")):
+        raise InputError(f"temperature must be > 0 and finite, got {temperature!r} (greedy: do_sample=False)")
     if top_k is not None and not (isinstance(top_k, int) and top_k > 0):
         raise InputError(f"top_k must be a positive integer or None, got {top_k!r}")
     if top_p is not None and not 0 < top_p <= 1:

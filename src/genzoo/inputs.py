@@ -17,6 +17,8 @@ def check_token_ids(input_ids, vocab_size: int, max_positions: int, attention_ma
         raise InputError(f"{name} must be an integer tensor of shape (batch, seq_len); got "
                          f"{getattr(input_ids, 'dtype', type(input_ids))} {tuple(getattr(input_ids, 'shape', ()))}")
     b, t = input_ids.shape
+    if b == 0:
+        raise InputError(f"{name} has batch size 0: give at least one sequence")
     if t == 0:
         raise InputError(f"{name} has seq_len 0")
     lo, hi = int(input_ids.min()), int(input_ids.max())
@@ -29,3 +31,16 @@ def check_token_ids(input_ids, vocab_size: int, max_positions: int, attention_ma
     if attention_mask is not None and tuple(attention_mask.shape) != (b, t):
         raise InputError(f"attention_mask has shape {tuple(attention_mask.shape)}; expected (batch, seq_len) = "
                          f"{(b, t)}")
+
+
+def check_labels(labels, input_shape: tuple, vocab_size: int, name: str = "labels") -> None:
+    """labels: an integer tensor of input_ids' shape, each a class in [0, vocab_size) or -100 (not scored)."""
+    if not isinstance(labels, torch.Tensor) or labels.is_floating_point() or labels.dtype == torch.bool:
+        raise InputError(f"{name} must be an integer tensor; got {getattr(labels, 'dtype', type(labels))}")
+    if tuple(labels.shape) != tuple(input_shape):
+        raise InputError(f"{name} has shape {tuple(labels.shape)}; expected {tuple(input_shape)} (as the inputs)")
+    scored = labels[labels != -100]
+    if scored.numel() and (int(scored.min()) < 0 or int(scored.max()) >= vocab_size):
+        bad = int(scored.max()) if int(scored.max()) >= vocab_size else int(scored.min())
+        raise InputError(f"label {bad} in {name} is out of range: vocab_size is {vocab_size} (labels 0.."
+                         f"{vocab_size - 1}, or -100 to skip a position)")

@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from pathlib import Path
 
 from tokenizers import Tokenizer as _HFTokenizer
 from tokenizers import decoders, models, pre_tokenizers, processors, trainers
 
-from .errors import CheckpointError, InputError
+from .errors import CheckpointError, ConfigError, GenzooWarning, InputError
 
 EOS = "<|endoftext|>"
 SPECIAL_NAMES = ("bos", "eos", "unk", "pad", "mask", "cls", "sep")
@@ -210,8 +211,18 @@ def _chat_template(d: Path, cfg: dict) -> str | None:
     return template
 
 
+def check_vocab_size(vocab_size, special_tokens: tuple[str, ...] = ()) -> None:
+    """A byte-level tokenizer holds at least its 256 byte tokens, the end-of-text token and the specials."""
+    least = 256 + 1 + len(special_tokens)
+    if not (isinstance(vocab_size, int) and not isinstance(vocab_size, bool) and vocab_size >= least):
+        raise ConfigError(f"vocab_size={vocab_size!r} is invalid: a byte-level BPE has at least {least} entries "
+                          f"(256 bytes, end-of-text{', ' + ', '.join(special_tokens) if special_tokens else ''})")
+
+
 def train_bpe(texts, vocab_size: int, min_frequency: int = 2, special_tokens: tuple[str, ...] = ()) -> Tokenizer:
-    """A byte-level BPE with `vocab_size` entries (256 bytes + merges + the end-of-text token + specials)."""
+    """A byte-level BPE with `vocab_size` entries (256 bytes + merges + the end-of-text token + specials); fewer,
+    with a warning, when the texts do not hold that many merges."""
+    check_vocab_size(vocab_size, special_tokens)
     tok = _HFTokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
@@ -223,6 +234,9 @@ def train_bpe(texts, vocab_size: int, min_frequency: int = 2, special_tokens: tu
         show_progress=False,
     )
     tok.train_from_iterator(texts, trainer=trainer)
+    if tok.get_vocab_size() < vocab_size:
+        warnings.warn(f"vocab_size={vocab_size}: the training texts yield only {tok.get_vocab_size()} tokens; the "
+                      "tokenizer (and the model) use that many", GenzooWarning, stacklevel=2)
     return Tokenizer(tok, EOS, "[PAD]" if "[PAD]" in special_tokens else None)
 
 
@@ -232,6 +246,7 @@ def train_sentencepiece_bpe(texts, vocab_size: int, min_frequency: int = 2,
     start a piece (Metaspace; no dummy prefix, so decoding gives the text back exactly), characters outside the
     vocabulary fall back to their UTF-8 bytes "<0x00>".."<0xFF>".
     `vocab_size` entries: the end-of-text token and specials, the 256 byte tokens, then characters and merges."""
+    check_vocab_size(vocab_size, special_tokens)
     tok = _HFTokenizer(models.BPE(byte_fallback=True))
     tok.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="never")  # lossless: no dummy prefix
     tok.decoder = decoders.Sequence([decoders.Replace("▁", " "), decoders.ByteFallback(), decoders.Fuse()])

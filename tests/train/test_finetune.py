@@ -121,7 +121,8 @@ def test_t5_from_a_checkpoint_on_an_input_target_table(tmp_path):
     pairs = synthetic_pairs("sort", 120, 0)
     table = tmp_path / "pairs.csv"
     table.write_text("src,tgt\n" + "".join(f"{a},{b}\n" for a, b in pairs))
-    tok = train_bpe([a for a, _ in pairs] * 3, 120, min_frequency=1, special_tokens=("[PAD]",))
+    # 258: the least a byte-level BPE with [PAD] holds (256 bytes, end-of-text, [PAD])
+    tok = train_bpe([a for a, _ in pairs] * 3, 258, min_frequency=1, special_tokens=("[PAD]",))
     d = tmp_path / "t5"
     torch.manual_seed(0)
     cfg = tf.T5Config(vocab_size=tok.vocab_size, d_model=32, d_kv=8, d_ff=64, num_layers=2, num_heads=4,

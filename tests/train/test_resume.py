@@ -83,9 +83,50 @@ def test_kill_during_save_keeps_previous_checkpoint(tmp_path):
     assert latest_checkpoint(run).name == f"step-{3 * K:08d}"
 
 
+EXPORT_KILLER = textwrap.dedent("""
+    import os, signal, sys
+    real = os.replace
+    def killed_mid_export(src, dst, *args, **kwargs):
+        real(src, dst, *args, **kwargs)
+        if ".final.tmp-" in str(src) and str(dst).endswith("model.safetensors"):  # the export's weights moved
+            os.kill(os.getpid(), signal.SIGKILL)
+    os.replace = killed_mid_export
+    from genzoo.cli import main
+    sys.exit(main(sys.argv[1:]))
+""")
+
+
+def test_kill_inside_the_final_export_then_resume_equals_uninterrupted(tmp_path):
+    """A SIGKILL after the weights of the final export reach the top of the run: genzoo.load(run) says the export
+    did not complete and loads the last checkpoint (the same weights); --resume writes the export again, bitwise
+    equal to the uninterrupted run's."""
+    import pytest
+
+    from genzoo.errors import GenzooWarning
+
+    full, cut = tmp_path / "full", tmp_path / "cut"
+    extra = sets(["save_every=4", "eval_every=4"])
+    run_genzoo("train", "gpt-nano", "--out", str(full), "--steps", "4", *extra)
+    script = tmp_path / "killer.py"
+    script.write_text(EXPORT_KILLER)
+    r = subprocess.run([sys.executable, str(script), "train", "gpt-nano", "--out", str(cut), "--steps", "4", *extra],
+                       env=env(), capture_output=True, text=True)
+    assert r.returncode == -signal.SIGKILL, r.stderr
+    with pytest.warns(GenzooWarning, match="final export did not complete"):
+        model = genzoo.load(cut)
+    want = genzoo.load(full).state_dict()
+    assert all(torch.equal(v, want[k]) for k, v in model.state_dict().items())
+    run_genzoo("train", "gpt-nano", "--out", str(cut), "--steps", "4", "--resume", *extra)
+    wa, wb = load_file(full / "model.safetensors"), load_file(cut / "model.safetensors")
+    assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
+    assert losses(full) == losses(cut)
+    assert not [p for p in cut.iterdir() if ".tmp-" in p.name], "the killed export's directory was not cleaned"
+
+
 def test_resume_without_checkpoint_and_overwrite_are_refused(tmp_path):
     r = run_genzoo("train", "gpt-nano", "--out", str(tmp_path / "r"), "--resume", *sets(), check=False)
-    assert r.returncode == 1 and "no complete checkpoint" in r.stderr
+    assert r.returncode == 1 and "nothing to resume: not a genzoo run directory" in r.stderr
+    assert not (tmp_path / "r").exists()
     run_genzoo("train", "gpt-nano", "--out", str(tmp_path / "r"), "--steps", "2", *sets())
     r = run_genzoo("train", "gpt-nano", "--out", str(tmp_path / "r"), "--steps", "2", *sets(), check=False)
     assert r.returncode == 1 and "already has checkpoints" in r.stderr

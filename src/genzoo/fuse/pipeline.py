@@ -72,9 +72,27 @@ def fuse(sources: list[str | os.PathLike], recipe, out: str | os.PathLike, *, st
          resume: bool = False, text: str | os.PathLike | None = None) -> dict:
     """Precompute, then train the target into `out`; returns the trainer's result. text: a file or directory
     to fuse on instead of the recipe's corpus (validation stays on the corpus's held-out split)."""
+    import shutil
+    import time
+
+    from ..errors import RunDirError
+    from ..rundir import claim_run, is_run, latest_checkpoint, write_marker
     from ..train import train
 
     if not sources:
         raise ConfigError("genzoo fuse needs at least one source (--source DIR)")
-    prepare(sources, recipe, out, texts=read_texts(text) if text is not None else None)
-    return train(recipe, out, resume=resume, steps=steps)
+    out = Path(out)
+    # the run's directory and lock first (`rundir.claim_run`): the precomputation writes into it too, so a
+    # directory that is not a run is refused before anything is written, and a second writer at once
+    with claim_run(out, resume) as created:
+        if not resume and latest_checkpoint(out) is not None:
+            raise RunDirError(f"{out} already has checkpoints; pass --resume to continue it or choose another --out")
+        try:
+            if not is_run(out):
+                write_marker(out, final=None, created=time.strftime("%Y-%m-%d %H:%M:%S"))
+            prepare(sources, recipe, out, texts=read_texts(text) if text is not None else None)
+        except BaseException:
+            if created:  # a refused start leaves nothing behind
+                shutil.rmtree(out, ignore_errors=True)
+            raise
+        return train(recipe, out, resume=resume, steps=steps)

@@ -13,6 +13,24 @@ from ..rundir import OLD_MARK, TMP_MARK
 from .files import fsync_dir
 
 
+def umask() -> int:
+    """The process's umask, read without changing it where Linux reports it (os.umask can only set it)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def file_mode() -> int:
+    """The mode an ordinary new file gets (0o666 less the umask): what every file genzoo writes ends up with."""
+    return 0o666 & ~umask()
+
+
 @contextlib.contextmanager
 def atomic_dir(path: str | os.PathLike):
     """`with atomic_dir(p) as tmp:` write files into tmp; on success tmp becomes p (replacing it)."""

@@ -52,4 +52,6 @@ def load_trainer_state(ckpt: Path) -> dict:
     try:
         return torch.load(ckpt / STATE, map_location="cpu", weights_only=True)
     except Exception as e:
-        raise CheckpointError(f"{ckpt / STATE}: cannot read trainer state ({e})") from None
+        from ..interop.files import torch_load_reason
+
+        raise CheckpointError(f"{ckpt / STATE}: cannot read trainer state ({torch_load_reason(e)})") from None

@@ -5,6 +5,7 @@ values are parsed as YAML and must have the field's type."""
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from dataclasses import dataclass, field
 from importlib import resources
@@ -110,7 +111,8 @@ class Recipe:
             raise ConfigError(f"recipe field lr_scales={self.lr_scales!r} is invalid: {{module name: factor >= 0}}")
         if self.precision not in ("auto", "fp32", "bf16"):
             raise ConfigError(f"recipe field precision={self.precision!r} is invalid: 'auto', 'fp32' or 'bf16'")
-        if "preset" not in self.model:
+        check_values(self)
+        if not isinstance(self.model, dict) or "preset" not in self.model:
             raise ConfigError("recipe field model needs a 'preset'")
         from ..config import PRESETS
 
@@ -123,6 +125,47 @@ class Recipe:
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
+
+
+# the smallest vocabulary a byte-level BPE can have: its 256 byte tokens and the end-of-text token
+MIN_VOCAB = 257
+MAX_VOCAB = 2**24
+
+
+def _integer(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def check_values(r: "Recipe") -> None:
+    """The range of every recipe value, checked where the recipe is made (before any data is read or compute
+    spent): ConfigError naming the field, its value and what is allowed."""
+    def need(ok: bool, field: str, value, allowed: str) -> None:
+        if not ok:
+            raise ConfigError(f"recipe field {field}={value!r} is invalid: {allowed}")
+
+    need(_number(r.lr) and r.lr > 0, "lr", r.lr, "must be a finite number > 0")
+    for f, lo, hi in (("min_lr_ratio", 0, 1), ("beta1", 0, 1), ("beta2", 0, 1)):
+        v = getattr(r, f)
+        need(_number(v) and lo <= v <= hi and (f == "min_lr_ratio" or v < 1), f, v,
+             f"must be in [{lo}, {hi}{']' if f == 'min_lr_ratio' else ')'}")
+    for f in ("weight_decay", "grad_clip"):
+        v = getattr(r, f)
+        need(_number(v) and v >= 0, f, v, "must be a finite number >= 0")
+    need(_integer(r.warmup_steps) and r.warmup_steps >= 0, "warmup_steps", r.warmup_steps, "must be an integer >= 0")
+    need(_integer(r.seed) and 0 <= r.seed < 2**63, "seed", r.seed, "must be an integer in [0, 2**63)")
+    d = r.data
+    need(_integer(d.block_size) and d.block_size >= 1, "data.block_size", d.block_size, "must be a positive integer")
+    need(_integer(d.vocab_size) and MIN_VOCAB <= d.vocab_size <= MAX_VOCAB, "data.vocab_size", d.vocab_size,
+         f"must be an integer in {MIN_VOCAB}..{MAX_VOCAB} (a byte-level BPE has at least 256 byte tokens + "
+         "end-of-text)")
+    need(d.max_bytes is None or (_integer(d.max_bytes) and d.max_bytes > 0), "data.max_bytes", d.max_bytes,
+         "must be null (all) or a positive integer")
+    need(_number(d.val_percent) and 0 < d.val_percent < 100, "data.val_percent", d.val_percent, "must be in (0, 100)")
+    need(_number(d.mask_prob) and 0 < d.mask_prob < 1, "data.mask_prob", d.mask_prob, "must be in (0, 1)")
 
 
 def type_name(hint) -> str:

@@ -2,10 +2,12 @@
 and accumulation, periodic validation, atomic checkpoints with exact resume, DDP/FSDP2 under torchrun.
 
 A run directory holds:
-  recipe.yaml, data.json (corpus file list + hash), tokenizer.json, metrics.jsonl, loss.png,
-  checkpoints/step-NNNNNNNN/ (HF-format model + tokenizer + trainer_state.pt), and, once training
-  ends, the final model at the top level (config.json, model.safetensors, tokenizer files), so the
-  run directory itself loads with `genzoo.load` and with `transformers`' Auto classes.
+  genzoo-run.json (the marker), .genzoo-run.lock (held while the run runs), recipe.yaml, data.json
+  (corpus file list + hash), tokenizer.json, metrics.jsonl, loss.png, checkpoints/step-NNNNNNNN/
+  (HF-format model + tokenizer + trainer_state.pt), and, once training ends, the final model at the
+  top level (config.json, model.safetensors, tokenizer files), so the run directory itself loads
+  with `genzoo.load` and with `transformers`' Auto classes. How a run claims, checks and exports
+  into its directory is `train.runs`.
 """
 
 from __future__ import annotations
@@ -13,7 +15,6 @@ from __future__ import annotations
 import contextlib
 import math
 import os
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -21,15 +22,16 @@ from pathlib import Path
 import torch
 import yaml
 
-from ..errors import GenzooError
+from ..errors import CheckpointError, ConfigError, GenzooError, RunDirError
 from ..interop import load_weights_into
-from ..interop import save as save_model
-from ..rundir import clean_partial, latest_checkpoint
+from ..interop.schema import fits_in_memory
+from ..rundir import claim_run, clean_partial, latest_checkpoint, read_marker, write_marker
 from .checkpoint import load_trainer_state, rng_state, save_checkpoint, set_rng_state
 from .distributed import Dist, autocast_dtype, setup, teardown, wrap
 from .finetune import apply_lora
-from .metrics import MetricsLog, plot_losses
-from .recipe import Recipe
+from .metrics import MetricsLog, plot_losses, read_records
+from .recipe import Recipe, recipe_from_dict
+from .runs import check_resume, export_final, fresh_start, state_value, unchanged_on_error
 from .tasks import TASKS
 
 
@@ -61,6 +63,16 @@ def make_optimizer(model, recipe: Recipe) -> torch.optim.Optimizer:
     rest = [p for p in model.parameters() if p.requires_grad and p.dim() < 2]
     groups = [{"params": decay, "weight_decay": recipe.weight_decay}, {"params": rest, "weight_decay": 0.0}]
     return torch.optim.AdamW(groups, lr=recipe.lr, betas=(recipe.beta1, recipe.beta2))
+
+
+def build_model(task):
+    """The task's model; an allocation the size check could not foresee failing is a ConfigError."""
+    try:
+        return task.build_model()
+    except (RuntimeError, MemoryError) as e:
+        if isinstance(e, RuntimeError) and "alloc" not in str(e):
+            raise
+        raise ConfigError(f"the recipe's model does not fit in memory ({str(e)[:200]})") from None
 
 
 def _fsdp(recipe: Recipe, d: Dist) -> bool:
@@ -99,60 +111,81 @@ def load_optimizer_state(model, opt, state: dict, recipe: Recipe, d: Dist) -> No
     set_optimizer_state_dict(model, opt, state, options=StateDictOptions(full_state_dict=True))
 
 
-def export_final(run: Path, model, save_files) -> None:
-    """The final model at the top of the run directory; each file replaced atomically."""
-    tmp = run / ".export.tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    save_model(model, tmp, extra_files=save_files)
-    for f in tmp.iterdir():
-        if f.is_dir() and (run / f.name).is_dir():  # a folder (a LoRA run's adapter/) is replaced whole
-            shutil.rmtree(run / f.name)
-        os.replace(f, run / f.name)
-    shutil.rmtree(tmp, ignore_errors=True)
+def train(recipe: Recipe, out: str | os.PathLike, *, resume: bool = False, steps: int | None = None,
+          force: bool = False) -> dict:
+    """Run `recipe` into directory `out` (continuing its latest checkpoint with resume=True).
 
-
-def train(recipe: Recipe, out: str | os.PathLike, *, resume: bool = False, steps: int | None = None) -> dict:
-    """Run `recipe` into directory `out` (continuing its latest checkpoint with resume=True)."""
+    `out` must be new, empty or a genzoo run; the run holds an exclusive lock on it until it ends (a second
+    writer refuses at once, naming the holder). A resume compares the run's recipe.yaml with `recipe`: a change
+    of what is trained (`runs.RESUME_REFUSES`: model, data, task, init, LoRA, seed, batch size) refuses unless
+    force=True; other changes (lr, steps, intervals) are recorded in metrics.jsonl at the resume step. A refused
+    start or resume leaves every file of the run as it was."""
     if steps is not None:
+        if not (isinstance(steps, int) and not isinstance(steps, bool) and steps >= 1):
+            raise ConfigError(f"steps={steps!r} is invalid: must be a positive integer")
         recipe.steps = steps
     d = setup(recipe.device)
     try:
-        return _train(recipe, Path(out), resume, d)
+        return _train(recipe, Path(out), resume, force, d)
     finally:
         teardown(d)
 
 
-def _train(recipe: Recipe, run: Path, resume: bool, d: Dist) -> dict:
-    if d.is_main:
-        run.mkdir(parents=True, exist_ok=True)
-        clean_partial(run)
-    d.barrier()
-    ckpt = latest_checkpoint(run)
-    if resume and ckpt is None:
-        raise TrainingError(f"--resume: no complete checkpoint in {run / 'checkpoints'}")
-    if not resume and ckpt is not None:
-        raise TrainingError(f"{run} already has checkpoints; pass --resume to continue it or choose another --out")
-    if d.is_main:
-        (run / "recipe.yaml").write_text(yaml.safe_dump(recipe.to_dict(), sort_keys=False))
+def _train(recipe: Recipe, run: Path, resume: bool, force: bool, d: Dist) -> dict:
+    with contextlib.ExitStack() as stack:
+        created = stack.enter_context(claim_run(run, resume)) if d.is_main else False
+        d.barrier()
+        return _locked_train(recipe, run, resume, force, d, created)
 
-    amp = autocast_dtype(recipe.precision, d.device)  # bf16 asked for where the hardware has none: refused here
-    torch.manual_seed(recipe.seed)  # the same initial weights on every rank
-    task = TASKS.get(recipe.task)(recipe, run, d)
-    model = apply_lora(task.build_model(), recipe).to(d.device)  # lora.r > 0: adapters (peft) train alone
-    step, state = 0, None
+
+def _locked_train(recipe: Recipe, run: Path, resume: bool, force: bool, d: Dist, created: bool) -> dict:
+    ckpt = latest_checkpoint(run)
+    changes: dict[str, tuple] = {}
     if resume:
-        state = load_trainer_state(ckpt)
-        load_weights_into(model, ckpt)
-        step = int(state["step"])
-        task.load_state_dict(state["data"])
-    wrapped = wrap(model, d, recipe.fsdp)
-    opt = make_optimizer(model, recipe)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_at(s, recipe))
-    if state is not None:
-        load_optimizer_state(model, opt, state["optimizer"], recipe, d)
-        sched.load_state_dict(state["scheduler"])
-        set_rng_state(state["rng"])
-    log = MetricsLog(run / "metrics.jsonl", resume_step=step) if d.is_main else None
+        if ckpt is None:
+            raise TrainingError(f"--resume: no complete checkpoint in {run / 'checkpoints'}")
+        changes = check_resume(run, recipe, force)
+    elif ckpt is not None:
+        raise TrainingError(f"{run} already has checkpoints; pass --resume to continue it or choose another --out")
+
+    step, kept = 0, []
+    # until training starts, a failure leaves the run's files as they were (a directory made here goes)
+    with unchanged_on_error(run, enabled=d.is_main, remove=created):
+        if d.is_main and not resume:
+            fresh_start(run)
+        d.barrier()
+        amp = autocast_dtype(recipe.precision, d.device)  # bf16 asked for where the hardware has none: refused here
+        torch.manual_seed(recipe.seed)  # the same initial weights on every rank
+        task = TASKS.get(recipe.task)(recipe, run, d)
+        fits_in_memory(task.build_model, device=d.device, factor=4, where="the recipe's model: ")  # + grads, AdamW
+        model = apply_lora(build_model(task), recipe).to(d.device)  # lora.r > 0: adapters (peft) train alone
+        if resume:
+            state = load_trainer_state(ckpt)
+            load_weights_into(model, ckpt)
+            step = state_value(ckpt, lambda: int(state["step"]))
+            if recipe.steps < step:
+                raise RunDirError(f"{run}: steps={recipe.steps} is below the step of its checkpoint ({step}); "
+                                  f"resume with steps >= {step}")
+            state_value(ckpt, lambda: task.load_state_dict(state["data"]))
+        wrapped = wrap(model, d, recipe.fsdp)
+        opt = make_optimizer(model, recipe)
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_at(s, recipe))
+        if resume:
+            state_value(ckpt, lambda: load_optimizer_state(model, opt, state["optimizer"], recipe, d))
+            state_value(ckpt, lambda: sched.load_state_dict(state["scheduler"]))
+            state_value(ckpt, lambda: set_rng_state(state["rng"]))
+        if d.is_main:  # a damaged metrics.jsonl refuses the resume here, before any file changes
+            kept = [r for r in read_records(run / "metrics.jsonl") if r["step"] <= step]
+    log = None
+    if d.is_main:  # every check has passed: from here on the run's files change
+        if resume and read_marker(run) is None:  # a run made before markers
+            write_marker(run, final=step if (run / "config.json").exists() else None)
+        (run / "recipe.yaml").write_text(yaml.safe_dump(recipe.to_dict(), sort_keys=False))
+        clean_partial(run)  # only the lock holder: another live run's saves look the same
+        log = MetricsLog(run / "metrics.jsonl", records=kept)
+        if changes:
+            log.write({"step": step, "recipe_change": {k: list(v) for k, v in changes.items()},
+                       **({"forced": True} if force else {})})
 
     from tqdm.auto import tqdm
 
@@ -220,7 +253,7 @@ def _train(recipe: Recipe, run: Path, resume: bool, d: Dist) -> dict:
     bar.close()
     plain = writable_model(model, recipe, d)
     if d.is_main:
-        export_final(run, plain, task.save_files)
+        export_final(run, plain, task.save_files, step)
     d.barrier()
     return {"run": str(run), "step": step, "skipped": skipped, **(last_val or {})}
 
@@ -234,13 +267,18 @@ def evaluate_run(path: str | os.PathLike, max_batches: int | None = None, batch_
     from ..rundir import resolve_checkpoint_dir
     from ..tokenizers import Tokenizer
     from .data import token_stream
-    from .recipe import recipe_from_dict
     from .tasks import lm_validation, validation_blocks
 
+    if max_batches is not None and not (isinstance(max_batches, int) and max_batches >= 1):
+        raise ConfigError(f"max_batches={max_batches!r} is invalid: a positive integer, or None for all")
     directory = resolve_checkpoint_dir(path)
     run = Path(path)
-    recipe = recipe_from_dict(yaml.safe_load((run / "recipe.yaml").read_text())) if (run / "recipe.yaml").exists() \
-        else None
+    recipe = None
+    if (run / "recipe.yaml").exists():
+        try:
+            recipe = recipe_from_dict(yaml.safe_load((run / "recipe.yaml").read_text()))
+        except (OSError, UnicodeDecodeError, yaml.YAMLError, AttributeError, TypeError) as e:
+            raise CheckpointError(f"{run / 'recipe.yaml'}: not a readable recipe ({e})") from None
     if recipe is not None and recipe.task != "lm":  # other tasks: their own validation, on their own data
         recipe.progress = False
         task = TASKS.get(recipe.task)(recipe, run, Dist())
@@ -257,7 +295,8 @@ def evaluate_run(path: str | os.PathLike, max_batches: int | None = None, batch_
     else:
         corpus = stdlib_corpus(max_bytes=recipe.data.max_bytes, val_percent=recipe.data.val_percent)
         val = token_stream(tokenizer, corpus.read("val"))
-    recipe.batch_size, recipe.eval_batches = batch_size, max_batches or sys.maxsize  # default: the whole split
+    # default (None): the whole split
+    recipe.batch_size, recipe.eval_batches = batch_size, sys.maxsize if max_batches is None else max_batches
     recipe.eval_batches = validation_blocks(val, recipe.data.block_size, recipe)[1]
     amp = autocast_dtype(recipe.precision, torch.device("cpu"))  # the recipe's precision (auto: bf16 where supported)
     return {"dir": str(directory), "batches": recipe.eval_batches, **lm_validation(model, val, recipe, Dist(), amp)}

@@ -99,6 +99,9 @@ class DecoderConfig:
             check(self.router_aux_loss_scope in LOSS_SCOPES, "router_aux_loss_scope", self.router_aux_loss_scope,
                   f"one of {LOSS_SCOPES}")
         check(0.0 <= self.dropout < 1.0, "dropout", self.dropout, "must be in [0, 1)")
+        pad = self.pad_token_id  # the id padded positions hold: an embedding row (bos / eos may name no row)
+        check(pad is None or (isinstance(pad, int) and not isinstance(pad, bool) and 0 <= pad < self.vocab_size),
+              "pad_token_id", pad, f"None or a token id in 0..{self.vocab_size - 1}")
         check(self.position != "rope" or self.head_dim % 2 == 0, "head_dim", self.head_dim, "must be even for rope")
 
 

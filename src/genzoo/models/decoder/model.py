@@ -16,7 +16,7 @@ from torch import nn
 from ...config import GENRES
 from ...errors import InputError
 from ...generate import GenerationMixin
-from ...inputs import check_token_ids
+from ...inputs import check_labels, check_token_ids
 from ...nn import (FFNS, NORMS, SOFTMAX, Attention, Block, StaticKVCache, Stack, attention_options, make_gate,
                    make_positions, reset_gates)
 from ...nn.ffn import GATED_ACTIVATIONS
@@ -158,6 +158,8 @@ class DecoderLM(Stack, GenerationMixin):
             self.check_embeds(inputs_embeds, attention_mask if cache is None else None, start)
         elif check:
             self.check_inputs(input_ids, attention_mask if cache is None else None, position_ids, start)
+            if labels is not None:
+                check_labels(labels, input_ids.shape, self.config.vocab_size)
         x = super().forward(input_ids, attention_mask=attention_mask if cache is None else None,
                             position_ids=position_ids, cache=cache, inputs_embeds=inputs_embeds,
                             memory_kv=memory_kv, memory_valid=memory_valid)  # (B, T, D)

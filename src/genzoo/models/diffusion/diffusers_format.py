@@ -17,6 +17,7 @@ from ...errors import CheckpointError
 from ...interop.files import read_pickle, read_safetensors
 from ...interop.formats import FORMATS, CheckpointFormat, require
 from ...interop.meta import assign_weights, empty_parameters
+from ...interop.schema import check_diffusers_config, fits_in_memory
 from .config import DiffusionConfig
 
 WEIGHTS = "diffusion_pytorch_model.safetensors"
@@ -146,15 +147,25 @@ class DiffusersFormat(CheckpointFormat):
         if (d / "model_index.json").exists():
             return True
         cfg = d / "config.json"
-        return cfg.exists() and '"_class_name"' in cfg.read_text()[:4096]
+        if not cfg.is_file():  # missing or not a file: the generic loader names the problem
+            return False
+        with open(cfg, "rb") as f:
+            return b'"_class_name"' in f.read(4096)
 
     def load_directory(self, directory, *, dtype=None, device="cpu"):
         unet_dir, sched_file = unet_and_scheduler(Path(directory))
         unet = _json(unet_dir / "config.json")
+        # types and ranges, before anything is built (the schedule's length is read from the scheduler's file)
+        check_diffusers_config(unet, unet_dir / "config.json", unread=("num_train_timesteps",))
         if unet.get("_class_name") != "UNet2DModel":
             raise CheckpointError(f"{unet_dir / 'config.json'}: {unet.get('_class_name')!r} is not supported "
                                   "(UNet2DModel)")
-        config = config_from_diffusers(unet, _json(sched_file), unet_dir)
+        sched = _json(sched_file)
+        check_diffusers_config(sched, sched_file)
+        config = config_from_diffusers(unet, sched, unet_dir)
+        fits_in_memory(lambda: GENRES.get("diffusion")(config), device=device, dtype=dtype,
+                       spare=sum(f.stat().st_size for f in unet_dir.glob("*.safetensors") if f.is_file()),
+                       where=f"{unet_dir}: ")
         with empty_parameters():
             model = GENRES.get("diffusion")(config)
         file = unet_dir / WEIGHTS

@@ -14,7 +14,7 @@ from torch import nn
 
 from ...config import GENRES
 from ...errors import InputError
-from ...inputs import check_token_ids
+from ...inputs import check_labels, check_token_ids
 from ...nn import (FFNS, NORMS, SOFTMAX, Attention, Block, Stack, attention_options, make_gate, make_positions,
                    reset_gates)
 from ...nn.ffn import ACTIVATIONS
@@ -144,6 +144,9 @@ class EncoderModel(Stack):
             self.check_embeds(inputs_embeds, attention_mask)
         else:
             self.check_inputs(input_ids, attention_mask, token_type_ids)
+        if labels is not None:
+            shape = inputs_embeds.shape[:2] if inputs_embeds is not None else input_ids.shape
+            check_labels(labels, shape, self.config.vocab_size)
         h = super().forward(input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids,
                             inputs_embeds=inputs_embeds)  # (B, T, D)
         out = EncoderOutput(last_hidden_state=h)

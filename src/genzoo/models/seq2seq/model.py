@@ -17,7 +17,7 @@ from ...config import GENRES
 from ...beam import beam_search, check_beams
 from ...errors import InputError
 from ...generate import Decoding, compiled_step, decode, drain, eos_ids, inference, iterate
-from ...inputs import check_token_ids
+from ...inputs import check_labels, check_token_ids
 from ...modes import evaluating
 from ...nn import FFNS, Attention, Block, RMSNorm, StaticKVCache, Stack, make_positions
 from .config import Seq2SeqConfig
@@ -117,8 +117,11 @@ class Seq2SeqLM(nn.Module):
         if decoder_input_ids is None:
             if labels is None:
                 raise InputError("give decoder_input_ids or labels for the decoder")
+            check_labels(labels, tuple(labels.shape), self.config.vocab_size)
             decoder_input_ids = self.shift_right(labels)
         self.check_inputs(decoder_input_ids, name="decoder_input_ids")
+        if labels is not None:
+            check_labels(labels, decoder_input_ids.shape, self.config.vocab_size)
         valid = None if attention_mask is None or bool(attention_mask.all()) else attention_mask.bool()
         h = self.decoder(decoder_input_ids, memory_kv=self.decoder.project_memory(memory), memory_valid=valid)
         logits = self.logits(h)
