@@ -56,7 +56,8 @@ def config_from_file(fmt: CheckpointFormat, hf_config: dict, file: Path):
     """The genzoo config a checkpoint's config.json describes, after the schema check of its fields
     (`schema.check_hf_config`): a missing required field, or a value of the wrong type or range, is a
     ConfigError naming the file and the field, never an exception from inside the format."""
-    check_hf_config(hf_config, file)
+    if fmt.config_file == "config.json":  # a format's own config file (GLiNER's) is checked by that format
+        check_hf_config(hf_config, file)
     try:
         return fmt.config_from_hf(hf_config)
     except KeyError as e:
