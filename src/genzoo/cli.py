@@ -42,7 +42,10 @@ def cmd_list(args) -> int:
 def cmd_train(args) -> int:
     from .train import load_recipe, train
 
-    recipe = load_recipe(args.recipe, args.set or [])
+    sets = list(args.set or [])
+    if args.data:  # the user's data: absolute, so that a resume from elsewhere finds it
+        sets.append(f"data.source={os.path.abspath(args.data)}")
+    recipe = load_recipe(args.recipe, sets)
     if args.no_progress:
         recipe.progress = False
     out = args.out or os.path.join("runs", args.recipe)
@@ -229,6 +232,8 @@ def build_parser() -> Parser:
     s.add_argument("--set", action="append", metavar="KEY=VALUE",
                    help="override a recipe field, e.g. --set lr=1e-3 --set model.n_layers=6 (repeatable)")
     s.add_argument("--resume", action="store_true", help="continue from the run directory's latest checkpoint")
+    s.add_argument("--data", metavar="PATH", help="train on your own data; tabular recipes: a .csv / .parquet table "
+                   "(--set data.target=COLUMN); sets data.source")
     s.add_argument("--no-progress", action="store_true", help="no progress bar")
     s.set_defaults(fn=cmd_train)
 

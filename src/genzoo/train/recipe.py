@@ -23,6 +23,12 @@ class DataConfig:
     vocab_size: int = 2048  # byte-level BPE trained on the corpus
     block_size: int = 128
     mask_prob: float = 0.15  # task "mlm": the fraction of tokens to predict (BERT 15%, ModernBERT 30%)
+    source: str | None = None  # the user's own data (`--data`); tabular tasks: a .csv / .parquet table
+    # tabular tasks (genzoo.data.tables; data.corpus names an embedded table when there is no source)
+    target: str | None = None  # the column to predict (the embedded tables: "target")
+    categorical: str = ""  # columns read as categories whatever their dtype (comma-separated)
+    numeric: str = ""  # columns read as numbers (comma-separated)
+    missing: str = "refuse"  # NaNs: "refuse" (an error naming the column) or "impute" (median / a '<missing>' value)
 
 
 @dataclass

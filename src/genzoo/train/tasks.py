@@ -222,7 +222,7 @@ def lm_validation(model, tokens: torch.Tensor, recipe: Recipe, d: Dist, amp) -> 
 
 
 def _register():
-    from . import clip_task, diffusion_task, gan_task, mlm_task, seq2seq_task  # noqa: F401
+    from . import clip_task, diffusion_task, gan_task, mlm_task, seq2seq_task, tabular_task  # noqa: F401
 
 
 _register()
