@@ -64,11 +64,17 @@ def cmd_generate(args) -> int:
     from .tokenizers import Tokenizer
 
     model = genzoo.load(args.dir)
+    if not hasattr(model, "generate"):  # images (GAN, diffusion) or table rows, not text
+        if hasattr(model, "sample") or hasattr(model, "sample_table"):
+            return _generate_samples(model, args)
+        raise ArgumentError(f"genzoo generate: {args.dir} holds a {type(model).__name__}, which does not generate")
+    if args.prompt is None:
+        raise ArgumentError("genzoo generate: --prompt is required for a text model")
     tok = Tokenizer.load(args.dir)
     ids = tok.encode(args.prompt)
     if not ids:
         raise ArgumentError("genzoo generate: --prompt encodes to no tokens")
-    prompt = torch.tensor([ids] * args.num_samples)
+    prompt = torch.tensor([ids] * (args.num_samples or 1))
     sample = args.temperature > 0
     extra = {}
     if args.num_beams > 1:
@@ -88,7 +94,7 @@ def cmd_generate(args) -> int:
         if args.stop:
             extra.update(stop=args.stop, tokenizer=tok)
     causal = hasattr(model, "make_cache")
-    stream = args.num_samples == 1 and args.num_beams == 1 and not args.no_stream
+    stream = (args.num_samples or 1) == 1 and args.num_beams == 1 and not args.no_stream
     if stream:  # print tokens as they come (a causal LM echoes the prompt first)
         extra["streamer"] = TextStreamer(tok, skip_prompt=not causal)
     out = model.generate(
@@ -98,9 +104,47 @@ def cmd_generate(args) -> int:
     )
     if not stream:
         for i, row in enumerate(out.tolist()):
-            if args.num_samples > 1:
+            if (args.num_samples or 1) > 1:
                 print(f"--- sample {i + 1} ---")
             print(tok.decode(row))
+    return 0
+
+
+def _generate_samples(model, args) -> int:
+    """A table generator writes --rows synthetic rows to --out (.csv or .parquet); an image generator writes a grid
+    of --num-samples images (of class --class) to --out (.png)."""
+    import torch
+
+    g = torch.Generator().manual_seed(args.seed)
+    if hasattr(model, "sample_table"):
+        if args.rows is None or args.rows < 1:
+            raise ArgumentError("genzoo generate: a table generator needs --rows N (a positive number of rows)")
+        out = args.out or "synthetic.csv"
+        if not out.endswith((".csv", ".parquet")):
+            raise ArgumentError(f"genzoo generate: --out {out!r}: write a table to a .csv or .parquet file")
+        df = model.sample_table(args.rows, generator=g)
+        tmp = f"{out}.tmp"  # written whole, then renamed into place
+        df.to_csv(tmp, index=False) if out.endswith(".csv") else df.to_parquet(tmp, index=False)
+        os.replace(tmp, out)
+        print(f"wrote {len(df)} synthetic rows ({len(df.columns)} columns) to {out}")
+        return 0
+    n = args.num_samples or 16
+    n_classes = getattr(model.config, "n_classes", 0)
+    if args.cls is None and n_classes:
+        labels = torch.arange(n) % n_classes
+    elif args.cls is not None:
+        labels = torch.full((n,), args.cls)
+    else:
+        labels = None
+    images = model.sample(labels, generator=g) if labels is not None else model.sample(n=n, generator=g)
+    out = args.out or "samples.png"
+    if not out.endswith(".png"):
+        raise ArgumentError(f"genzoo generate: --out {out!r}: images are written as a .png grid")
+    from .figures import image_grid
+
+    what = f"class {args.cls}" if args.cls is not None else "every class in turn" if labels is not None else "samples"
+    image_grid(images.cpu(), out, ncol=min(n, 10), title=f"{type(model).__name__}: {what}")
+    print(f"wrote {n} images ({what}) to {out}")
     return 0
 
 
@@ -239,13 +283,18 @@ def build_parser() -> Parser:
 
     s = sub.add_parser("generate", help="generate text from a run or Hugging Face directory, or a GGUF file")
     s.add_argument("dir", help="a run directory, a Hugging Face-format model directory or a .gguf file")
-    s.add_argument("--prompt", required=True)
+    s.add_argument("--prompt", help="the text to continue (text models)")
     s.add_argument("--max-new-tokens", type=int, default=64)
     s.add_argument("--temperature", type=float, default=0.8, help="0 for greedy decoding")
     s.add_argument("--top-k", type=int, default=None)
     s.add_argument("--top-p", type=float, default=None)
     s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--num-samples", type=int, default=1)
+    s.add_argument("--num-samples", type=int, default=None, help="texts to sample (default 1); images (default 16)")
+    s.add_argument("--class", dest="cls", type=int, default=None,
+                   help="image generators (GAN, diffusion): the class of every image (default: the classes in turn)")
+    s.add_argument("--rows", type=int, default=None, help="table generators: the number of synthetic rows")
+    s.add_argument("--out", help="table generators: a .csv / .parquet file (default synthetic.csv); image "
+                   "generators: a .png grid (default samples.png)")
     s.add_argument("--num-beams", type=int, default=1, help="beam search with this many beams (seq2seq models)")
     s.add_argument("--length-penalty", type=float, default=1.0,
                    help="beam search: a finished hypothesis scores sum(log p) / length ** this")
