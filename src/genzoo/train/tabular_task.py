@@ -47,8 +47,9 @@ class TableTask(ExampleTask):
         if len(df) - n_val < 2:
             raise ConfigError(f"the table has {len(df)} rows: too few to hold out {n_val} for validation")
         self.train_df, self.val_df = df.iloc[order[n_val:]], df.iloc[order[:n_val]]
-        self.schema = TableSchema.fit(self.train_df, target, categorical=split_names(data.categorical),
-                                      numeric=split_names(data.numeric), missing=data.missing)
+        given = dict(categorical=split_names(data.categorical), numeric=split_names(data.numeric), missing=data.missing)
+        TableSchema.fit(df, target, **given)  # the whole table's problems (NaNs, mixed types), named before the split
+        self.schema = TableSchema.fit(self.train_df, target, **given)
         self.train_rows, self.val_rows = self.encode(self.train_df), self.encode(self.val_df)
 
     def _check_source(self, source):
