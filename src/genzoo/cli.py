@@ -12,6 +12,9 @@ class ArgumentError(Exception):
     pass
 
 
+QUANTIZE = ("int8", "int8-weight", "int4-weight", "bf16")  # genzoo.quant schemes that need no calibration
+
+
 class Parser(argparse.ArgumentParser):
     def error(self, message):  # one line, no usage dump, exit status 2
         raise ArgumentError(f"{self.prog}: {message}")
@@ -43,16 +46,33 @@ def cmd_train(args) -> int:
     from .train import load_recipe, train
 
     sets = list(args.set or [])
-    if args.data:  # the user's data: absolute, so that a resume from elsewhere finds it
+    if args.data:  # the user's data and checkpoint: absolute, so that a resume from elsewhere finds them
         sets.append(f"data.source={os.path.abspath(args.data)}")
+    if args.init:
+        sets.append(f"init={os.path.abspath(args.init)}")
     recipe = load_recipe(args.recipe, sets)
     if args.no_progress:
         recipe.progress = False
-    out = args.out or os.path.join("runs", args.recipe)
+    out = args.out or os.path.join("runs", recipe.name or args.recipe)
     result = train(recipe, out, resume=args.resume, steps=args.steps)
     if int(os.environ.get("RANK", "0")) == 0:
         metrics = ", ".join(f"{k} {v:.4f}" for k, v in result.items() if k not in ("run", "step", "skipped"))
         print(f"trained {result['step']} steps ({metrics}); run directory: {result['run']}")
+    return 0
+
+
+def cmd_fuse(args) -> int:
+    from .fuse import fuse
+    from .train import load_recipe
+
+    recipe = load_recipe(args.target, args.set or [])
+    if args.no_progress:
+        recipe.progress = False
+    out = args.out or os.path.join("runs", "fuse-" + args.target)
+    result = fuse(args.source, recipe, out, steps=args.steps, resume=args.resume, text=args.text)
+    metrics = ", ".join(f"{k} {v:.4f}" for k, v in result.items() if k not in ("run", "step", "skipped"))
+    print(f"fused {len(args.source)} sources into {args.target}: {result['step']} steps ({metrics}); "
+          f"run directory: {result['run']} (precomputed distributions: {os.path.join(out, 'topk')})")
     return 0
 
 
@@ -70,7 +90,11 @@ def cmd_generate(args) -> int:
         raise ArgumentError(f"genzoo generate: {args.dir} holds a {type(model).__name__}, which does not generate")
     if args.prompt is None:
         raise ArgumentError("genzoo generate: --prompt is required for a text model")
+    if args.quantize:
+        model = genzoo.quantize(model, args.quantize)
     tok = Tokenizer.load(args.dir)
+    if args.retrieve:  # retrieval-augmented: the index's top-k passages go into the prompt
+        args.prompt = retrieved_prompt(args, tok, model.config.max_positions - args.max_new_tokens)
     ids = tok.encode(args.prompt)
     if not ids:
         raise ArgumentError("genzoo generate: --prompt encodes to no tokens")
@@ -148,6 +172,28 @@ def _generate_samples(model, args) -> int:
     return 0
 
 
+def retrieved_prompt(args, tok, budget: int) -> str:
+    """--retrieve INDEX: the prompt with the top -k passages (--template), lowest-ranked dropped until the prompt
+    leaves room for --max-new-tokens in the model's context."""
+    from .index import Retriever
+    from .index.commands import parse_where
+    from .index.retriever import TEMPLATE
+
+    template = args.template or TEMPLATE
+    if template.startswith("@"):
+        template = open(template[1:], encoding="utf-8").read()
+    r = Retriever.open(args.retrieve, k=args.retrieve_k, where=parse_where(args.where),
+                       template=template.replace("\\n", "\n"))
+    prompt = r.prompt(args.prompt, fits=lambda text: len(tok.encode(text)) <= max(budget, 1))
+    print(f"genzoo: retrieved {len(r.used)} passage(s) from {args.retrieve}: "
+          + ", ".join(f"{h.id}#{h.chunk} ({h.score:.3f})" for h in r.used), file=sys.stderr)
+    return prompt
+
+
+def cmd_index(args) -> int:
+    return args.index_fn(args)
+
+
 def cmd_chat(args) -> int:
     import torch
 
@@ -212,7 +258,7 @@ def cmd_embed(args) -> int:
         raise ArgumentError(f"genzoo embed: {args.dir} holds a {type(model).__name__}, not an encoder")
     if args.pooling:
         model.config.pooling = args.pooling
-    emb = model.encode(args.text, Tokenizer.load(args.dir), normalize=not args.no_normalize)
+    emb = model.encode(args.text, Tokenizer.load(args.dir), normalize=False if args.no_normalize else None)
     norms = emb.norm(dim=-1)
     sims = (emb / norms[:, None].clamp(min=1e-12)) @ (emb / norms[:, None].clamp(min=1e-12)).t()
     if args.format == "jsonl":  # one JSON object per text, nothing else on stdout
@@ -237,6 +283,14 @@ def cmd_embed(args) -> int:
 def cmd_eval(args) -> int:
     from .train import evaluate_run
 
+    if args.data:
+        from .train.evaluate import evaluate_file
+
+        r = evaluate_file(args.dir, args.data, block_size=args.block_size, text_column=args.text_column,
+                          glob=args.glob)
+        print(f"{r.pop('dir')} on {args.data}: " + ", ".join(
+            f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in r.items()))
+        return 0
     r = evaluate_run(args.dir, max_batches=args.batches)
     if "val_ppl" in r:
         print(f"{r['dir']}: validation loss {r['val_loss']:.4f}, perplexity {r['val_ppl']:.2f} ({r['batches']} batches)")
@@ -255,7 +309,15 @@ def cmd_bench(args) -> int:
 def cmd_experiment(args) -> int:
     from .experiments import EXPERIMENTS
 
-    EXPERIMENTS.get(args.name)(out=args.out or os.path.join("runs", "experiments", args.name))
+    fn = EXPERIMENTS.get(args.name)
+    extra = {}
+    if args.steps is not None:
+        if "steps" not in inspect.signature(fn).parameters:
+            raise ArgumentError(f"genzoo experiment: --steps: experiment {args.name!r} has no training length to set")
+        if args.steps <= 0:
+            raise ArgumentError(f"genzoo experiment: --steps {args.steps} must be a positive integer")
+        extra["steps"] = args.steps
+    fn(out=args.out or os.path.join("runs", "experiments", args.name), **extra)
     return 0
 
 
@@ -270,16 +332,35 @@ def build_parser() -> Parser:
     s.set_defaults(fn=cmd_list)
 
     s = sub.add_parser("train", help="train a recipe")
-    s.add_argument("recipe", help="a recipe name (see `genzoo list`)")
+    s.add_argument("recipe", help="a recipe name (see `genzoo list`) or the path of a recipe YAML file")
     s.add_argument("--out", help="run directory (default: runs/RECIPE)")
     s.add_argument("--steps", type=int, help="number of optimizer steps (overrides the recipe)")
     s.add_argument("--set", action="append", metavar="KEY=VALUE",
                    help="override a recipe field, e.g. --set lr=1e-3 --set model.n_layers=6 (repeatable)")
     s.add_argument("--resume", action="store_true", help="continue from the run directory's latest checkpoint")
-    s.add_argument("--data", metavar="PATH", help="train on your own data; tabular recipes: a .csv / .parquet table "
-                   "(--set data.target=COLUMN); sets data.source")
+    s.add_argument("--data", metavar="PATH", help="train on your own data: a folder of text files (data.glob), a "
+                   ".txt, or a .jsonl / .parquet / .csv table (columns: data.text_column, ...; tabular recipes: "
+                   "--set data.target=COLUMN); sets data.source")
+    s.add_argument("--init", metavar="DIR", help="fine-tune: start from this Hugging Face directory or genzoo run "
+                   "(its weights and tokenizer); add --set lora.r=8 to train LoRA adapters only")
     s.add_argument("--no-progress", action="store_true", help="no progress bar")
     s.set_defaults(fn=cmd_train)
+
+    s = sub.add_parser("fuse", help="FuseLLM: train a target LM on the fused distributions of source LMs")
+    s.add_argument("--source", action="append", required=True, metavar="DIR",
+                   help="a source causal LM: a run or Hugging Face directory with its tokenizer.json (repeatable)")
+    s.add_argument("--target", required=True, metavar="RECIPE", help="the target's recipe, of task 'fuse' "
+                   "(e.g. fusellm-target)")
+    s.add_argument("--out", help="run directory (default runs/fuse-RECIPE); the distributions go to OUT/topk")
+    s.add_argument("--text", metavar="PATH", help="fuse on this text file, or the .txt/.md/.rst/.py files under "
+                   "this directory, instead of the recipe's corpus (validation stays on the corpus's held-out split)")
+    s.add_argument("--steps", type=int, help="number of optimizer steps (overrides the recipe)")
+    s.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="override a recipe field, e.g. --set fuse.method=avg-ce --set fuse.lam=0.8 (repeatable)")
+    s.add_argument("--resume", action="store_true", help="continue the training from OUT's latest checkpoint "
+                   "(the precomputation always continues where it stopped)")
+    s.add_argument("--no-progress", action="store_true", help="no progress bars")
+    s.set_defaults(fn=cmd_fuse)
 
     s = sub.add_parser("generate", help="generate text from a run or Hugging Face directory, or a GGUF file")
     s.add_argument("dir", help="a run directory, a Hugging Face-format model directory or a .gguf file")
@@ -300,10 +381,18 @@ def build_parser() -> Parser:
                    help="beam search: a finished hypothesis scores sum(log p) / length ** this")
     s.add_argument("--compile", action="store_true",
                    help="decode through torch.compile (causal LMs): a one-off compilation, then a faster step")
+    s.add_argument("--retrieve", metavar="INDEX", help="put the top -k passages of this genzoo index into the prompt")
+    s.add_argument("-k", "--retrieve-k", type=int, default=3, help="--retrieve: passages (default 3)")
+    s.add_argument("--where", action="append", metavar="KEY=VALUE", help="--retrieve: metadata filter (repeatable)")
+    s.add_argument("--template", help="--retrieve: the prompt template with {passages} and {prompt} "
+                   "(default '{passages}\\n{prompt}'; @FILE reads it from a file)")
     s.add_argument("--repetition-penalty", type=float, default=1.0, help="> 1 discourages repeating tokens")
     s.add_argument("--min-new-tokens", type=int, default=0, help="no end-of-text before this many new tokens")
     s.add_argument("--stop", action="append", metavar="TEXT", help="stop once this text is generated (repeatable)")
     s.add_argument("--no-stream", action="store_true", help="print the text at the end, not as it is generated")
+    s.add_argument("--quantize", choices=QUANTIZE,
+                   help="decode with a quantized copy: int8 (int8 activations and weights), int8-weight, int4-weight "
+                        "(weight-only; torchao) or bf16")
     s.set_defaults(fn=cmd_generate)
 
     s = sub.add_parser("chat", help="chat with a causal LM through its chat template (HF directory or GGUF file)")
@@ -322,16 +411,28 @@ def build_parser() -> Parser:
     s = sub.add_parser("embed", help="sentence embeddings from an encoder (run or Hugging Face directory)")
     s.add_argument("dir", help="an encoder directory, e.g. the all-MiniLM-L6-v2 checkpoint")
     s.add_argument("--text", action="append", required=True, help="a text to embed (repeatable)")
-    s.add_argument("--pooling", choices=["mean", "cls"], help="override the model's pooling")
+    s.add_argument("--pooling", choices=["cls", "mean", "max", "weighted-mean", "last-token", "mean-sqrt-len"],
+                   help="override the model's pooling (default: the directory's, e.g. its 1_Pooling/config.json)")
     s.add_argument("--no-normalize", action="store_true", help="do not L2-normalise the embeddings")
     s.add_argument("--format", choices=["jsonl", "table"], default="jsonl",
                    help="jsonl (default): one JSON object per text with its embedding and cosine similarities; "
                         "table: a readable summary and the cosine matrix")
     s.set_defaults(fn=cmd_embed)
 
+    s = sub.add_parser("index", help="a vector index of your texts: build, add, delete, query, info")
+    from .index.commands import add_parsers as index_parsers
+
+    index_parsers(s.add_subparsers(dest="index_command", required=True, parser_class=Parser))
+    s.set_defaults(fn=cmd_index)
+
     s = sub.add_parser("eval", help="validation metrics of a run directory (loss and perplexity, exact match, ...)")
     s.add_argument("dir")
     s.add_argument("--batches", type=int, default=None, help="at most this many batches (default: all)")
+    s.add_argument("--data", metavar="PATH", help="score your own text instead (a .txt, a folder, a .jsonl / "
+                   ".parquet / .csv with --text-column): loss, perplexity, bits per byte")
+    s.add_argument("--text-column", default="text", help="the text column of a --data table")
+    s.add_argument("--glob", default="**/*.txt", help="the files of a --data folder")
+    s.add_argument("--block-size", type=int, default=None, help="tokens per scored window (default: max_positions)")
     s.set_defaults(fn=cmd_eval)
 
     s = sub.add_parser("bench", help="benchmark genzoo against the reference implementation")
@@ -341,6 +442,7 @@ def build_parser() -> Parser:
     s = sub.add_parser("experiment", help="run a paper's experiment; writes report.md, figures, results.json")
     s.add_argument("name", help="an experiment name (see `genzoo list`)")
     s.add_argument("--out", help="output directory (default runs/experiments/NAME)")
+    s.add_argument("--steps", type=int, help="training steps of each run (experiments that train; default: theirs)")
     s.set_defaults(fn=cmd_experiment)
     return p
 

@@ -54,6 +54,8 @@ class Tokenizer:
         self.tok = tok
         self.eos_token = eos_token if eos_token is not None and tok.token_to_id(eos_token) is not None else None
         pad = pad_token if pad_token is not None and tok.token_to_id(pad_token) is not None else None
+        self.pad_token = pad
+        self.config: dict | None = None  # the tokenizer_config.json it was read with (`from_dir`), written back
         self.pad_id = tok.token_to_id(pad) if pad else (tok.padding or {}).get("pad_id", self.eos_id or 0)
         tok.no_padding()  # a tokenizer.json may pad every text to a fixed length; padding is `batch`'s job
         self.pad_token = pad or (tok.id_to_token(self.pad_id) if self.pad_id is not None else None)
@@ -123,7 +125,9 @@ class Tokenizer:
             if self.tok.token_to_id(token) is not None:
                 cfg[f"{name}_token"] = token
         cfg.update({k: v for k, v in self.special.items() if k != "eos_token"})
-        if self.chat_template:
+        if self.config is not None:  # read from a directory: its own settings, as they were
+            cfg = {k: v for k, v in self.config.items() if k != "auto_map"}
+        if self.chat_template and "chat_template" not in cfg:
             cfg["chat_template"] = self.chat_template
         (d / "tokenizer_config.json").write_text(json.dumps(cfg, indent=2) + "\n")
 
@@ -152,7 +156,9 @@ class Tokenizer:
         tok = _read_tokenizer(d, cfg)
         specials = {f"{n}_token": _content(cfg.get(f"{n}_token")) for n in SPECIAL_NAMES if n not in ("eos", "pad")}
         eos = _content(cfg.get("eos_token")) or EOS
-        return cls(tok, eos, _content(cfg.get("pad_token")), chat_template=_chat_template(d, cfg), **specials)
+        out = cls(tok, eos, _content(cfg.get("pad_token")), chat_template=_chat_template(d, cfg), **specials)
+        out.config = cfg if cfg_file.exists() else None
+        return out
 
 
 def _read_tokenizer(d: Path, cfg: dict) -> _HFTokenizer:
@@ -218,3 +224,31 @@ def train_bpe(texts, vocab_size: int, min_frequency: int = 2, special_tokens: tu
     )
     tok.train_from_iterator(texts, trainer=trainer)
     return Tokenizer(tok, EOS, "[PAD]" if "[PAD]" in special_tokens else None)
+
+
+def train_sentencepiece_bpe(texts, vocab_size: int, min_frequency: int = 2,
+                            special_tokens: tuple[str, ...] = ()) -> Tokenizer:
+    """A SentencePiece-style BPE as Llama and Mistral ship it (Kudo & Richardson 2018): spaces become "▁" and
+    start a piece (Metaspace; no dummy prefix, so decoding gives the text back exactly), characters outside the
+    vocabulary fall back to their UTF-8 bytes "<0x00>".."<0xFF>".
+    `vocab_size` entries: the end-of-text token and specials, the 256 byte tokens, then characters and merges."""
+    tok = _HFTokenizer(models.BPE(byte_fallback=True))
+    tok.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="never")  # lossless: no dummy prefix
+    tok.decoder = decoders.Sequence([decoders.Replace("▁", " "), decoders.ByteFallback(), decoders.Fuse()])
+    specials = [EOS, *special_tokens]
+    byte_tokens = [f"<0x{b:02X}>" for b in range(256)]
+    trainer = trainers.BpeTrainer(vocab_size=max(1, vocab_size - len(byte_tokens)), min_frequency=min_frequency,
+                                  special_tokens=specials, show_progress=False)
+    tok.train_from_iterator(texts, trainer=trainer)
+    data = json.loads(tok.to_str())  # the byte tokens join the model's own vocabulary (not added tokens)
+    learned = sorted(data["model"]["vocab"].items(), key=lambda kv: kv[1])
+    vocab = {t: i for i, t in enumerate(specials)}
+    for t in byte_tokens + [t for t, _ in learned if t not in vocab]:
+        vocab.setdefault(t, len(vocab))
+    data["model"]["vocab"] = vocab
+    for added in data.get("added_tokens", []):
+        added["id"] = vocab[added["content"]]
+    return Tokenizer(_HFTokenizer.from_str(json.dumps(data)), EOS, "[PAD]" if "[PAD]" in special_tokens else None)
+
+
+TOKENIZER_TRAINERS = {"byte-bpe": train_bpe, "sentencepiece-bpe": train_sentencepiece_bpe}  # data.tokenizer

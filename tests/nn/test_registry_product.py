@@ -6,6 +6,7 @@ For each (genre, field, registered name) the model is built with that part, and 
 - a position part makes the model position-aware (an encoder's output is no longer permutation-equivariant; a
   decoder's last logits change when two earlier tokens swap), except "none", which is checked to be unaware;
 - a softmax variant changes the output against the standard softmax on the same weights;
+- an attention gate changes the output against the same model with its gates removed;
 - a norm or FFN part changes the output when it is replaced by a pass-through (identity / zero);
 - and every parameter of the model receives a non-zero gradient;
 or the build raises ConfigError (which the test also requires to name the field's value)."""
@@ -16,10 +17,10 @@ from torch import nn
 
 import genzoo
 from genzoo import ConfigError
-from genzoo.nn import FFNS, NORMS, POSITIONS, SOFTMAX
+from genzoo.nn import ATTENTION_GATES, FFNS, NORMS, POSITIONS, SOFTMAX
 
 GENRES = {"decoder": "llama-tiny", "encoder": "bert-tiny"}
-FIELDS = {"position": POSITIONS, "softmax": SOFTMAX, "norm": NORMS, "ffn": FFNS}
+FIELDS = {"position": POSITIONS, "softmax": SOFTMAX, "norm": NORMS, "ffn": FFNS, "attn_gate": ATTENTION_GATES}
 FFN_ACTIVATION = {"swiglu": "silu", "geglu": "gelu"}  # these names fix their activation
 CASES = [(g, f, n) for g in GENRES for f, reg in FIELDS.items() for n in reg.names()]
 CASES += [("seq2seq", "ffn", n) for n in FFNS.names()]
@@ -78,6 +79,8 @@ def pass_through(model, field):
     for block in model.blocks:
         if field == "norm":
             block.attn_norm, block.ffn_norm = nn.Identity(), nn.Identity()
+        elif field == "attn_gate":
+            block.attn.gate = None
         else:
             block.ffn = ZeroFFN()
     return model
@@ -105,7 +108,9 @@ def test_every_part_acts_or_is_refused(genre, field, name):
             reference.load_state_dict(model.state_dict())
             with torch.no_grad():
                 assert not torch.allclose(hidden(model, genre, x), hidden(reference, genre, x), atol=1e-5)
-    elif genre != "seq2seq":  # norm / ffn: the part is on the computation path
+    elif field == "attn_gate" and name == "none":
+        assert all(b.attn.gate is None for b in model.blocks)
+    elif genre != "seq2seq":  # norm / ffn / attn_gate: the part is on the computation path
         with torch.no_grad():
             before = hidden(model, genre, x)
             after = hidden(pass_through(model, field), genre, x)

@@ -59,7 +59,7 @@ class PackedBlocks(IterableDataset):
         self.position += self.global_batch
         starts = ids * self.block_size
         idx = starts[:, None] + torch.arange(self.block_size + 1)  # (b, block_size + 1)
-        return self.tokens[idx]
+        return self.tokens[idx].long()  # token files are int32 memory maps (data.tokens)
 
     def __iter__(self):
         while True:

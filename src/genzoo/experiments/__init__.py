@@ -9,7 +9,7 @@ EXPERIMENTS: Registry = Registry("experiment")
 
 
 def _register():
-    from . import clip_zero_shot, dpok, gan_vs_diffusion, moe_locality, tabular  # noqa: F401
+    from . import clip_zero_shot, dpok, fusellm, gan_vs_diffusion, moe_locality, outliers, tabular  # noqa: F401
 
 
 _register()

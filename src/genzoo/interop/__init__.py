@@ -15,6 +15,7 @@ from ..rundir import resolve_checkpoint_dir
 from .atomic import atomic_dir
 from .files import SAFETENSORS, SAFETENSORS_INDEX, read_config, read_weights
 from .formats import FORMATS, CheckpointFormat, KeyMap
+from .lora import is_lora, load_adapter, merged, save_adapter
 from .meta import assign_weights, empty_parameters
 
 __all__ = ["FORMATS", "CheckpointFormat", "KeyMap", "atomic_dir", "check_state", "checked_state", "empty_parameters",
@@ -56,9 +57,12 @@ def load(path: str | os.PathLike, *, dtype: torch.dtype | None = None, device: s
 
         return load_gguf(path, dtype=dtype, device=device)
     directory = resolve_checkpoint_dir(path)
+    for name in FORMATS.names():  # a format with a layout of its own (a diffusers pipeline directory)
+        if FORMATS.get(name).detect(directory):
+            return FORMATS.get(name)().load_directory(directory, dtype=dtype, device=device)
     hf_config = read_config(directory)
     fmt = format_for(hf_config, directory / "config.json")
-    config = fmt.config_from_hf(hf_config)
+    config = fmt.read_extras(fmt.config_from_hf(hf_config), directory)
     with empty_parameters():
         model = GENRES.get(config.genre)(config)
     floating = {p.dtype for p in model.parameters() if p.is_floating_point()}
@@ -67,12 +71,25 @@ def load(path: str | os.PathLike, *, dtype: torch.dtype | None = None, device: s
     assign_weights(model, state, tied_parameters(model), dtype=dtype, device=device, where=directory)
     if dtype is not None:
         model.to(dtype)  # the buffers (parameters already have it)
+    attach_tokenizer(model, directory)
     return model.to(device).eval()
+
+
+def attach_tokenizer(model, directory: Path) -> None:
+    """`model.tokenizer`: the directory's tokenizer, when it has one, so that `save` writes it again."""
+    if (directory / "tokenizer.json").exists():
+        from ..tokenizers import Tokenizer
+
+        model.tokenizer = Tokenizer.from_dir(directory)
 
 
 def load_weights_into(model, directory: Path, fmt: CheckpointFormat | None = None) -> None:
     """Copy `directory`'s weights into the parameters `model` already has, strictly. fmt: the directory's
-    checkpoint format, when the caller has already read its config.json."""
+    checkpoint format, when the caller has already read its config.json. A model with LoRA adapters gets the
+    adapter saved beside the weights (`interop.lora`); its base weights are the ones it was built with."""
+    if is_lora(model):
+        load_adapter(model, directory)
+        return
     model.load_state_dict(checked_state(model, directory, fmt), strict=False)
 
 
@@ -122,9 +139,24 @@ def save(
     format: a registered checkpoint format (default: the config's `checkpoint_format`).
     max_shard_bytes: split the weights into shards with a `model.safetensors.index.json`.
     extra_files: a callable given the temporary directory, to add files (a tokenizer) before the rename.
+    A model's `tokenizer` (set by `load`) is written too; a model with LoRA adapters is written merged, with the
+    adapter in `adapter/` (`interop.lora`).
     """
+    if is_lora(model):
+        def with_adapter(tmp):
+            save_adapter(model, tmp)
+            if extra_files is not None:
+                extra_files(tmp)
+
+        return save(merged(model), path, format=format, max_shard_bytes=max_shard_bytes, extra_files=with_adapter)
     config = model.config
     fmt = FORMATS.get(format or config.checkpoint_format)()
+    if fmt.writes_directory:  # a layout of its own (a diffusers pipeline)
+        with atomic_dir(Path(path)) as tmp:
+            fmt.save_directory(model, tmp)
+            if extra_files is not None:
+                extra_files(tmp)
+        return Path(path)
     hf_config = fmt.config_to_hf(config)
     tied = set(tied_parameters(model))
     state = {k: v for k, v in model.state_dict().items() if k not in tied}
@@ -139,6 +171,9 @@ def save(
         if gen:
             (tmp / "generation_config.json").write_text(json.dumps(gen, indent=2) + "\n")
         _write_tensors(tmp, tensors, max_shard_bytes)
+        if getattr(model, "tokenizer", None) is not None:
+            model.tokenizer.save(tmp)
+        fmt.write_extras(model, tmp)
         if extra_files is not None:
             extra_files(tmp)
     return path

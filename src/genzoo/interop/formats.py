@@ -109,6 +109,28 @@ class CheckpointFormat:
     def state_to_hf(self, state: dict[str, torch.Tensor], config) -> dict[str, torch.Tensor]:
         raise NotImplementedError
 
+    # optional: files beside config.json that carry settings of their own (sentence-transformers modules)
+    def read_extras(self, config, directory):
+        """The config completed from the directory's other files (default: as it is)."""
+        return config
+
+    def write_extras(self, model, directory) -> None:
+        """Write the files `read_extras` reads (default: none)."""
+
+    # optional: a format with a directory layout of its own (diffusers pipelines), read and written whole
+    @classmethod
+    def detect(cls, directory) -> bool:
+        """True when `directory` is in this format's own layout (then `load_directory` reads it)."""
+        return False
+
+    writes_directory = False  # True: `save_directory(model, tmp)` writes the whole directory
+
+    def load_directory(self, directory, *, dtype=None, device="cpu"):
+        raise NotImplementedError
+
+    def save_directory(self, model, directory) -> None:
+        raise NotImplementedError
+
 
 def require(config, field: str, ok: bool, fmt: str, allowed: str) -> None:
     """A config field the target format cannot express is an error, never a silent change."""

@@ -6,6 +6,7 @@ from .blocks import Block, make_dropout
 from .cache import StaticKVCache
 from .disentangled import DisentangledBias, RelativeEmbeddings
 from .ffn import FFNS, GatedMLP, MLP
+from .gates import ATTENTION_GATES, AttentionGate, make_gate, reset_gates
 from .masks import AttnMask, build_mask
 from .moe import SparseMoE, StackedExperts, TopKRouter, load_balancing_loss, router_z_loss
 from .norms import NORMS, RMSNorm
@@ -15,9 +16,9 @@ from .softmax import SOFTMAX, softmax1
 from .stack import Stack, attention_options, make_positions
 
 __all__ = [
-    "ACTIVATIONS", "ALiBi", "ATTENTION_BACKENDS", "Attention", "AttnMask", "Block",
+    "ACTIVATIONS", "ALiBi", "ATTENTION_BACKENDS", "ATTENTION_GATES", "Attention", "AttentionGate", "AttnMask", "Block",
     "DisentangledBias", "FFNS", "GatedMLP", "LearnedPositions", "MLP", "NORMS", "POSITIONS", "Packing",
     "RMSNorm", "RelativeEmbeddings", "RotaryPositions", "SOFTMAX", "SinusoidalPositions", "SparseMoE", "Stack",
     "StackedExperts", "StaticKVCache", "T5RelativeBias", "TopKRouter", "build_mask", "load_balancing_loss",
-    "attention_options", "make_dropout", "make_positions", "router_z_loss", "softmax1",
+    "attention_options", "make_dropout", "make_gate", "reset_gates", "make_positions", "router_z_loss", "softmax1",
 ]

@@ -1,7 +1,8 @@
 """Multi-head attention (Vaswani et al., 2017, eq. 1: softmax(Q K^T / sqrt(d_k)) V), with grouped-query
 (Ainslie et al., 2023) and multi-query (Shazeer, 2019) attention as n_kv_heads < n_heads.
 
-The part takes its projections, position module and softmax variant as arguments. Two backends:
+The part takes its projections, position module, softmax variant and optional output gate (`gates.py`, gated
+attention) as arguments. Two backends:
 - ``sdpa``: `torch.nn.functional.scaled_dot_product_attention`, with `is_causal` and no materialised
   mask whenever the mask allows it (see `masks.build_mask`), native GQA, and softmax-off-by-one
   through a prepended zero key/value;
@@ -92,9 +93,11 @@ class Attention(nn.Module):
         dropout: float = 0.0,
         backend: str = "sdpa",
         relative: nn.Module | None = None,
+        gate: nn.Module | None = None,
     ):
         """relative: a part adding content-dependent position terms to the scores (DeBERTa's
-        `DisentangledBias`); it then also sets the score scale."""
+        `DisentangledBias`); it then also sets the score scale. gate: a part scaling each head's output by a
+        sigmoid of the input before the output projection (`gates.AttentionGate`, gated attention)."""
         super().__init__()
         if n_heads % n_kv_heads:
             raise ConfigError(f"n_heads ({n_heads}) must be a multiple of n_kv_heads ({n_kv_heads})")
@@ -104,6 +107,7 @@ class Attention(nn.Module):
         self.softmax = softmax or Standard()
         self.rotary, self.window, self.causal = rotary, window, causal
         self.relative = relative
+        self.gate = gate
         if relative is not None and scale is None:
             scale = 1.0 / math.sqrt(head_dim * relative.scale_factor)
         self.scale = scale if scale is not None else 1.0 / math.sqrt(head_dim)
@@ -114,6 +118,7 @@ class Attention(nn.Module):
         return (
             f"heads={self.n_heads}, kv_heads={self.n_kv_heads}, head_dim={self.head_dim}, "
             f"softmax={self.softmax.name}, window={self.window}, causal={self.causal}, backend={self.backend}"
+            + (f", gate={type(self.gate).__name__}" if self.gate is not None else "")
         )
 
     def forward(
@@ -140,13 +145,17 @@ class Attention(nn.Module):
         so an encoder output is projected once per sequence, not once per decoding step.
         """
         if packing is not None:
-            return self.o_proj(self._attend_packed(x, packing, mask, rope, rel))
-        if memory_kv is not None:
-            k, v = memory_kv
+            heads = self._attend_packed(x, packing, mask, rope, rel)  # (N, H * Dh)
         else:
-            src = x if kv_input is None else kv_input
-            k, v = self.k_proj(src), self.v_proj(src)
-        return self.o_proj(self._attend(self.q_proj(x), k, v, mask, rope, rel, cache, layer, start))
+            if memory_kv is not None:
+                k, v = memory_kv
+            else:
+                src = x if kv_input is None else kv_input
+                k, v = self.k_proj(src), self.v_proj(src)
+            heads = self._attend(self.q_proj(x), k, v, mask, rope, rel, cache, layer, start)  # (B, Tq, H * Dh)
+        if self.gate is not None:  # gated attention: each head's output times sigmoid(G_i(x))
+            heads = self.gate(x, heads)
+        return self.o_proj(heads)
 
     def project_memory(self, memory: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """memory (B, Tm, D) -> (k, v), 2 x (B, Tm, Hkv * Dh), for `memory_kv`."""

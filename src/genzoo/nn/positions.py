@@ -61,6 +61,23 @@ class SinusoidalPositions(nn.Module):
         return self.table[position_ids]
 
 
+def timestep_embedding(t: torch.Tensor, dim: int, flip_sin_to_cos: bool = False, freq_shift: float = 1.0,
+                       max_period: float = 10000.0) -> torch.Tensor:
+    """Sinusoidal embedding of (diffusion) timesteps t (B,) -> (B, dim), computed from t itself, not a table: the
+    frequencies max_period^(-i / (dim/2 - freq_shift)), i < dim/2, sines then cosines (Vaswani et al. 2017, sec. 3.5,
+    as DDPM, Ho et al. 2020, appendix B, uses it; diffusers' `get_timestep_embedding`, whose operations it repeats so
+    the angles agree to the last bit). flip_sin_to_cos: cosines first."""
+    half = dim // 2
+    exponent = -math.log(max_period) * torch.arange(0, half, dtype=torch.float32, device=t.device) / (half - freq_shift)
+    angles = t[:, None].float() * torch.exp(exponent)[None, :]  # (B, dim/2)
+    emb = torch.cat([torch.sin(angles), torch.cos(angles)], dim=-1)  # (B, dim)
+    if flip_sin_to_cos:
+        emb = torch.cat([emb[:, half:], emb[:, :half]], dim=-1)
+    if dim % 2:
+        emb = torch.nn.functional.pad(emb, (0, 1))
+    return emb
+
+
 def rope_inv_freq(head_dim: int, theta: float, scaling: dict | None) -> torch.Tensor:
     """Inverse frequencies theta^(-2i/d) (RoFormer eq. 15), optionally rescaled for long context.
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import torch
 
 from ..data.digits import HELD_OUT_TEMPLATES, TRAIN_TEMPLATES, WORDS, all_train_captions, class_forms
+from ..errors import ConfigError
 from ..models.clip.loss import clip_loss
 from ..modes import evaluating
 from ..tokenizers import Tokenizer, pad_rows, train_bpe
@@ -23,11 +24,25 @@ def caption_tokenizer(run: Path, vocab_size: int, d: Dist) -> Tokenizer:
 
 
 def tokenize(tok: Tokenizer, texts: list[str], max_len: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Right-padded ids ending with the end-of-text token (B, T) and their attention mask (B, T)."""
-    return pad_rows([ids[: max_len - 1] + [tok.eos_id] for ids in tok.encode_batch(texts)], tok.eos_id)
+    """Right-padded ids ending with the end-of-text token (B, T) and their attention mask (B, T) (a CLIP tokenizer
+    that appends the end-of-text token itself keeps one)."""
+    eos = tok.eos_id
+    rows = [ids[:-1] if ids and ids[-1] == eos else ids for ids in tok.encode_batch(texts)]
+    return pad_rows([ids[: max_len - 1] + [eos] for ids in rows], tok.pad_id if tok.pad_token else eos)
 
 
 @TASKS.register("clip")
+def clip_task(recipe: Recipe, run: Path, d: Dist):
+    """CLIP on the user's image-caption table (data.source, `clip_pairs`) or on the built-in digits."""
+    if recipe.data.source is not None:
+        from .clip_pairs import ImageCaptionPairs
+
+        return ImageCaptionPairs(recipe, run, d)
+    if recipe.init is not None:
+        raise ConfigError("task 'clip' with init fine-tunes on your image-caption table: give data.source (--data)")
+    return ImageTextContrastive(recipe, run, d)
+
+
 class ImageTextContrastive(DigitsTask):
     loss_label = "contrastive cross-entropy (nats/pair)"
     def __init__(self, recipe: Recipe, run: Path, d: Dist):

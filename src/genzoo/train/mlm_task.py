@@ -15,7 +15,7 @@ from ..errors import ConfigError
 from ..modes import evaluating
 from .distributed import Dist
 from .recipe import Recipe
-from .tasks import TASKS, LanguageModelling, autocast, build_from_recipe, validation_blocks
+from .tasks import TASKS, LanguageModelling, autocast, build_from_recipe, check_block_size, validation_blocks
 
 SPECIALS = ("[PAD]", "[MASK]", "[CLS]", "[SEP]")
 
@@ -38,12 +38,15 @@ class MaskedLanguageModelling(LanguageModelling):
     """The language-modelling corpus and tokenizer (with [PAD] [MASK] [CLS] [SEP]), masked instead of shifted."""
 
     special_tokens = SPECIALS
+    init_genres = ("encoder",)
 
     def __init__(self, recipe: Recipe, run: Path, d: Dist):
         if not 0 < recipe.data.mask_prob < 1:
             raise ConfigError(f"data.mask_prob={recipe.data.mask_prob} is invalid: must be in (0, 1)")
         super().__init__(recipe, run, d)
         self.mask_id = self.tokenizer.tok.token_to_id("[MASK]")
+        if self.mask_id is None:
+            raise ConfigError("task 'mlm': the tokenizer has no [MASK] token")
 
     def make_data(self, tokens: torch.Tensor) -> PackedBlocks:
         # blocks of block_size; every rank reads the whole global batch, to draw the same masks, and keeps its slice
@@ -51,6 +54,10 @@ class MaskedLanguageModelling(LanguageModelling):
         return PackedBlocks(tokens, r.data.block_size - 1, batch_size=r.batch_size * self.d.world_size, seed=r.seed)
 
     def build_model(self):
+        if self.recipe.init is not None:  # a BertModel directory gets a fresh masked-LM head in place of its pooler
+            from .finetune import init_model
+
+            return check_block_size(init_model(self.recipe, ("encoder",), mlm_head=True, pooler=False), self.recipe)
         return build_from_recipe(self.recipe, vocab_size=self.tokenizer.vocab_size, pad_token_id=self.tokenizer.pad_id,
                                  max_positions=self.recipe.data.block_size, pooler=False, mlm_head=True)
 

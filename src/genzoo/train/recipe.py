@@ -5,8 +5,10 @@ values are parsed as YAML and must have the field's type."""
 from __future__ import annotations
 
 import dataclasses
+import os
 from dataclasses import dataclass, field
 from importlib import resources
+from pathlib import Path
 from typing import Any, get_type_hints
 
 import yaml
@@ -21,14 +23,32 @@ class DataConfig:
     max_bytes: int | None = None  # cap on source bytes read (None: all)
     val_percent: float = 5.0
     vocab_size: int = 2048  # byte-level BPE trained on the corpus
+    tokenizer: str = "byte-bpe"  # genzoo.tokenizers.TOKENIZER_TRAINERS: "byte-bpe" (GPT-2) or "sentencepiece-bpe" (Llama)
     block_size: int = 128
     mask_prob: float = 0.15  # task "mlm": the fraction of tokens to predict (BERT 15%, ModernBERT 30%)
-    source: str | None = None  # the user's own data (`--data`); tabular tasks: a .csv / .parquet table
+    # the user's own data (genzoo.data.sources); None: the embedded corpus above
+    source: str | None = None  # a folder, a .txt, or a .jsonl / .parquet / .csv table (tabular tasks: a table)
+    glob: str = "**/*.txt"  # files of a source folder
+    text_column: str = "text"  # lm / mlm: the text; clip: the caption
+    input_column: str = "input"  # seq2seq: the input; pairs: the query
+    target_column: str = "target"  # seq2seq: the target; pairs: the text the query retrieves
+    image_column: str = "image"  # clip: an image file's path (relative to the table's folder)
     # tabular tasks (genzoo.data.tables; data.corpus names an embedded table when there is no source)
     target: str | None = None  # the column to predict (the embedded tables: "target")
     categorical: str = ""  # columns read as categories whatever their dtype (comma-separated)
     numeric: str = ""  # columns read as numbers (comma-separated)
     missing: str = "refuse"  # NaNs: "refuse" (an error naming the column) or "impute" (median / a '<missing>' value)
+
+
+@dataclass
+class LoraSettings:
+    """LoRA adapters through `peft` (Hu et al., 2021, arXiv:2106.09685): W x + (alpha / r) B A x on the named
+    projections, only A and B trained. r = 0: no adapters (full fine-tuning)."""
+
+    r: int = 0
+    alpha: float = 16.0
+    dropout: float = 0.0
+    targets: str = "q_proj,k_proj,v_proj,o_proj"  # module names (comma-separated) the adapters wrap
 
 
 @dataclass
@@ -38,6 +58,8 @@ class Recipe:
     task: str = "lm"  # train.tasks.TASKS: "lm" (language modelling), "clip" (image-text contrastive)
     model: dict = field(default_factory=lambda: {"preset": "gpt2-tiny"})  # preset + config overrides
     data: DataConfig = field(default_factory=DataConfig)
+    init: str | None = None  # start from this HF directory or genzoo run (its weights and tokenizer; `model` unused)
+    lora: LoraSettings = field(default_factory=LoraSettings)
     steps: int = 200
     batch_size: int = 16  # per rank, per micro-step
     grad_accum: int = 1
@@ -59,10 +81,20 @@ class Recipe:
     device: str = "auto"  # "auto": cuda when present, else cpu
     fsdp: bool = False  # shard the model with FSDP2 (fully_shard) under torchrun
     progress: bool = True
+    fuse: dict = field(default_factory=dict)  # task "fuse": genzoo.fuse.FuseConfig fields (sources' shards, method, lam)
 
     def __post_init__(self):
         if isinstance(self.data, dict):
             self.data = _build(DataConfig, self.data, "data")
+        if isinstance(self.lora, dict):
+            self.lora = _build(LoraSettings, self.lora, "lora")
+        if not (isinstance(self.lora.r, int) and self.lora.r >= 0):
+            raise ConfigError(f"recipe field lora.r={self.lora.r!r} is invalid: an integer >= 0 (0: no adapters)")
+        from ..tokenizers import TOKENIZER_TRAINERS
+
+        if self.data.tokenizer not in TOKENIZER_TRAINERS:
+            raise ConfigError(f"recipe field data.tokenizer={self.data.tokenizer!r} is invalid: one of "
+                              f"{', '.join(TOKENIZER_TRAINERS)}")
         for f in ("steps", "batch_size", "grad_accum", "eval_every", "eval_batches", "save_every", "log_every",
                   "keep_checkpoints"):
             v = getattr(self, f)
@@ -78,6 +110,10 @@ class Recipe:
 
         # check the model fields now, before any data is read or compute is spent
         PRESETS.get(self.model["preset"]).make(**{k: v for k, v in self.model.items() if k != "preset"})
+        if self.fuse or self.task == "fuse":
+            from ..fuse.config import FuseConfig
+
+            FuseConfig.from_dict(self.fuse)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -118,7 +154,24 @@ def recipe_names() -> list[str]:
     return sorted(p.name[:-5] for p in resources.files("genzoo.recipes").iterdir() if p.name.endswith(".yaml"))
 
 
+def is_recipe_file(name: str) -> bool:
+    return name.endswith((".yaml", ".yml")) or os.sep in name or "/" in name
+
+
 def load_recipe(name: str, overrides: list[str] | dict | None = None) -> Recipe:
+    """A recipe by name (`genzoo list`) or the path of a YAML file written like the ones in genzoo/recipes/."""
+    if is_recipe_file(name):
+        path = Path(name).expanduser()
+        if not path.is_file():
+            raise ConfigError(f"recipe file {name!r}: no such file")
+        try:
+            data = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as e:
+            raise ConfigError(f"recipe file {name!r} is not valid YAML: {str(e).splitlines()[0]}") from None
+        if not isinstance(data, dict):
+            raise ConfigError(f"recipe file {name!r} must hold a mapping of recipe keys")
+        data.setdefault("name", path.stem)
+        return recipe_from_dict(data, overrides)
     names = recipe_names()
     if name not in names:
         raise ConfigError(f"unknown recipe {name!r}{nearest(name, names)}; recipes: {', '.join(names)}")
@@ -151,13 +204,16 @@ def parse_value(text: str):
 
 
 def recipe_from_dict(data: dict, overrides: list[str] | dict | None = None) -> Recipe:
-    data = {**data, "model": dict(data.get("model", {})), "data": dict(data.get("data", {}))}
+    data = {**data, "model": dict(data.get("model", {})), "data": dict(data.get("data", {})),
+            "lora": dict(data.get("lora") or {})}
     sets = parse_sets(overrides) if isinstance(overrides, list) else dict(overrides or {})
     hints = get_type_hints(Recipe)
     for key, value in sets.items():
         head, _, rest = key.partition(".")
         if head == "model" and rest:  # model.* is checked against the model config when it is built
             data["model"][rest] = value
+        elif head == "fuse" and rest:  # fuse.* is checked by FuseConfig when the recipe is built
+            data["fuse"] = {**data.get("fuse", {}), rest: value}
         elif head == "data" and rest:
             dh = get_type_hints(DataConfig)
             if rest not in dh:
@@ -165,17 +221,25 @@ def recipe_from_dict(data: dict, overrides: list[str] | dict | None = None) -> R
             if not _type_ok(value, dh[rest]):
                 raise ConfigError(f"--set {key}={value!r} has the wrong type: expected {type_name(dh[rest])}")
             data["data"][rest] = value
-        elif key in hints and key not in ("model", "data", "name"):
+        elif head == "lora" and rest:
+            lh = get_type_hints(LoraSettings)
+            if rest not in lh:
+                raise ConfigError(f"unknown --set key {key!r}{nearest(rest, lh)}; lora keys: {', '.join(sorted(lh))}")
+            if not _type_ok(value, lh[rest]):
+                raise ConfigError(f"--set {key}={value!r} has the wrong type: expected {type_name(lh[rest])}")
+            data["lora"][rest] = value
+        elif key in hints and key not in ("model", "data", "name", "lora", "fuse"):
             if not _type_ok(value, hints[key]):
                 raise ConfigError(f"--set {key}={value!r} has the wrong type: expected {type_name(hints[key])}")
             data[key] = value
         else:
-            choices = [k for k in hints if k not in ("model", "data", "name")] + ["model.<field>", "data.<field>"]
+            choices = [k for k in hints if k not in ("model", "data", "name", "lora", "fuse")] + \
+                ["model.<field>", "data.<field>", "lora.<field>", "fuse.<field>"]
             raise ConfigError(f"unknown --set key {key!r}{nearest(key, choices)}; keys: {', '.join(choices)}")
-    top = {k: v for k, v in data.items() if k != "data"}
+    top = {k: v for k, v in data.items() if k not in ("data", "lora")}
     for k, v in top.items():
         if k not in hints:
             raise ConfigError(f"unknown recipe key {k!r}{nearest(k, hints)}")
         if k != "model" and not _type_ok(v, hints[k]):
             raise ConfigError(f"recipe key {k}={v!r} has the wrong type: expected {type_name(hints[k])}")
-    return Recipe(**top, data=_build(DataConfig, data["data"], "data"))
+    return Recipe(**top, data=_build(DataConfig, data["data"], "data"), lora=_build(LoraSettings, data["lora"], "lora"))

@@ -19,7 +19,7 @@ from .distributed import Dist
 from .recipe import Recipe
 from .tasks import TASKS, ExampleTask, autocast, build_from_recipe
 
-CORPORA = ("sort", "reverse", "stdlib-names")
+CORPORA = ("sort", "reverse", "stdlib-names")  # or data.source: a table with data.input_column, data.target_column
 
 
 def char_tokenizer() -> Tokenizer:
@@ -38,6 +38,9 @@ class SequenceToSequence(ExampleTask):
     def __init__(self, recipe: Recipe, run: Path, d: Dist):
         super().__init__(recipe, run, d)
         corpus = recipe.data.corpus
+        if recipe.data.source is not None or recipe.init is not None:
+            self.user_data(recipe, run, d)
+            return
         if corpus not in CORPORA:
             raise ConfigError(f"task 'seq2seq' needs data.corpus in {CORPORA}, got {corpus!r}")
         if corpus == "stdlib-names":
@@ -53,7 +56,37 @@ class SequenceToSequence(ExampleTask):
             self.val_pairs = synthetic_pairs(corpus, 512, recipe.seed + 1)
             self.tokenizer = char_tokenizer()
 
+    def user_data(self, recipe: Recipe, run: Path, d: Dist) -> None:
+        """The pairs of the user's table (or of the built-in corpus) and the initial checkpoint's tokenizer (or a
+        byte-level BPE trained on the training pairs)."""
+        from ..data import open_source
+        from ..data.sources import split_rows
+        from .finetune import init_tokenizer
+
+        c = recipe.data
+        if c.source is not None:
+            source = open_source(c.source, c.glob)
+            self.train_pairs, self.val_pairs = split_rows(source, [c.input_column, c.target_column],
+                                                          ["input_column", "target_column"], c.val_percent)
+        elif c.corpus in ("sort", "reverse"):
+            self.train_pairs = synthetic_pairs(c.corpus, 50_000, recipe.seed)
+            self.val_pairs = synthetic_pairs(c.corpus, 512, recipe.seed + 1)
+        else:
+            raise ConfigError(f"task 'seq2seq' with init needs data.source or data.corpus in ('sort', 'reverse'), "
+                              f"got {c.corpus!r}")
+        texts = [a for a, _ in self.train_pairs] + [b for _, b in self.train_pairs]
+        tok = init_tokenizer(recipe, ("seq2seq",))
+        self.tokenizer = run_tokenizer(run, d, lambda: tok or train_bpe(texts, c.vocab_size,
+                                                                        special_tokens=("[PAD]",)))
+        if self.tokenizer.eos_id is None:
+            raise ConfigError("task 'seq2seq': the tokenizer has no end-of-text token (tokenizer_config.json "
+                              "eos_token)")
+
     def build_model(self):
+        if self.recipe.init is not None:
+            from .finetune import init_model
+
+            return init_model(self.recipe, ("seq2seq",))
         tok = self.tokenizer
         return build_from_recipe(self.recipe, vocab_size=tok.vocab_size, pad_token_id=tok.pad_id,
                                  eos_token_id=tok.eos_id, decoder_start_token_id=tok.pad_id,
@@ -64,7 +97,10 @@ class SequenceToSequence(ExampleTask):
         limit = self.recipe.data.block_size
         src, mask = self.tokenizer.batch([a for a, _ in pairs], max_len=None)
         src, mask = src[:, :limit], mask[:, :limit]
-        rows = [ids[: limit - 1] + [self.tokenizer.eos_id] for ids in self.tokenizer.encode_batch([b for _, b in pairs])]
+        eos = self.tokenizer.eos_id
+        targets = [ids[:-1] if ids and ids[-1] == eos else ids  # a T5 tokenizer appends </s> itself
+                   for ids in self.tokenizer.encode_batch([b for _, b in pairs])]
+        rows = [ids[: limit - 1] + [eos] for ids in targets]
         labels, _ = pad_rows(rows, -100)  # no target at padding
         return src, mask, labels
 

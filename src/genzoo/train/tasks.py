@@ -133,16 +133,20 @@ def build_from_recipe(recipe: Recipe, **fixed):
 
 @TASKS.register("lm")
 class LanguageModelling(Task):
-    """Next-token prediction on the standard-library corpus, packed into fixed-length blocks."""
+    """Next-token prediction on the standard-library corpus (or the user's `data.source`), packed into fixed-length
+    blocks; from a preset, or fine-tuning the decoder of `init`."""
 
     units = "tok"
     special_tokens: tuple[str, ...] = ()  # tokens the trained tokenizer reserves besides end-of-text
+    init_genres: tuple[str, ...] = ("decoder",)  # what `init` may hold
 
     def __init__(self, recipe: Recipe, run: Path, d: Dist):
         super().__init__(recipe, run, d)
         from .data import prepare
+        from .finetune import init_tokenizer
 
-        self.tokenizer, train_tokens, self.val_tokens = prepare(recipe.data, run, d, self.special_tokens)
+        self.tokenizer, train_tokens, self.val_tokens = prepare(recipe.data, run, d, self.special_tokens,
+                                                                init_tokenizer(recipe, self.init_genres))
         self.data = self.make_data(train_tokens)
 
     def make_data(self, tokens: torch.Tensor) -> PackedBlocks:
@@ -152,15 +156,15 @@ class LanguageModelling(Task):
                             seed=r.seed)
 
     def build_model(self):
+        if self.recipe.init is not None:
+            from .finetune import init_model
+
+            return check_block_size(init_model(self.recipe, self.init_genres), self.recipe)
         fixed = {"vocab_size": self.tokenizer.vocab_size, "bos_token_id": self.tokenizer.eos_id,
                  "eos_token_id": self.tokenizer.eos_id}
         if "max_positions" not in self.recipe.model:
             fixed["max_positions"] = self.recipe.data.block_size
-        model = build_from_recipe(self.recipe, **fixed)
-        if model.config.max_positions < self.recipe.data.block_size:
-            raise ConfigError(f"model max_positions={model.config.max_positions} < "
-                              f"data.block_size={self.recipe.data.block_size}")
-        return model
+        return check_block_size(build_from_recipe(self.recipe, **fixed), self.recipe)
 
     def next_batch(self):
         return self.data.next_batch().to(self.d.device)
@@ -184,6 +188,14 @@ class LanguageModelling(Task):
 
     def save_files(self, directory):
         self.tokenizer.save(directory)
+
+
+def check_block_size(model, recipe: Recipe, extra: int = 0):
+    """The model, once its positions are known to cover data.block_size (+ extra)."""
+    if model.config.max_positions < recipe.data.block_size + extra:
+        raise ConfigError(f"model max_positions={model.config.max_positions} < data.block_size="
+                          f"{recipe.data.block_size}{f' + {extra}' if extra else ''}; lower data.block_size")
+    return model
 
 
 def validation_blocks(tokens: torch.Tensor, block_size: int, recipe: Recipe, rank: int = 0,
@@ -222,7 +234,8 @@ def lm_validation(model, tokens: torch.Tensor, recipe: Recipe, d: Dist, amp) -> 
 
 
 def _register():
-    from . import clip_task, diffusion_task, gan_task, mlm_task, seq2seq_task, tabular_task  # noqa: F401
+    from . import (clip_task, diffusion_task, fuse_task, gan_task, mlm_task, pairs_task, seq2seq_task,  # noqa: F401
+                   tabular_task)
 
 
 _register()

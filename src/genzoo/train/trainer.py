@@ -27,6 +27,7 @@ from ..interop import save as save_model
 from ..rundir import clean_partial, latest_checkpoint
 from .checkpoint import load_trainer_state, rng_state, save_checkpoint, set_rng_state
 from .distributed import Dist, autocast_dtype, setup, teardown, wrap
+from .finetune import apply_lora
 from .metrics import MetricsLog, plot_losses
 from .optimizers import OptimizerSet
 from .recipe import Recipe
@@ -94,6 +95,8 @@ def export_final(run: Path, model, save_files) -> None:
     shutil.rmtree(tmp, ignore_errors=True)
     save_model(model, tmp, extra_files=save_files)
     for f in tmp.iterdir():
+        if f.is_dir() and (run / f.name).is_dir():  # a folder (a LoRA run's adapter/) is replaced whole
+            shutil.rmtree(run / f.name)
         os.replace(f, run / f.name)
     shutil.rmtree(tmp, ignore_errors=True)
 
@@ -124,7 +127,7 @@ def _train(recipe: Recipe, run: Path, resume: bool, d: Dist) -> dict:
 
     torch.manual_seed(recipe.seed)  # the same initial weights on every rank
     task = TASKS.get(recipe.task)(recipe, run, d)
-    model = task.build_model().to(d.device)
+    model = apply_lora(task.build_model(), recipe).to(d.device)  # lora.r > 0: adapters (peft) train alone
     amp = autocast_dtype(recipe.precision, d.device)
     step, state = 0, None
     if resume:
@@ -225,7 +228,8 @@ def _train(recipe: Recipe, run: Path, resume: bool, d: Dist) -> dict:
 
 def evaluate_run(path: str | os.PathLike, max_batches: int | None = None, batch_size: int = 16) -> dict:
     """Validation metrics of a run: for language models (or an HF directory) the loss and perplexity on the
-    validation split of the standard-library corpus; for other tasks, the task's own validation."""
+    validation split of the standard-library corpus (or of the run's own data.source); for other tasks, the task's
+    own validation."""
     import genzoo
     from ..data import stdlib_corpus
     from ..rundir import resolve_checkpoint_dir
@@ -246,8 +250,13 @@ def evaluate_run(path: str | os.PathLike, max_batches: int | None = None, batch_
     tokenizer = Tokenizer.from_dir(directory)
     if recipe is None:
         recipe = Recipe(data={"block_size": min(128, model.config.max_positions)})
-    corpus = stdlib_corpus(max_bytes=recipe.data.max_bytes, val_percent=recipe.data.val_percent)
-    val = token_stream(tokenizer, corpus.read("val"))
+    if recipe.data.source is not None and (run / "data" / "val.bin").exists():  # the run's own held-out text
+        from ..data.tokens import read_tokens
+
+        val = read_tokens(run / "data", "val")
+    else:
+        corpus = stdlib_corpus(max_bytes=recipe.data.max_bytes, val_percent=recipe.data.val_percent)
+        val = token_stream(tokenizer, corpus.read("val"))
     recipe.batch_size, recipe.eval_batches = batch_size, max_batches or sys.maxsize  # default: the whole split
     recipe.eval_batches = validation_blocks(val, recipe.data.block_size, recipe)[1]
     return {"dir": str(directory), "batches": recipe.eval_batches, **lm_validation(model, val, recipe, Dist(), None)}

@@ -93,6 +93,7 @@ class GPT2Format(CheckpointFormat):
         require(c, "attn_bias", c.attn_bias and c.attn_out_bias, f, "biased attention projections")
         require(c, "sliding_window", c.sliding_window is None, f, "no sliding window")
         require(c, "softmax", c.softmax == "standard", f, "the standard softmax")
+        require(c, "attn_gate", c.attn_gate == "none", f, "no attention gate")
         return {
             "architectures": ["GPT2LMHeadModel"], "model_type": "gpt2", "vocab_size": c.vocab_size,
             "n_positions": c.max_positions, "n_embd": c.d_model, "n_layer": c.n_layers, "n_head": c.n_heads,
@@ -195,6 +196,7 @@ class LlamaFormat(CheckpointFormat):
         require(c, "position", c.position == "rope", f, "rotary positions")
         require(c, "attn_out_bias", c.attn_out_bias == c.attn_bias, f, "the same bias on all projections")
         require(c, "softmax", c.softmax == "standard", f, "the standard softmax")
+        require(c, "attn_gate", c.attn_gate == "none", f, "no attention gate")
         if not self.has_window:
             require(c, "sliding_window", c.sliding_window is None, f, "no sliding window; use 'mistral'")
         rope = {"rope_type": "default", "rope_theta": c.rope_theta, **(c.rope_scaling or {})}

@@ -17,8 +17,8 @@ from ...config import GENRES
 from ...errors import InputError
 from ...generate import GenerationMixin
 from ...inputs import check_token_ids
-from ...nn import (FFNS, NORMS, SOFTMAX, Attention, Block, StaticKVCache, Stack, attention_options,
-                   make_positions)
+from ...nn import (FFNS, NORMS, SOFTMAX, Attention, Block, StaticKVCache, Stack, attention_options, make_gate,
+                   make_positions, reset_gates)
 from ...nn.ffn import GATED_ACTIVATIONS
 from ...nn.moe import SparseMoE, StackedExperts, TopKRouter, load_balancing_loss, router_z_loss
 from ...outputs import CausalLMOutput
@@ -41,6 +41,7 @@ def make_block(cfg: DecoderConfig, positions: nn.Module) -> Block:
         causal=True,
         dropout=cfg.dropout,
         backend=cfg.attn_backend,
+        gate=make_gate(cfg.attn_gate, d, h),
         **attention_options(positions, dim=d, n_heads=h, head_dim=dh),
     )
     if cfg.n_experts:  # Mixtral: every FFN is a sparse mixture of gated experts
@@ -98,6 +99,7 @@ class DecoderLM(Stack, GenerationMixin):
                 nn.init.normal_(p, std=std / math.sqrt(2 * self.config.n_layers))
             else:
                 nn.init.normal_(p, std=std)
+        reset_gates(self)  # gates start open to their init value (the loop above zeroed their biases)
 
     # ---- input checks (before any compute; DESIGN.md principle 5) ----
     def check_inputs(self, input_ids, attention_mask=None, position_ids=None, start: int = 0) -> None:

@@ -21,6 +21,12 @@ class DiffusionConfig:
     channel_mults: tuple = (1, 2)
     n_res_blocks: int = 1
     groups: int = 8
+    # UNet2D (diffusers' UNet2DModel layout)
+    attention_levels: tuple = ()  # levels (0 = highest resolution) whose blocks attend (AttnDownBlock2D)
+    attention_head_dim: int = 8
+    norm_eps: float = 1e-5
+    flip_sin_to_cos: bool = True  # timestep embedding: cosines first
+    freq_shift: float = 0.0
     # DiT
     d_model: int = 64
     n_layers: int = 4
@@ -43,6 +49,7 @@ class DiffusionConfig:
         from .denoisers import DENOISERS
 
         self.channel_mults = tuple(self.channel_mults)
+        self.attention_levels = tuple(self.attention_levels)
         DENOISERS.get(self.denoiser)
         check_positive(self, "image_size", "channels", "base_channels", "n_res_blocks", "groups", "d_model",
                        "n_layers", "n_heads", "d_ff", "patch_size")
@@ -54,6 +61,10 @@ class DiffusionConfig:
               f"must halve {len(self.channel_mults) - 1} times (channel_mults={self.channel_mults})")
         check(all(self.base_channels * m % self.groups == 0 for m in self.channel_mults), "groups", self.groups,
               "must divide base_channels * every channel_mult")
+        check(all(isinstance(i, int) and 0 <= i < len(self.channel_mults) for i in self.attention_levels),
+              "attention_levels", self.attention_levels, f"level indices in 0..{len(self.channel_mults) - 1}")
+        check(all(self.base_channels * m % self.attention_head_dim == 0 for m in self.channel_mults),
+              "attention_head_dim", self.attention_head_dim, "must divide base_channels * every channel_mult")
         check(self.d_model % self.n_heads == 0, "d_model", self.d_model, f"must be divisible by n_heads={self.n_heads}")
         check(self.image_size % self.patch_size == 0, "image_size", self.image_size,
               f"must be a multiple of patch_size={self.patch_size}")
@@ -71,3 +82,14 @@ PRESETS.register("ddpm-tiny", Preset(DiffusionConfig, base_channels=16, groups=4
 PRESETS.register("dit-digits", Preset(DiffusionConfig, denoiser="dit"))
 PRESETS.register("dit-tiny", Preset(DiffusionConfig, denoiser="dit", d_model=32, n_layers=2, d_ff=64,
                                     num_train_timesteps=100))
+# diffusers' UNet2DModel layout (`genzoo.save(model, dir, format="diffusers")` writes a DDPMPipeline directory)
+_UNET2D = dict(denoiser="unet2d", beta_schedule="linear", cond_drop_prob=0.0)
+PRESETS.register("ddpm-unet2d", Preset(DiffusionConfig, **_UNET2D, n_classes=0, image_size=32, channels=3,
+                                       base_channels=224, channel_mults=(1, 2, 3, 4), n_res_blocks=2, groups=32,
+                                       attention_levels=(1, 2, 3)))  # UNet2DModel's defaults
+PRESETS.register("ddpm-unet2d-digits", Preset(DiffusionConfig, **{**_UNET2D, "cond_drop_prob": 0.1,
+                                                                   "beta_schedule": "squaredcos_cap_v2"},
+                                              base_channels=32, channel_mults=(1, 2), groups=8, attention_levels=(1,)))
+PRESETS.register("ddpm-unet2d-tiny", Preset(DiffusionConfig, **_UNET2D, n_classes=0, base_channels=16,
+                                            channel_mults=(1, 2), groups=4, attention_levels=(1,),
+                                            num_train_timesteps=100))

@@ -39,11 +39,11 @@ class Conditioning(nn.Module):
 class ResBlock(nn.Module):
     """GroupNorm, SiLU, 3x3 conv; add the projected conditioning; GroupNorm, SiLU, dropout, 3x3 conv; residual."""
 
-    def __init__(self, c_in: int, c_out: int, emb: int, groups: int, dropout: float):
+    def __init__(self, c_in: int, c_out: int, emb: int, groups: int, dropout: float, eps: float = 1e-5):
         super().__init__()
-        self.norm1, self.conv1 = nn.GroupNorm(groups, c_in), nn.Conv2d(c_in, c_out, 3, padding=1)
+        self.norm1, self.conv1 = nn.GroupNorm(groups, c_in, eps), nn.Conv2d(c_in, c_out, 3, padding=1)
         self.emb = nn.Linear(emb, c_out)
-        self.norm2, self.conv2 = nn.GroupNorm(groups, c_out), nn.Conv2d(c_out, c_out, 3, padding=1)
+        self.norm2, self.conv2 = nn.GroupNorm(groups, c_out, eps), nn.Conv2d(c_out, c_out, 3, padding=1)
         self.drop = make_dropout(dropout)
         self.skip = nn.Conv2d(c_in, c_out, 1) if c_in != c_out else nn.Identity()
 
@@ -55,9 +55,9 @@ class ResBlock(nn.Module):
 class SpatialAttention(nn.Module):
     """Self-attention over the H*W positions of a feature map (the shared Attention part), residual."""
 
-    def __init__(self, c: int, groups: int, heads: int = 4):
+    def __init__(self, c: int, groups: int, heads: int = 4, eps: float = 1e-5):
         super().__init__()
-        self.norm = nn.GroupNorm(groups, c)
+        self.norm = nn.GroupNorm(groups, c, eps)
         self.attn = Attention(nn.Linear(c, c), nn.Linear(c, c), nn.Linear(c, c), nn.Linear(c, c), n_heads=heads,
                               n_kv_heads=heads, head_dim=c // heads, causal=False)
 
@@ -151,3 +151,10 @@ class DiT(Stack):
         out = self.head(h[:, 1:])  # (B, N, p*p*C)
         out = out.view(b, self.side, self.side, self.c, self.p, self.p)  # (B, h, w, C, p, p)
         return out.permute(0, 3, 1, 4, 2, 5).reshape(b, self.c, self.side * self.p, self.side * self.p)
+
+
+def _register_unet2d():
+    from . import unet2d  # noqa: F401  (registers "unet2d")
+
+
+_register_unet2d()

@@ -6,11 +6,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ...config import PRESETS, Preset, check, check_positive
-from ...nn import FFNS, NORMS, POSITIONS, SOFTMAX
+from ...nn import ATTENTION_GATES, FFNS, NORMS, POSITIONS, SOFTMAX
 from ...nn.attention import BACKENDS
 from ...nn.ffn import ACTIVATIONS
 
-POOLINGS = ("mean", "cls")
+from .pooling import POOLINGS
 
 
 @dataclass
@@ -34,6 +34,7 @@ class EncoderConfig:
     ffn: str = "mlp"  # FFNS
     activation: str = "gelu"  # ACTIVATIONS
     softmax: str = "standard"  # SOFTMAX
+    attn_gate: str = "none"  # ATTENTION_GATES: a per-head sigmoid gate on the attention output (gated attention)
     position: str = "learned"  # POSITIONS
     rope_theta: float = 10000.0  # global layers
     local_rope_theta: float | None = None  # local layers (None: rope_theta)
@@ -49,7 +50,12 @@ class EncoderConfig:
     pad_token_id: int = 0
     pooler: bool = True  # BERT's dense + tanh on the first token (BertModel checkpoints carry it)
     mlm_head: bool = False  # masked-LM head: dense + act + norm, decoder tied to the embeddings, bias
-    pooling: str = "mean"  # sentence embeddings from `encode`: "mean" over real tokens, or "cls"
+    pooling: str = "mean"  # `encode`'s pooling (pooling.POOLING): cls, mean, max, weighted-mean, last-token, ...
+    # sentence-transformers settings (read from and written to its modules.json / sentence_bert_config.json files)
+    normalize: bool = True  # `encode` L2-normalises (the Normalize module)
+    max_seq_length: int | None = None  # `encode` truncates texts to this many tokens (None: max_positions)
+    lowercase: bool = False  # `encode` lowercases texts first (do_lower_case)
+    sentence_modules: bool = False  # `genzoo.save` writes the sentence-transformers modules beside the weights
     unpad: bool = True  # run ragged batches as their real tokens only (nn.packing)
     dropout: float = 0.0
     attn_backend: str = "sdpa"
@@ -63,7 +69,7 @@ class EncoderConfig:
         check(isinstance(self.type_vocab_size, int) and self.type_vocab_size >= 0, "type_vocab_size",
               self.type_vocab_size, ">= 0")
         for name, reg in (("norm", NORMS), ("ffn", FFNS), ("activation", ACTIVATIONS), ("position", POSITIONS),
-                          ("softmax", SOFTMAX)):
+                          ("softmax", SOFTMAX), ("attn_gate", ATTENTION_GATES)):
             reg.get(getattr(self, name))
         check(isinstance(self.pad_token_id, int) and 0 <= self.pad_token_id < self.vocab_size, "pad_token_id",
               self.pad_token_id, f"must be a token id in 0..{self.vocab_size - 1}")
@@ -71,6 +77,9 @@ class EncoderConfig:
         terms = [t for t in self.pos_att_type.split("|") if t]
         check(all(t in ("c2p", "p2c") for t in terms), "pos_att_type", self.pos_att_type, "'c2p', 'p2c' or 'c2p|p2c'")
         check(self.pooling in POOLINGS, "pooling", self.pooling, f"one of {POOLINGS}")
+        check(self.max_seq_length is None or (isinstance(self.max_seq_length, int) and
+                                             0 < self.max_seq_length <= self.max_positions),
+              "max_seq_length", self.max_seq_length, f"None or an integer in 1..max_positions={self.max_positions}")
         check(self.attn_backend in BACKENDS, "attn_backend", self.attn_backend, f"one of {BACKENDS}")
 
     @property

@@ -10,6 +10,7 @@ from ...config import PRESETS
 from ...errors import CheckpointError
 from ...interop.formats import FORMATS, CheckpointFormat, KeyMap, merge_fused, require, split_fused
 from .config import EncoderConfig
+from .sentence import SentenceModules
 
 BERT_KEYS = KeyMap([
     ("embed.weight", "embeddings.word_embeddings.weight"),
@@ -35,7 +36,7 @@ GZ_ACT = {"gelu": "gelu", "gelu_tanh": "gelu_new", "relu": "relu", "silu": "silu
 
 
 @FORMATS.register("bert")
-class BertFormat(CheckpointFormat):
+class BertFormat(SentenceModules, CheckpointFormat):
     model_type = "bert"
 
     def config_from_hf(self, hf: dict) -> EncoderConfig:
@@ -60,6 +61,7 @@ class BertFormat(CheckpointFormat):
         require(c, "norm_position", c.norm_position == "post", f, "post-norm")
         require(c, "position", c.position == "learned", f, "learned absolute positions")
         require(c, "softmax", c.softmax == "standard", f, "the standard softmax")
+        require(c, "attn_gate", c.attn_gate == "none", f, "no attention gate")
         require(c, "ffn", c.ffn == "mlp", f, "an MLP")
         require(c, "activation", c.activation in GZ_ACT, f, f"one of {sorted(GZ_ACT)}")
         require(c, "norm", c.norm == "layernorm", f, "LayerNorm")
@@ -116,7 +118,7 @@ def modernbert_rope(hf: dict) -> tuple[float, float]:
 
 
 @FORMATS.register("modernbert")
-class ModernBertFormat(CheckpointFormat):
+class ModernBertFormat(SentenceModules, CheckpointFormat):
     model_type = "modernbert"
 
     def config_from_hf(self, hf: dict) -> EncoderConfig:
@@ -151,6 +153,7 @@ class ModernBertFormat(CheckpointFormat):
                 "pre-norm with no first attention norm and a final norm")
         require(c, "position", c.position == "rope", f, "rotary positions")
         require(c, "softmax", c.softmax == "standard", f, "the standard softmax")
+        require(c, "attn_gate", c.attn_gate == "none", f, "no attention gate")
         require(c, "ffn", c.ffn in ("gated", "geglu"), f, "a gated MLP")
         require(c, "type_vocab_size", c.type_vocab_size == 0, f, "no token types")
         require(c, "pooler", not c.pooler, f, "no pooler")
@@ -214,7 +217,7 @@ DEBERTA_LM_HEAD = {"lm_predictions.lm_head.dense.": "cls.predictions.transform.d
 
 
 @FORMATS.register("deberta-v2")
-class DebertaV2Format(CheckpointFormat):
+class DebertaV2Format(SentenceModules, CheckpointFormat):
     model_type = "deberta-v2"
 
     def config_from_hf(self, hf: dict) -> EncoderConfig:
@@ -248,6 +251,7 @@ class DebertaV2Format(CheckpointFormat):
         f = "deberta-v2"
         require(c, "position", c.position == "disentangled", f, "disentangled attention")
         require(c, "softmax", c.softmax == "standard", f, "the standard softmax")
+        require(c, "attn_gate", c.attn_gate == "none", f, "no attention gate")
         require(c, "norm_position", c.norm_position == "post", f, "post-norm")
         require(c, "ffn", c.ffn == "mlp", f, "an MLP")
         require(c, "pooler", not c.pooler, f, "no pooler")

@@ -15,10 +15,12 @@ from torch import nn
 from ...config import GENRES
 from ...errors import InputError
 from ...inputs import check_token_ids
-from ...nn import FFNS, NORMS, SOFTMAX, Attention, Block, Stack, attention_options, make_positions
+from ...nn import (FFNS, NORMS, SOFTMAX, Attention, Block, Stack, attention_options, make_gate, make_positions,
+                   reset_gates)
 from ...nn.ffn import ACTIVATIONS
 from ...nn.positions import LearnedPositions
 from .config import EncoderConfig
+from .pooling import POOLING
 
 
 @dataclass
@@ -51,6 +53,7 @@ def make_block(cfg: EncoderConfig, layer: int, positions: nn.Module) -> Block:
                      nn.Linear(d, d, bias=bias), n_heads=h, n_kv_heads=h, head_dim=d // h,
                      softmax=SOFTMAX.get(cfg.softmax)(), window=None if cfg.is_global(layer) else cfg.local_window,
                      causal=False, dropout=cfg.dropout, backend=cfg.attn_backend,
+                     gate=make_gate(cfg.attn_gate, d, h),
                      **attention_options(positions, dim=d, n_heads=h, head_dim=d // h, terms=terms,
                                          share_att_key=cfg.share_att_key))
     norm = NORMS.get(cfg.norm)
@@ -97,6 +100,7 @@ class EncoderModel(Stack):
                 nn.init.normal_(p, std=cfg.init_std)
             elif name.endswith("bias"):
                 nn.init.zeros_(p)
+        reset_gates(self)  # gates start open to their init value (the loop above zeroed their biases)
 
     def tied_parameters(self) -> list[str]:
         """Parameters that are another parameter under a second name (not stored in checkpoints)."""
@@ -130,17 +134,29 @@ class EncoderModel(Stack):
                 out.loss = F.cross_entropy(out.logits.flatten(0, 1).float(), labels.flatten(), ignore_index=-100)
         return out
 
+    def sentence_inputs(self, texts: list[str], tokenizer, max_len: int | None = None):
+        """Token ids (B, T) and attention mask (B, T) of texts as `encode` sees them: stripped, lowercased when the
+        config says so, truncated to max_seq_length (sentence-transformers' settings; default max_positions)."""
+        cfg = self.config
+        texts = [t.strip() for t in texts]  # as sentence-transformers' Transformer.tokenize
+        if cfg.lowercase:
+            texts = [t.lower() for t in texts]
+        limit = min(x for x in (max_len, cfg.max_seq_length, cfg.max_positions) if x)
+        return tokenizer.batch(texts, max_len=limit)
+
+    def pool(self, h: torch.Tensor, mask: torch.Tensor, normalize: bool | None = None) -> torch.Tensor:
+        """Token states (B, T, D) -> sentence embeddings (B, D): the config's pooling, L2-normalised when
+        `normalize` (default: the config's `normalize`)."""
+        e = POOLING.get(self.config.pooling)(h, mask)
+        return F.normalize(e, dim=-1) if (self.config.normalize if normalize is None else normalize) else e
+
     @torch.no_grad()
-    def encode(self, texts: list[str], tokenizer, normalize: bool = True, batch_size: int = 64) -> torch.Tensor:
-        """Sentence embeddings (len(texts), D): pooled ("mean" over real tokens, or "cls") and normalised."""
+    def encode(self, texts: list[str], tokenizer, normalize: bool | None = None, batch_size: int = 64) -> torch.Tensor:
+        """Sentence embeddings (len(texts), D), as sentence-transformers' `encode` computes them from the same
+        directory: texts lowercased and truncated per the config, pooled (config.pooling), normalised (default:
+        config.normalize)."""
         rows = []
         for i in range(0, len(texts), batch_size):
-            ids, mask = tokenizer.batch(texts[i:i + batch_size], max_len=self.config.max_positions)
-            h = self(ids, attention_mask=mask).last_hidden_state
-            if self.config.pooling == "cls":
-                e = h[:, 0]
-            else:
-                m = mask[..., None].to(h.dtype)
-                e = (h * m).sum(1) / m.sum(1).clamp(min=1e-9)
-            rows.append(F.normalize(e, dim=-1) if normalize else e)
+            ids, mask = self.sentence_inputs(texts[i:i + batch_size], tokenizer)
+            rows.append(self.pool(self(ids, attention_mask=mask).last_hidden_state, mask, normalize))
         return torch.cat(rows)
