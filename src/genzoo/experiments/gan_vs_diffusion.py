@@ -68,9 +68,11 @@ def judge_samples(images: torch.Tensor, labels: torch.Tensor) -> dict:
 @EXPERIMENTS.register("gan-vs-diffusion")
 def run(out: str, seeds: int = 5, gan_steps: int = 1500, ddpm_steps: int | None = None, eval_every: int = 250,
         workers: int = 2, configs: tuple[str, ...] | None = None, sets: tuple[str, ...] = (),
-        ddpm_sets: tuple[str, ...] = (), per_class: int = PER_CLASS, speed_repeats: int = 5) -> dict:
+        ddpm_sets: tuple[str, ...] = (), per_class: int = PER_CLASS, speed_repeats: int = 5,
+        speed_batch: int = 500) -> dict:
     """ddpm_steps None: the ddpm-digits recipe's own steps. workers: processes training runs side by side (0: this
-    process). sets / ddpm_sets: extra --set overrides (the test suite shrinks the models)."""
+    process). sets / ddpm_sets: extra --set overrides (the test suite shrinks the models). speed_batch: images per
+    timed sampling call."""
     import genzoo
     from ..figures import image_grid
 
@@ -119,7 +121,7 @@ def run(out: str, seeds: int = 5, gan_steps: int = 1500, ddpm_steps: int | None 
     cfg = results["configs"]
     best = min(cfg, key=lambda n: cfg[n]["median_frechet"])
     results["best"] = best
-    results["speed"] = sampling_speed(genzoo.load(out / "runs" / f"{best}-seed0"), ddpm, speed_repeats)
+    results["speed"] = sampling_speed(genzoo.load(out / "runs" / f"{best}-seed0"), ddpm, speed_repeats, speed_batch)
     plot_curves(results, out / "fd_curves.png")
     stabilised = max((cfg[n]["success_rate"] for n in cfg if n != "dcgan"), default=float("nan"))
     targets = {
