@@ -103,7 +103,7 @@ def test_feature_tokenizer_formula_and_no_positions(mixed):
     m = genzoo.build("ft-tiny", schema=s.to_dict(), attention_dropout=0.0, ffn_dropout=0.0).eval()
     num, cat = m.tensors(mixed.iloc[:4])
     cat[0, 1] = -1  # a value unseen in training
-    tok = m.tokenizer
+    tok = m.feature_tokenizer
     tokens = tok(num, cat)
     n_num = num.shape[1]
     torch.testing.assert_close(tokens[:, :n_num], num[:, :, None] * tok.num_weight + tok.num_bias)

@@ -72,7 +72,7 @@ class FTTransformer(nn.Module):
         if s.target is None:
             raise InputError("an FT-Transformer predicts a target column: fit the schema with a target")
         self.n_outputs = len(s.target.categories) if s.task == "classification" else 1
-        self.tokenizer = FeatureTokenizer(len(s.numeric), [len(c.categories) for c in s.categorical], d)
+        self.feature_tokenizer = FeatureTokenizer(len(s.numeric), [len(c.categories) for c in s.categorical], d)
         self.cls = nn.Parameter(torch.empty(1, 1, d).uniform_(-1 / math.sqrt(d), 1 / math.sqrt(d)))
         blocks = []
         for i in range(config.n_layers):
@@ -107,7 +107,7 @@ class FTTransformer(nn.Module):
         or target values -> logits (B, n_classes | 1), and the loss when labels are given."""
         if check:
             self.check_inputs(numeric, categorical)
-        tokens = self.tokenizer(numeric, categorical)  # (B, k, D)
+        tokens = self.feature_tokenizer(numeric, categorical)  # (B, k, D)
         h = self.stack(tokens, prefix=self.cls.expand(tokens.shape[0], -1, -1))  # (B, 1 + k, D), [CLS] first
         logits = self.head(F.relu(h[:, 0]))  # (B, n_outputs)
         loss = None
