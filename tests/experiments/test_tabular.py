@@ -14,7 +14,8 @@ from genzoo.experiments.tabular import privacy, score
 def test_experiment_writes_outputs(tmp_path):
     r = EXPERIMENTS.get("tabular")(out=str(tmp_path), seeds=2, tables=("mixed",), ft_steps=4, ft_eval=2,
                                    ddpm_steps=3, workers=0, ft_sets=("model.preset=ft-tiny", "batch_size=16"),
-                                   ddpm_sets=("model.preset=tab-ddpm-tiny", "batch_size=16"))
+                                   ddpm_sets=("model.preset=tab-ddpm-tiny", "batch_size=16"),
+                                   gb_max_iter=10)
     for f in ("report.md", "results.json", "prediction.png", "generation.png"):
         assert (tmp_path / f).exists(), f
     saved = json.loads((tmp_path / "results.json").read_text())

@@ -41,9 +41,9 @@ def splits(df, seed: int, test: float = 0.2):
     return df.iloc[order[n:]].reset_index(drop=True), df.iloc[order[:n]].reset_index(drop=True)
 
 
-def boosting(train, test, target: str, task: str, seed: int) -> dict:
-    """Gradient boosting (scikit-learn defaults) on the train rows, scored on the test rows; text and boolean
-    columns as categories."""
+def boosting(train, test, target: str, task: str, seed: int, max_iter: int = 100) -> dict:
+    """Gradient boosting (scikit-learn defaults; max_iter 100 is theirs) on the train rows, scored on the test rows;
+    text and boolean columns as categories."""
     import pandas as pd
     from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
 
@@ -57,10 +57,10 @@ def boosting(train, test, target: str, task: str, seed: int) -> dict:
     both = features(pd.concat([train, test]))  # the same category codes in both
     x_tr, x_te = both.iloc[: len(train)], both.iloc[len(train):]
     if task == "classification":
-        m = HistGradientBoostingClassifier(random_state=seed, categorical_features="from_dtype")
+        m = HistGradientBoostingClassifier(random_state=seed, categorical_features="from_dtype", max_iter=max_iter)
         m.fit(x_tr, train[target].astype(str))
         return score(test[target].astype(str).to_numpy(), m.predict(x_te), task)
-    m = HistGradientBoostingRegressor(random_state=seed, categorical_features="from_dtype")
+    m = HistGradientBoostingRegressor(random_state=seed, categorical_features="from_dtype", max_iter=max_iter)
     m.fit(x_tr, train[target])
     return score(test[target].to_numpy(), m.predict(x_te), task)
 
@@ -121,8 +121,9 @@ def privacy(train, synth, test, schema) -> dict:
 
 @EXPERIMENTS.register("tabular")
 def run(out: str, seeds: int = 5, tables: tuple[str, ...] = TABLES_ALL, ft_steps: int = 400, ft_eval: int = 50,
-        ddpm_steps: int = 3000, workers: int = 2, ft_sets: tuple[str, ...] = (), ddpm_sets: tuple[str, ...] = ()
-        ) -> dict:
+        ddpm_steps: int = 3000, workers: int = 2, ft_sets: tuple[str, ...] = (), ddpm_sets: tuple[str, ...] = (),
+        gb_max_iter: int = 100) -> dict:
+    """gb_max_iter: boosting iterations (scikit-learn's default 100; the test suite shrinks it)."""
     import genzoo
     from ..data.tables import TABLES
     from ..models.tabular import TableSchema
@@ -157,7 +158,7 @@ def run(out: str, seeds: int = 5, tables: tuple[str, ...] = TABLES_ALL, ft_steps
             task = TableSchema.fit(train, tgt).task
             model, step = best_checkpoint_model(out / "runs" / f"ft-{name}-{seed}", records[("ft", name, seed)], task)
             per_seed.append({"ft": score(test[tgt].to_numpy(), model.predict(test), task),
-                             "gb": boosting(train, test, tgt, task, seed), "ft_best_step": step})
+                             "gb": boosting(train, test, tgt, task, seed, gb_max_iter), "ft_best_step": step})
         ft = statistics.mean(points(s["ft"]) for s in per_seed)
         gb = statistics.mean(points(s["gb"]) for s in per_seed)
         row = {"task": task, "seeds": per_seed, "ft_points": ft, "gb_points": gb, "gap_points": ft - gb,
@@ -173,7 +174,8 @@ def run(out: str, seeds: int = 5, tables: tuple[str, ...] = TABLES_ALL, ft_steps
         synth = gen.sample_table(len(train), generator=torch.Generator().manual_seed(0))
         sample_seconds = time.perf_counter() - t1
         task = gen.schema.task
-        real_score, synth_score = boosting(train, test, tgt, task, 0), boosting(synth, test, tgt, task, 0)
+        real_score = boosting(train, test, tgt, task, 0, gb_max_iter)
+        synth_score = boosting(synth, test, tgt, task, 0, gb_max_iter)
         results["generation"][name] = {
             "task": task, "rows": len(synth), "sample_seconds": round(sample_seconds, 2),
             "real": real_score, "synthetic": synth_score, "efficacy": points(synth_score) / points(real_score),
