@@ -151,15 +151,21 @@ def cmd_generate(args) -> int:
     from .tokenizers import Tokenizer
 
     model = genzoo.load(args.dir)
+    if not hasattr(model, "generate"):  # images (GAN, diffusion) or table rows, not text
+        if hasattr(model, "sample") or hasattr(model, "sample_table"):
+            return _generate_samples(model, args)
+        raise ArgumentError(f"genzoo generate: {args.dir} holds a {type(model).__name__}, which does not generate")
+    if args.prompt is None:
+        raise ArgumentError("genzoo generate: --prompt is required for a text model")
     if args.quantize:
         model = genzoo.quantize(model, args.quantize)
     tok = Tokenizer.load(args.dir)
     if args.retrieve:  # retrieval-augmented: the index's top-k passages go into the prompt
-        args.prompt = retrieved_prompt(args, tok, model.config.max_positions - args.max_new_tokens)
+        args.prompt = retrieved_prompt(args, tok, model.config.max_positions - (args.max_new_tokens or 64))
     ids = tok.encode(args.prompt)
     if not ids:
         raise ArgumentError("genzoo generate: --prompt encodes to no tokens")
-    prompt = torch.tensor([ids] * args.num_samples)
+    prompt = torch.tensor([ids] * (args.num_samples or 1))
     sample = args.temperature > 0
     extra = {}
     if args.num_beams > 1:
@@ -179,7 +185,7 @@ def cmd_generate(args) -> int:
         if args.stop:
             extra.update(stop=args.stop, tokenizer=tok)
     causal = hasattr(model, "make_cache")
-    stream = args.num_samples == 1 and args.num_beams == 1 and not args.no_stream
+    stream = (args.num_samples or 1) == 1 and args.num_beams == 1 and not args.no_stream
     if stream:  # print tokens as they come (a causal LM echoes the prompt first)
         extra["streamer"] = TextStreamer(tok, skip_prompt=not causal)
     out = model.generate(
@@ -189,9 +195,47 @@ def cmd_generate(args) -> int:
     )
     if not stream:
         for i, row in enumerate(out.tolist()):
-            if args.num_samples > 1:
+            if (args.num_samples or 1) > 1:
                 print(f"--- sample {i + 1} ---")
             print(tok.decode(row))
+    return 0
+
+
+def _generate_samples(model, args) -> int:
+    """A table generator writes --rows synthetic rows to --out (.csv or .parquet); an image generator writes a grid
+    of --num-samples images (of class --class) to --out (.png)."""
+    import torch
+
+    g = torch.Generator().manual_seed(args.seed)
+    if hasattr(model, "sample_table"):
+        if args.rows is None or args.rows < 1:
+            raise ArgumentError("genzoo generate: a table generator needs --rows N (a positive number of rows)")
+        out = args.out or "synthetic.csv"
+        if not out.endswith((".csv", ".parquet")):
+            raise ArgumentError(f"genzoo generate: --out {out!r}: write a table to a .csv or .parquet file")
+        df = model.sample_table(args.rows, generator=g)
+        tmp = f"{out}.tmp"  # written whole, then renamed into place
+        df.to_csv(tmp, index=False) if out.endswith(".csv") else df.to_parquet(tmp, index=False)
+        os.replace(tmp, out)
+        print(f"wrote {len(df)} synthetic rows ({len(df.columns)} columns) to {out}")
+        return 0
+    n = args.num_samples or 16
+    n_classes = getattr(model.config, "n_classes", 0)
+    if args.cls is None and n_classes:
+        labels = torch.arange(n) % n_classes
+    elif args.cls is not None:
+        labels = torch.full((n,), args.cls)
+    else:
+        labels = None
+    images = model.sample(labels, generator=g) if labels is not None else model.sample(n=n, generator=g)
+    out = args.out or "samples.png"
+    if not out.endswith(".png"):
+        raise ArgumentError(f"genzoo generate: --out {out!r}: images are written as a .png grid")
+    from .figures import image_grid
+
+    what = f"class {args.cls}" if args.cls is not None else "every class in turn" if labels is not None else "samples"
+    image_grid(images.cpu(), out, ncol=min(n, 10), title=f"{type(model).__name__}: {what}")
+    print(f"wrote {n} images ({what}) to {out}")
     return 0
 
 
@@ -452,7 +496,8 @@ def build_parser() -> Parser:
     s.add_argument("--force", action="store_true",
                    help="resume even though the recipe changes what is trained (model, data, seed, batch size)")
     s.add_argument("--data", metavar="PATH", help="train on your own data: a folder of text files (data.glob), a "
-                   ".txt, or a .jsonl / .parquet / .csv table (columns: data.text_column, ...); sets data.source")
+                   ".txt, or a .jsonl / .parquet / .csv table (columns: data.text_column, ...; tabular recipes: "
+                   "--set data.target=COLUMN); sets data.source")
     s.add_argument("--init", metavar="DIR", help="fine-tune: start from this Hugging Face directory or genzoo run "
                    "(its weights and tokenizer); add --set lora.r=8 to train LoRA adapters only")
     s.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -476,14 +521,20 @@ def build_parser() -> Parser:
 
     s = sub.add_parser("generate", help="generate text from a run or Hugging Face directory, or a GGUF file")
     s.add_argument("dir", help="a run directory, a Hugging Face-format model directory or a .gguf file")
-    s.add_argument("--prompt", required=True)
+    s.add_argument("--prompt", help="the text to continue (text models)")
     s.add_argument("--max-new-tokens", type=positive_int, default=None,
                    help="at most this many new tokens (default: 64, or what the model's positions leave)")
     s.add_argument("--temperature", type=temperature, default=0.8, help="0 for greedy decoding")
     s.add_argument("--top-k", type=positive_int, default=None)
     s.add_argument("--top-p", type=probability, default=None)
     s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--num-samples", type=positive_int, default=1)
+    s.add_argument("--num-samples", type=positive_int, default=None,
+                   help="texts to sample (default 1); images (default 16)")
+    s.add_argument("--class", dest="cls", type=int, default=None,
+                   help="image generators (GAN, diffusion): the class of every image (default: the classes in turn)")
+    s.add_argument("--rows", type=positive_int, default=None, help="table generators: the number of synthetic rows")
+    s.add_argument("--out", help="table generators: a .csv / .parquet file (default synthetic.csv); image "
+                   "generators: a .png grid (default samples.png)")
     s.add_argument("--num-beams", type=positive_int, default=1,
                    help="beam search with this many beams (seq2seq models)")
     s.add_argument("--length-penalty", type=float, default=1.0,

@@ -14,6 +14,7 @@ def _register():
         dpok,
         fusellm,
         fusion,
+        gan_vs_diffusion,
         gato,
         gliner_zero_shot,
         lens_spae,
@@ -21,6 +22,7 @@ def _register():
         moe_locality,
         outliers,
         retrieval_finetune,
+        tabular,
     )
 
 

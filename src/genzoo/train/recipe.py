@@ -32,13 +32,18 @@ class DataConfig:
     mixture: dict | None = None  # task "gato": {task: sampling weight} (data.mixture.task_names())
     episodes: dict | None = None  # task "gato": {control task: expert episodes trained on} (default: control.CONTROL)
     # the user's own data (genzoo.data.sources); None: the embedded corpus above
-    source: str | None = None  # a folder, a .txt, or a .jsonl / .parquet / .csv table
+    source: str | None = None  # a folder, a .txt, or a .jsonl / .parquet / .csv table (tabular tasks: a table)
     glob: str = "**/*.txt"  # files of a source folder
     text_column: str = "text"  # lm / mlm: the text; clip: the caption
     input_column: str = "input"  # seq2seq: the input; pairs: the query
     target_column: str = "target"  # seq2seq: the target; pairs: the text the query retrieves
     image_column: str = "image"  # clip: an image file's path (relative to the table's folder)
     paired_percent: float = 100.0  # early-/late-fusion: the share of training images seen with text (paired data)
+    # tabular tasks (genzoo.data.tables; data.corpus names an embedded table when there is no source)
+    target: str | None = None  # the column to predict (the embedded tables: "target")
+    categorical: str = ""  # columns read as categories whatever their dtype (comma-separated)
+    numeric: str = ""  # columns read as numbers (comma-separated)
+    missing: str = "refuse"  # NaNs: "refuse" (an error naming the column) or "impute" (median / a '<missing>' value)
 
 
 @dataclass

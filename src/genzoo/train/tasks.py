@@ -57,6 +57,17 @@ class Task:
     def save_files(self, directory: Path) -> None:
         """Files saved beside the weights of every checkpoint (e.g. the tokenizer)."""
 
+    def make_optimizers(self, model) -> dict[str, torch.optim.Optimizer] | None:
+        """None: the loop's AdamW over every parameter, with `loss`. A task that makes its own updates (a GAN: D,
+        then G) returns its optimisers by name; the loop then calls `train_step` each step, gives every optimiser
+        the recipe's warmup + cosine schedule, and checkpoints and resumes them all."""
+        return None
+
+    def train_step(self, model, optimizers: dict[str, torch.optim.Optimizer], amp) -> dict[str, float]:
+        """One whole update with the task's own optimisers (zero_grad, backward, step); -> the figures to log,
+        "loss" among them."""
+        raise NotImplementedError
+
 
 class ExampleTask(Task):
     """A task drawing whole examples (image-caption pairs, source-target pairs) in a seeded order per epoch.
@@ -229,6 +240,7 @@ def _register():
         early_fusion_task,
         fuse_task,
         fusion_task,
+        gan_task,
         gato_task,
         gliner_task,
         late_fusion_task,
@@ -237,6 +249,7 @@ def _register():
         pairs_task,
         seq2seq_task,
         spae_task,
+        tabular_task,
         vl_tasks,
         vq_task,
     )

@@ -30,6 +30,7 @@ from .checkpoint import load_trainer_state, rng_state, save_checkpoint, set_rng_
 from .distributed import Dist, autocast_dtype, setup, teardown, wrap
 from .finetune import apply_lora
 from .metrics import MetricsLog, plot_losses, read_records
+from .optimizers import OptimizerSet
 from .recipe import Recipe, recipe_from_dict
 from .runs import check_resume, export_final, fresh_start, state_value, unchanged_on_error
 from .tasks import TASKS
@@ -168,8 +169,13 @@ def _locked_train(recipe: Recipe, run: Path, resume: bool, force: bool, d: Dist,
                                   f"resume with steps >= {step}")
             state_value(ckpt, lambda: task.load_state_dict(state["data"]))
         wrapped = wrap(model, d, recipe.fsdp)
-        opt = make_optimizer(model, recipe)
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_at(s, recipe))
+        own = task.make_optimizers(model)  # {name: optimiser} of a task that makes its own updates (a GAN), or None
+        if own is not None and (d.enabled or recipe.nan_policy != "error"):
+            raise ConfigError(f"task {recipe.task!r} makes its own updates: one process (no torchrun) and "
+                              f"nan_policy='error' (got nan_policy={recipe.nan_policy!r})")
+        opt = make_optimizer(model, recipe) if own is None else OptimizerSet(own)
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_at(s, recipe)) if own is None else \
+            opt.schedulers(lambda s: lr_at(s, recipe))
         if resume:
             state_value(ckpt, lambda: load_optimizer_state(model, opt, state["optimizer"], recipe, d))
             state_value(ckpt, lambda: sched.load_state_dict(state["scheduler"]))
@@ -200,14 +206,19 @@ def _locked_train(recipe: Recipe, run: Path, resume: bool, force: bool, d: Dist,
         t0 = time.perf_counter()
         wrapped.train()
         total = torch.zeros((), device=d.device)
-        for micro in range(recipe.grad_accum):
-            batch = task.next_batch()
-            sync = micro == recipe.grad_accum - 1 or not d.enabled or recipe.fsdp
-            ctx = contextlib.nullcontext() if sync else wrapped.no_sync()
-            with ctx:
-                loss = task.loss(wrapped, batch, amp) / recipe.grad_accum
-                loss.backward()
-            total += loss.detach()
+        figures = {}  # what a task's own update reports besides its loss
+        if own is not None:  # the task makes the whole update with its own optimisers
+            figures = task.train_step(wrapped, own, amp)
+            total += figures.pop("loss")
+        else:
+            for micro in range(recipe.grad_accum):
+                batch = task.next_batch()
+                sync = micro == recipe.grad_accum - 1 or not d.enabled or recipe.fsdp
+                ctx = contextlib.nullcontext() if sync else wrapped.no_sync()
+                with ctx:
+                    loss = task.loss(wrapped, batch, amp) / recipe.grad_accum
+                    loss.backward()
+                total += loss.detach()
         loss_value = d.mean(total).item()
         if not math.isfinite(loss_value):
             if recipe.nan_policy == "error":
@@ -219,10 +230,11 @@ def _locked_train(recipe: Recipe, run: Path, resume: bool, force: bool, d: Dist,
             sched.step()
             bar.update(1)
             continue
-        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), recipe.grad_clip) if recipe.grad_clip > 0 \
-            else None
+        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), recipe.grad_clip) \
+            if recipe.grad_clip > 0 and own is None else None
         lr = sched.get_last_lr()[0]
-        opt.step()
+        if own is None:
+            opt.step()
         sched.step()
         opt.zero_grad(set_to_none=True)
         step += 1
@@ -230,7 +242,7 @@ def _locked_train(recipe: Recipe, run: Path, resume: bool, force: bool, d: Dist,
         rate = task.units_per_step() / (time.perf_counter() - t0)
         bar.set_postfix(loss=f"{loss_value:.4f}", **{f"{task.units}_s": f"{rate:,.0f}"})
         if log is not None and (step % recipe.log_every == 0 or step == recipe.steps):
-            rec = {"step": step, "loss": loss_value, "lr": lr, f"{task.units}_per_s": rate}
+            rec = {"step": step, "loss": loss_value, "lr": lr, f"{task.units}_per_s": rate, **figures}
             if grad_norm is not None:
                 rec["grad_norm"] = float(grad_norm)
             log.write(rec)
