@@ -14,7 +14,7 @@ import math
 import torch
 
 BACKGROUND = 0.12  # grey level in [0, 1]
-EXTENT = 0.68  # the view covers [-EXTENT, EXTENT] in camera x and y
+EXTENT = 0.52  # the view covers [-EXTENT, EXTENT] in camera x and y
 AZIMUTH, ELEVATION = 35.0, 25.0  # degrees
 AMBIENT = 0.35
 

@@ -97,3 +97,15 @@ def contrastive(text: str) -> list[str]:
             if other != word:
                 out.append(re.sub(rf"\b{word}\b", other, text, count=1))
     return out
+
+
+def all_captions(templates: list[str] | None = None) -> list[str]:
+    """Every caption the templates can write (each shape, colour, size or none, pose or none): a tokenizer's corpus."""
+    out = []
+    for t in templates or TRAIN_TEMPLATES:
+        for shape in SHAPE_NAMES:
+            for colour in COLOUR_NAMES:
+                for size in (None, *SIZE_NAMES):
+                    for pose in (None, LYING, UPRIGHT):
+                        out.append(t.format(desc=describe(shape, colour, size, pose)))
+    return out

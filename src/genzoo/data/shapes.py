@@ -26,7 +26,7 @@ COLOURS = {  # name -> RGB in [0, 1]
     "red": (0.86, 0.14, 0.12), "green": (0.16, 0.72, 0.22), "blue": (0.16, 0.32, 0.92),
     "yellow": (0.96, 0.86, 0.12), "purple": (0.62, 0.22, 0.78), "orange": (1.0, 0.52, 0.06),
 }
-SIZES = {"small": 0.6, "large": 1.0}  # name -> scale of the canonical shape
+SIZES = {"small": 0.45, "large": 0.75}  # name -> scale of the canonical shape (x 2 stays in [-1, 1])
 COLOUR_JITTER = 0.04  # per object, per channel (uniform +-)
 
 

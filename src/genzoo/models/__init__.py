@@ -1,3 +1,3 @@
 """Model genres and systems; importing this package registers every preset and checkpoint format."""
 
-from . import clip, decoder, diffusion, encoder, seq2seq  # noqa: F401
+from . import clip, decoder, diffusion, encoder, pointe, seq2seq  # noqa: F401

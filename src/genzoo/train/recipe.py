@@ -77,6 +77,7 @@ class Recipe:
     fsdp: bool = False  # shard the model with FSDP2 (fully_shard) under torchrun
     progress: bool = True
     fuse: dict = field(default_factory=dict)  # task "fuse": genzoo.fuse.FuseConfig fields (sources' shards, method, lam)
+    pointe: dict = field(default_factory=dict)  # task "pointe": train.pointe_task.PointETraining fields (objects, stages)
 
     def __post_init__(self):
         if isinstance(self.data, dict):
@@ -109,6 +110,10 @@ class Recipe:
             from ..fuse.config import FuseConfig
 
             FuseConfig.from_dict(self.fuse)
+        if self.pointe or self.task == "pointe":
+            from .pointe_task import PointETraining
+
+            PointETraining.from_dict(self.pointe)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -209,6 +214,8 @@ def recipe_from_dict(data: dict, overrides: list[str] | dict | None = None) -> R
             data["model"][rest] = value
         elif head == "fuse" and rest:  # fuse.* is checked by FuseConfig when the recipe is built
             data["fuse"] = {**data.get("fuse", {}), rest: value}
+        elif head == "pointe" and rest:  # pointe.* is checked by PointETraining when the recipe is built
+            data["pointe"] = {**data.get("pointe", {}), rest: value}
         elif head == "data" and rest:
             dh = get_type_hints(DataConfig)
             if rest not in dh:
@@ -223,13 +230,13 @@ def recipe_from_dict(data: dict, overrides: list[str] | dict | None = None) -> R
             if not _type_ok(value, lh[rest]):
                 raise ConfigError(f"--set {key}={value!r} has the wrong type: expected {type_name(lh[rest])}")
             data["lora"][rest] = value
-        elif key in hints and key not in ("model", "data", "name", "lora", "fuse"):
+        elif key in hints and key not in ("model", "data", "name", "lora", "fuse", "pointe"):
             if not _type_ok(value, hints[key]):
                 raise ConfigError(f"--set {key}={value!r} has the wrong type: expected {type_name(hints[key])}")
             data[key] = value
         else:
-            choices = [k for k in hints if k not in ("model", "data", "name", "lora", "fuse")] + \
-                ["model.<field>", "data.<field>", "lora.<field>", "fuse.<field>"]
+            choices = [k for k in hints if k not in ("model", "data", "name", "lora", "fuse", "pointe")] + \
+                ["model.<field>", "data.<field>", "lora.<field>", "fuse.<field>", "pointe.<field>"]
             raise ConfigError(f"unknown --set key {key!r}{nearest(key, choices)}; keys: {', '.join(choices)}")
     top = {k: v for k, v in data.items() if k not in ("data", "lora")}
     for k, v in top.items():

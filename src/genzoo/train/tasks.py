@@ -223,7 +223,7 @@ def lm_validation(model, tokens: torch.Tensor, recipe: Recipe, d: Dist, amp) -> 
 
 
 def _register():
-    from . import clip_task, diffusion_task, fuse_task, mlm_task, pairs_task, seq2seq_task  # noqa: F401
+    from . import clip_task, diffusion_task, fuse_task, mlm_task, pairs_task, pointe_task, seq2seq_task  # noqa: F401
 
 
 _register()
