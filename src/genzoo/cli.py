@@ -84,6 +84,8 @@ def cmd_generate(args) -> int:
     from .tokenizers import Tokenizer
 
     model = genzoo.load(args.dir)
+    if hasattr(model, "generate_point_cloud"):  # a Point-E run: text -> view -> point cloud
+        return generate_points(model, args)
     if args.quantize:
         model = genzoo.quantize(model, args.quantize)
     tok = Tokenizer.load(args.dir)
@@ -125,6 +127,33 @@ def cmd_generate(args) -> int:
             if args.num_samples > 1:
                 print(f"--- sample {i + 1} ---")
             print(tok.decode(row))
+    return 0
+
+
+def generate_points(model, args) -> int:
+    """genzoo generate POINTE_RUN --prompt TEXT --out CLOUD.ply: the cloud (.ply), the view and the cloud from three
+    angles (PNGs beside it), the words of the prompt no training caption has, and the seconds of each stage."""
+    from pathlib import Path
+
+    from .models.pointe.files import cloud_figure, view_figure, write_ply
+
+    if not args.out or not args.out.endswith(".ply"):
+        raise ArgumentError(f"genzoo generate: a Point-E run writes a point cloud: give --out FILE.ply "
+                            f"(got {args.out!r})")
+    r = model.generate_point_cloud(args.prompt, guidance_scale=args.guidance_scale, seed=args.seed,
+                                   image_steps=args.image_steps, point_steps=args.point_steps,
+                                   upsample_steps=args.upsample_steps, route=args.route)
+    out = Path(args.out)
+    write_ply(r.clouds[0], out)
+    view_png, cloud_png = out.with_suffix(".view.png"), out.with_suffix(".cloud.png")
+    view_figure(r.views[0], view_png, args.prompt)
+    cloud_figure(r.clouds[0], cloud_png, f"{args.prompt} ({r.clouds.shape[2]} points)")
+    if r.unseen[0]:
+        print(f"genzoo: words no training caption has (generated anyway): {', '.join(r.unseen[0])}",
+              file=sys.stderr)
+    stages = ", ".join(f"{k} {v:.2f} s" for k, v in r.seconds.items())
+    print(f"wrote {out} ({r.clouds.shape[2]} points), {view_png}, {cloud_png}; {stages}, "
+          f"total {sum(r.seconds.values()):.2f} s")
     return 0
 
 
@@ -317,7 +346,8 @@ def build_parser() -> Parser:
     s.add_argument("--no-progress", action="store_true", help="no progress bars")
     s.set_defaults(fn=cmd_fuse)
 
-    s = sub.add_parser("generate", help="generate text from a run or Hugging Face directory, or a GGUF file")
+    s = sub.add_parser("generate", help="generate text from a run or Hugging Face directory, or a GGUF file; "
+                       "a point cloud (.ply) from a Point-E run")
     s.add_argument("dir", help="a run directory, a Hugging Face-format model directory or a .gguf file")
     s.add_argument("--prompt", required=True)
     s.add_argument("--max-new-tokens", type=int, default=64)
@@ -343,6 +373,14 @@ def build_parser() -> Parser:
     s.add_argument("--quantize", choices=QUANTIZE,
                    help="decode with a quantized copy: int8 (int8 activations and weights), int8-weight, int4-weight "
                         "(weight-only; torchao) or bf16")
+    s.add_argument("--out", metavar="FILE.ply", help="Point-E runs: the point cloud to write (PNGs of the view and "
+                   "of the cloud go beside it)")
+    s.add_argument("--guidance-scale", type=float, default=3.0, help="Point-E runs: classifier-free guidance scale")
+    s.add_argument("--image-steps", type=int, default=25, help="Point-E runs: text-to-image DDIM steps")
+    s.add_argument("--point-steps", type=int, default=32, help="Point-E runs: coarse cloud Karras/Heun steps")
+    s.add_argument("--upsample-steps", type=int, default=16, help="Point-E runs: upsampler Karras/Heun steps")
+    s.add_argument("--route", choices=("image", "text"), default="image", help="Point-E runs: text -> view -> "
+                   "points (image, Point-E) or the text-conditioned point model (text, the baseline)")
     s.set_defaults(fn=cmd_generate)
 
     s = sub.add_parser("chat", help="chat with a causal LM through its chat template (HF directory or GGUF file)")

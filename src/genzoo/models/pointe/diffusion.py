@@ -112,8 +112,9 @@ class PointCloudDiffusion(nn.Module):
                 def x0(x, t):
                     return self.tables.x0_from_eps(x, t, self.predict(x, t, guidance_scale, **conditions)[0])
 
-                return karras_sample(x0, self.scheduler.alphas_cumprod, shape, steps, sigma_min=sigma_min,
-                                     sigma_max=sigma_max, s_churn=s_churn, generator=generator, device=device)
+                x = karras_sample(x0, self.scheduler.alphas_cumprod, shape, steps, sigma_min=sigma_min,
+                                  sigma_max=sigma_max, s_churn=s_churn, generator=generator, device=device)
+                return x.clamp(-1, 1)  # the last Euler step lands on the clamped x_0 up to rounding
             if sampler == "ddim":
                 return self._ddim(shape, steps, guidance_scale, generator, conditions, device)
             return self._ddpm(shape, steps, guidance_scale, generator, conditions, device)
