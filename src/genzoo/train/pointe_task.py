@@ -72,7 +72,10 @@ class PointETask(ExampleTask):
         if recipe.data.corpus not in ("stdlib", "shapes"):  # "stdlib" is the recipe default: the field is unused
             raise ConfigError(f"task 'pointe' trains on data.corpus='shapes', got {recipe.data.corpus!r}")
         self.opts = PointETraining.from_dict(recipe.pointe)
-        size = int(recipe.model.get("image_size", 16))
+        from ..config import PRESETS
+
+        model = dict(recipe.model)
+        size = PRESETS.get(model.pop("preset")).make(**model).image_size  # the preset's, or the override
         self.train_set = ShapeSet(self.opts.objects, recipe.seed, size, self.opts.render_points)
         self.val_set = ShapeSet(self.opts.val_objects, recipe.seed + 1, size, self.opts.render_points)
         self.tokenizer = caption_tokenizer(run, recipe.data.vocab_size, d)
