@@ -26,6 +26,7 @@ def test_experiment_writes_outputs(tmp_path):
     assert r["end_to_end_seconds_per_sample"] > 0 and "not implemented" in saved["rl_practices"]
 
 
+@pytest.mark.slow
 def test_judge_reads_real_clouds_and_not_blobs():
     from genzoo.models.pointe.judge import r_precision, read_clouds
 

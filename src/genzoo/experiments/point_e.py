@@ -73,7 +73,7 @@ def run(out: str, small: bool = False, steps: int | None = None, sets: tuple[str
     train_seconds = time.perf_counter() - t_train
     model = genzoo.load(run_dir).eval()
     t_judge = time.perf_counter()
-    point_judge()  # trained once per process, before any timing of generation
+    judge = point_judge(steps=200 if small else 1000)  # trained once per process, before any timing
     judge_seconds = time.perf_counter() - t_judge
 
     n = samples_per_prompt or (1 if small else 4)
@@ -91,26 +91,26 @@ def run(out: str, small: bool = False, steps: int | None = None, sets: tuple[str
         r = model.generate_point_cloud(prompts, guidance_scale=w, route=route, seed=0, **steps_kw)
         outs[name] = r
         arms[name] = {"route": route, "guidance": w,
-                      "r_precision": r_precision(read_clouds(r.clouds), shape_idx, colour_idx),
-                      "r_precision_coarse": r_precision(read_clouds(r.coarse), shape_idx, colour_idx),
+                      "r_precision": r_precision(read_clouds(r.clouds, judge), shape_idx, colour_idx),
+                      "r_precision_coarse": r_precision(read_clouds(r.coarse, judge), shape_idx, colour_idx),
                       "seconds_per_sample": sum(r.seconds.values()) / len(prompts),
                       "stage_seconds": {k: v for k, v in r.seconds.items()}}
     reference = real_clouds(shape_idx, colour_idx, fine, seed=1)
     second_real = real_clouds(shape_idx, colour_idx, fine, seed=2)
     spread = reference[:, :3].transpose(0, 1).reshape(3, -1).std(dim=1)  # per-axis std of real points
     blob = blobs(shape_idx, colour_idx, fine, spread, torch.Generator().manual_seed(3))
-    fid = {name: p_fid(o.clouds, reference) for name, o in outs.items()}
-    fid["blob"] = p_fid(blob, reference)
-    fid["real"] = p_fid(second_real, reference)
-    judge_real = r_precision(read_clouds(second_real), shape_idx, colour_idx)
-    judge_blob = r_precision(read_clouds(blob), shape_idx, colour_idx)
+    fid = {name: p_fid(o.clouds, reference, judge) for name, o in outs.items()}
+    fid["blob"] = p_fid(blob, reference, judge)
+    fid["real"] = p_fid(second_real, reference, judge)
+    judge_real = r_precision(read_clouds(second_real, judge), shape_idx, colour_idx)
+    judge_blob = r_precision(read_clouds(blob, judge), shape_idx, colour_idx)
 
     g1, g3 = arms["image_g1"]["r_precision"], arms["image_g3"]["r_precision"]
     results = {
         "small": small, "recipe": recipe.to_dict(), "prompts": len(prompts), "samples_per_prompt": n,
         "points": {"coarse": model.config.points, "fine": fine}, "arms": arms, "p_fid": fid,
         "judge_r_precision_on_real_clouds": judge_real, "judge_r_precision_on_blobs": judge_blob,
-        "train_seconds": train_seconds, "judge_seconds": judge_seconds,
+        "train_seconds": train_seconds, "judge_seconds": judge_seconds, "judge_steps": 200 if small else 1000,
         "end_to_end_seconds_per_sample": arms["image_g3"]["seconds_per_sample"],
         "rl_practices": "not implemented (issue item 6): no arms run",
     }

@@ -106,10 +106,10 @@ def view_judge(steps: int = 500, seed: int = 1, image_size: int = 16) -> ViewCNN
 
 
 @torch.no_grad()
-def read_clouds(clouds: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(shape, colour) class indices (B,) the PointNet judge reads from clouds (B, 6, N)."""
+def read_clouds(clouds: torch.Tensor, judge: PointNet | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(shape, colour) class indices (B,) the PointNet judge (default `point_judge()`) reads from clouds (B, 6, N)."""
     check_cloud(clouds)
-    s, c = point_judge()(clouds.float().cpu())
+    s, c = (judge or point_judge())(clouds.float().cpu())
     return s.argmax(-1), c.argmax(-1)
 
 
@@ -125,9 +125,11 @@ def r_precision(read: tuple[torch.Tensor, torch.Tensor], shape: torch.Tensor, co
 
 
 @torch.no_grad()
-def p_fid(clouds: torch.Tensor, reference: torch.Tensor) -> float:
+def p_fid(clouds: torch.Tensor, reference: torch.Tensor, judge: PointNet | None = None) -> float:
     """Fréchet distance between two sets of clouds (N, 6, n) in the PointNet judge's global features."""
     from ..diffusion.judges import frechet
 
-    f = point_judge().features
+    check_cloud(clouds)
+    check_cloud(reference)
+    f = (judge or point_judge()).features
     return frechet(f(clouds.float().cpu()).double().numpy(), f(reference.float().cpu()).double().numpy())
