@@ -265,6 +265,34 @@ def cmd_embed(args) -> int:
     return 0
 
 
+def cmd_serve(args) -> int:
+    try:
+        from .serve import ServeSettings, create_app, load_served, run
+    except ImportError as e:
+        raise ArgumentError(f"genzoo serve needs the server stack ({e.name} is missing): pip install 'genzoo[serve]'")
+    import torch
+
+    key = args.api_key or os.environ.get("GENZOO_API_KEY") or None
+    settings = ServeSettings(host=args.host, port=args.port, api_key=key, model_name=args.model_name,
+                             cors_origins=args.cors_origin or [], max_batch=args.max_batch, max_queue=args.max_queue,
+                             max_context=args.max_context, max_tokens=args.max_tokens,
+                             max_body_bytes=args.max_body_bytes)
+    dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}.get(args.dtype)
+    if args.threads is not None:
+        if args.threads < 1:
+            raise ArgumentError(f"genzoo serve: --threads {args.threads} must be a positive integer")
+        torch.set_num_threads(args.threads)
+    served = load_served(args.path, name=args.model_name, index=args.index, device=args.device, dtype=dtype)
+    where = f"http://{args.host}:{args.port}"
+    print(f"genzoo: serving {served.name!r} ({served.kind}: {', '.join(served.capabilities)}) at {where} "
+          f"(web page: {where}/, API key {'required' if key else 'not set'})", file=sys.stderr)
+    if args.host not in ("127.0.0.1", "localhost", "::1") and not key:
+        print(f"genzoo: warning: listening on {args.host} without --api-key: anyone who reaches this port can use "
+              "the model", file=sys.stderr)
+    run(create_app(served, settings), host=args.host, port=args.port)
+    return 0
+
+
 def cmd_eval(args) -> int:
     from .train import evaluate_run
 
@@ -412,6 +440,27 @@ def build_parser() -> Parser:
 
     index_parsers(s.add_subparsers(dest="index_command", required=True, parser_class=Parser))
     s.set_defaults(fn=cmd_index)
+
+    s = sub.add_parser("serve", help="serve a model over HTTP (OpenAI-style API) with a web page to try it")
+    s.add_argument("path", metavar="DIR_OR_RUN", help="a run or Hugging Face directory, a .gguf file, or a genzoo index")
+    s.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
+    s.add_argument("--port", type=int, default=8000)
+    s.add_argument("--api-key", help="require 'Authorization: Bearer KEY' on every API route (or set GENZOO_API_KEY)")
+    s.add_argument("--model-name", help="the model id clients send (default: the directory's name)")
+    s.add_argument("--index", metavar="INDEX", help="also serve this genzoo index at /v1/index/query")
+    s.add_argument("--max-batch", type=int, default=8, help="requests decoded together (continuous batching)")
+    s.add_argument("--max-queue", type=int, default=64, help="requests that may wait; more get 429")
+    s.add_argument("--max-context", type=int, default=2048,
+                   help="prompt + max_tokens per request, and the KV cache's length (at most the model's)")
+    s.add_argument("--max-tokens", type=int, default=1024, help="the largest max_tokens a request may ask")
+    s.add_argument("--max-body-bytes", type=int, default=2 * 1024 * 1024, help="larger request bodies get 413")
+    s.add_argument("--cors-origin", action="append", metavar="ORIGIN",
+                   help="allow browser pages from this origin (repeatable; default: none, CORS off)")
+    s.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
+    s.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], help="load the weights in this dtype")
+    s.add_argument("--threads", type=int, help="torch CPU threads (default: torch's; 1 can be faster for small "
+                   "models on a busy machine)")
+    s.set_defaults(fn=cmd_serve)
 
     s = sub.add_parser("eval", help="validation metrics of a run directory (loss and perplexity, exact match, ...)")
     s.add_argument("dir")

@@ -9,7 +9,7 @@ BENCHMARKS: Registry = Registry("benchmark")
 
 
 def _register():
-    from . import decode, encoder, index, load, moe, quant, seq2seq, train_step  # noqa: F401
+    from . import decode, encoder, index, load, moe, quant, seq2seq, serve, train_step  # noqa: F401
 
 
 _register()

@@ -9,7 +9,7 @@ EXPERIMENTS: Registry = Registry("experiment")
 
 
 def _register():
-    from . import clip_zero_shot, dpok, fusellm, moe_locality, outliers, point_e  # noqa: F401
+    from . import clip_zero_shot, dpok, fusellm, moe_locality, outliers, point_e, retrieval_finetune  # noqa: F401
 
 
 _register()
