@@ -28,10 +28,12 @@ def test_experiment_writes_outputs(tmp_path):
 
 @pytest.mark.slow
 def test_judge_reads_real_clouds_and_not_blobs():
-    from genzoo.models.pointe.judge import r_precision, read_clouds
+    from genzoo.models.pointe.judge import point_judge, r_precision, read_clouds
+
+    judge = point_judge(steps=400)  # the shrunken experiment's judge (cached): 71% on real clouds, 14% on blobs
 
     shape, colour = torch.arange(7).repeat(3), torch.arange(21) % 6
     real = real_clouds(shape, colour, 128, seed=5)
     blob = blobs(shape, colour, 128, torch.tensor([0.4, 0.4, 0.4]), torch.Generator().manual_seed(0))
-    assert r_precision(read_clouds(real), shape, colour) >= 0.8
-    assert r_precision(read_clouds(blob), shape, colour) <= 0.4
+    assert r_precision(read_clouds(real, judge), shape, colour) >= 0.6
+    assert r_precision(read_clouds(blob, judge), shape, colour) <= 0.3

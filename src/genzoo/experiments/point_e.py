@@ -73,7 +73,7 @@ def run(out: str, small: bool = False, steps: int | None = None, sets: tuple[str
     train_seconds = time.perf_counter() - t_train
     model = genzoo.load(run_dir).eval()
     t_judge = time.perf_counter()
-    judge = point_judge(steps=200 if small else 1000)  # trained once per process, before any timing
+    judge = point_judge(steps=400 if small else 1000)  # trained once per process, before any timing
     judge_seconds = time.perf_counter() - t_judge
 
     n = samples_per_prompt or (1 if small else 4)
@@ -110,7 +110,7 @@ def run(out: str, small: bool = False, steps: int | None = None, sets: tuple[str
         "small": small, "recipe": recipe.to_dict(), "prompts": len(prompts), "samples_per_prompt": n,
         "points": {"coarse": model.config.points, "fine": fine}, "arms": arms, "p_fid": fid,
         "judge_r_precision_on_real_clouds": judge_real, "judge_r_precision_on_blobs": judge_blob,
-        "train_seconds": train_seconds, "judge_seconds": judge_seconds, "judge_steps": 200 if small else 1000,
+        "train_seconds": train_seconds, "judge_seconds": judge_seconds, "judge_steps": 400 if small else 1000,
         "end_to_end_seconds_per_sample": arms["image_g3"]["seconds_per_sample"],
         "rl_practices": "not implemented (issue item 6): no arms run",
     }
