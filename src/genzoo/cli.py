@@ -151,6 +151,10 @@ def cmd_generate(args) -> int:
     from .tokenizers import Tokenizer
 
     model = genzoo.load(args.dir)
+    if hasattr(model, "generate_point_cloud"):  # a Point-E run: text -> view -> point cloud
+        if args.prompt is None:
+            raise ArgumentError("genzoo generate: a Point-E run needs --prompt TEXT")
+        return generate_points(model, args)
     if not hasattr(model, "generate"):  # images (GAN, diffusion) or table rows, not text
         if hasattr(model, "sample") or hasattr(model, "sample_table"):
             return _generate_samples(model, args)
@@ -236,6 +240,33 @@ def _generate_samples(model, args) -> int:
     what = f"class {args.cls}" if args.cls is not None else "every class in turn" if labels is not None else "samples"
     image_grid(images.cpu(), out, ncol=min(n, 10), title=f"{type(model).__name__}: {what}")
     print(f"wrote {n} images ({what}) to {out}")
+    return 0
+
+
+def generate_points(model, args) -> int:
+    """genzoo generate POINTE_RUN --prompt TEXT --out CLOUD.ply: the cloud (.ply), the view and the cloud from three
+    angles (PNGs beside it), the words of the prompt no training caption has, and the seconds of each stage."""
+    from pathlib import Path
+
+    from .models.pointe.files import cloud_figure, view_figure, write_ply
+
+    if not args.out or not args.out.endswith(".ply"):
+        raise ArgumentError(f"genzoo generate: a Point-E run writes a point cloud: give --out FILE.ply "
+                            f"(got {args.out!r})")
+    r = model.generate_point_cloud(args.prompt, guidance_scale=args.guidance_scale, seed=args.seed,
+                                   image_steps=args.image_steps, point_steps=args.point_steps,
+                                   upsample_steps=args.upsample_steps, route=args.route)
+    out = Path(args.out)
+    write_ply(r.clouds[0], out)
+    view_png, cloud_png = out.with_suffix(".view.png"), out.with_suffix(".cloud.png")
+    view_figure(r.views[0], view_png, args.prompt)
+    cloud_figure(r.clouds[0], cloud_png, f"{args.prompt} ({r.clouds.shape[2]} points)")
+    if r.unseen[0]:
+        print(f"genzoo: words no training caption has (generated anyway): {', '.join(r.unseen[0])}",
+              file=sys.stderr)
+    stages = ", ".join(f"{k} {v:.2f} s" for k, v in r.seconds.items())
+    print(f"wrote {out} ({r.clouds.shape[2]} points), {view_png}, {cloud_png}; {stages}, "
+          f"total {sum(r.seconds.values()):.2f} s")
     return 0
 
 
@@ -519,7 +550,8 @@ def build_parser() -> Parser:
     s.add_argument("--no-progress", action="store_true", help="no progress bars")
     s.set_defaults(fn=cmd_fuse)
 
-    s = sub.add_parser("generate", help="generate text from a run or Hugging Face directory, or a GGUF file")
+    s = sub.add_parser("generate", help="generate text from a run or Hugging Face directory, or a GGUF file; "
+                       "a point cloud (.ply) from a Point-E run")
     s.add_argument("dir", help="a run directory, a Hugging Face-format model directory or a .gguf file")
     s.add_argument("--prompt", help="the text to continue (text models)")
     s.add_argument("--max-new-tokens", type=positive_int, default=None,
@@ -534,7 +566,8 @@ def build_parser() -> Parser:
                    help="image generators (GAN, diffusion): the class of every image (default: the classes in turn)")
     s.add_argument("--rows", type=positive_int, default=None, help="table generators: the number of synthetic rows")
     s.add_argument("--out", help="table generators: a .csv / .parquet file (default synthetic.csv); image "
-                   "generators: a .png grid (default samples.png)")
+                   "generators: a .png grid (default samples.png); Point-E runs: the point cloud FILE.ply (PNGs of "
+                   "the view and of the cloud go beside it)")
     s.add_argument("--num-beams", type=positive_int, default=1,
                    help="beam search with this many beams (seq2seq models)")
     s.add_argument("--length-penalty", type=float, default=1.0,
@@ -553,6 +586,12 @@ def build_parser() -> Parser:
     s.add_argument("--quantize", choices=QUANTIZE,
                    help="decode with a quantized copy: int8 (int8 activations and weights), int8-weight, int4-weight "
                         "(weight-only; torchao) or bf16")
+    s.add_argument("--guidance-scale", type=float, default=3.0, help="Point-E runs: classifier-free guidance scale")
+    s.add_argument("--image-steps", type=positive_int, default=25, help="Point-E runs: text-to-image DDIM steps")
+    s.add_argument("--point-steps", type=positive_int, default=32, help="Point-E runs: coarse cloud Karras/Heun steps")
+    s.add_argument("--upsample-steps", type=positive_int, default=16, help="Point-E runs: upsampler Karras/Heun steps")
+    s.add_argument("--route", choices=("image", "text"), default="image", help="Point-E runs: text -> view -> "
+                   "points (image, Point-E) or the text-conditioned point model (text, the baseline)")
     s.set_defaults(fn=cmd_generate)
 
     s = sub.add_parser("chat", help="chat with a causal LM through its chat template (HF directory or GGUF file)")

@@ -21,6 +21,7 @@ def _register():
         meta_transformer,
         moe_locality,
         outliers,
+        point_e,
         retrieval_finetune,
         tabular,
     )

@@ -91,6 +91,7 @@ class Recipe:
     fuse: dict = field(default_factory=dict)  # task "fuse": genzoo.fuse.FuseConfig fields (sources' shards, method, lam)
     vl: dict = field(default_factory=dict)  # tasks "text-qa", "spae": genzoo.train.vl_tasks settings (frozen LM, CLIP)
     parts: dict = field(default_factory=dict)  # pretrained parts a task builds on: name -> run directory (fusion tasks)
+    pointe: dict = field(default_factory=dict)  # task "pointe": train.pointe_task.PointETraining fields (objects, stages)
 
     def __post_init__(self):
         if isinstance(self.data, dict):
@@ -127,6 +128,10 @@ class Recipe:
             from ..fuse.config import FuseConfig
 
             FuseConfig.from_dict(self.fuse)
+        if self.pointe or self.task == "pointe":
+            from .pointe_task import PointETraining
+
+            PointETraining.from_dict(self.pointe)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -272,6 +277,8 @@ def recipe_from_dict(data: dict, overrides: list[str] | dict | None = None) -> R
             data["vl"] = {**data.get("vl", {}), rest: value}
         elif head == "parts" and rest:  # parts.* is checked by the task that reads it
             data["parts"] = {**(data.get("parts") or {}), rest: value}
+        elif head == "pointe" and rest:  # pointe.* is checked by PointETraining when the recipe is built
+            data["pointe"] = {**data.get("pointe", {}), rest: value}
         elif head == "data" and rest:
             dh = get_type_hints(DataConfig)
             if rest not in dh:
@@ -286,13 +293,14 @@ def recipe_from_dict(data: dict, overrides: list[str] | dict | None = None) -> R
             if not _type_ok(value, lh[rest]):
                 raise ConfigError(f"--set {key}={value!r} has the wrong type: expected {type_name(lh[rest])}")
             data["lora"][rest] = value
-        elif key in hints and key not in ("model", "data", "name", "lora", "fuse", "vl", "parts"):
+        elif key in hints and key not in ("model", "data", "name", "lora", "fuse", "vl", "parts", "pointe"):
             if not _type_ok(value, hints[key]):
                 raise ConfigError(f"--set {key}={value!r} has the wrong type: expected {type_name(hints[key])}")
             data[key] = value
         else:
-            choices = [k for k in hints if k not in ("model", "data", "name", "lora", "fuse", "vl", "parts")] + \
-                ["model.<field>", "data.<field>", "lora.<field>", "fuse.<field>", "vl.<field>", "parts.<name>"]
+            choices = [k for k in hints if k not in ("model", "data", "name", "lora", "fuse", "vl", "parts", "pointe")] + \
+                ["model.<field>", "data.<field>", "lora.<field>", "fuse.<field>", "vl.<field>", "parts.<name>",
+                 "pointe.<field>"]
             raise ConfigError(f"unknown --set key {key!r}{nearest(key, choices)}; keys: {', '.join(choices)}")
     top = {k: v for k, v in data.items() if k not in ("data", "lora")}
     for k, v in top.items():

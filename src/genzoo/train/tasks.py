@@ -247,6 +247,7 @@ def _register():
         meta_task,
         mlm_task,
         pairs_task,
+        pointe_task,
         seq2seq_task,
         spae_task,
         tabular_task,

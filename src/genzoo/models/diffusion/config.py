@@ -1,5 +1,6 @@
-"""DiffusionConfig: a class-conditional image denoiser (a UNet or a DiT-style transformer) and the noise schedule it
-is trained with. Presets `ddpm-digits` (UNet, 8x8 greyscale, 10 classes), `dit-digits`, and tiny variants."""
+"""DiffusionConfig: a class- or text-conditional image denoiser (a UNet or a DiT-style transformer) and the noise
+schedule it is trained with. Presets `ddpm-digits` (UNet, 8x8 greyscale, 10 classes), `dit-digits`, tiny variants,
+and text-conditioned tiny variants (`dit-text-tiny`, `ddpm-text-tiny`)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,9 @@ class DiffusionConfig:
     channels: int = 1
     n_classes: int = 10  # class conditioning; 0 = unconditional. Index n_classes is the null class (guidance)
     cond_drop_prob: float = 0.1  # training: the label is replaced by the null class with this probability
+    # text conditioning: the width of a (frozen) text encoder's token states (B, L, context_dim) the denoiser reads
+    # (DiT: in-context tokens; UNet: cross-attention); 0 = none. A dropped prompt is all zeros (the null condition).
+    context_dim: int = 0
     # UNet
     base_channels: int = 32
     channel_mults: tuple = (1, 2)
@@ -55,6 +59,12 @@ class DiffusionConfig:
                        "n_layers", "n_heads", "d_ff", "patch_size")
         check(isinstance(self.n_classes, int) and self.n_classes >= 0, "n_classes", self.n_classes, "an integer >= 0")
         check(0 <= self.cond_drop_prob < 1, "cond_drop_prob", self.cond_drop_prob, "in [0, 1)")
+        check(isinstance(self.context_dim, int) and self.context_dim >= 0, "context_dim", self.context_dim,
+              "an integer >= 0")
+        check(not (self.context_dim and self.n_classes), "context_dim", self.context_dim,
+              f"text conditioning replaces class labels: set n_classes=0 (got {self.n_classes})")
+        check(not self.context_dim or self.denoiser in ("unet", "dit"), "context_dim", self.context_dim,
+              f"text conditioning is implemented by the 'unet' and 'dit' denoisers, not {self.denoiser!r}")
         check(all(isinstance(m, int) and m > 0 for m in self.channel_mults), "channel_mults", self.channel_mults,
               "positive integers")
         check(self.image_size % 2 ** (len(self.channel_mults) - 1) == 0, "image_size", self.image_size,
@@ -82,6 +92,11 @@ PRESETS.register("ddpm-tiny", Preset(DiffusionConfig, base_channels=16, groups=4
 PRESETS.register("dit-digits", Preset(DiffusionConfig, denoiser="dit"))
 PRESETS.register("dit-tiny", Preset(DiffusionConfig, denoiser="dit", d_model=32, n_layers=2, d_ff=64,
                                     num_train_timesteps=100))
+# text-conditioned (a text encoder's token states of width 32, e.g. clip-tiny's text tower has 64: override)
+PRESETS.register("dit-text-tiny", Preset(DiffusionConfig, denoiser="dit", d_model=32, n_layers=2, d_ff=64,
+                                         num_train_timesteps=100, n_classes=0, context_dim=32))
+PRESETS.register("ddpm-text-tiny", Preset(DiffusionConfig, base_channels=16, groups=4, num_train_timesteps=100,
+                                          n_classes=0, context_dim=32))
 # diffusers' UNet2DModel layout (`genzoo.save(model, dir, format="diffusers")` writes a DDPMPipeline directory)
 _UNET2D = dict(denoiser="unet2d", beta_schedule="linear", cond_drop_prob=0.0)
 PRESETS.register("ddpm-unet2d", Preset(DiffusionConfig, **_UNET2D, n_classes=0, image_size=32, channels=3,
