@@ -150,3 +150,22 @@ def test_sampled_tokens_lie_in_the_nucleus(peaky_llama, temperature, top_k, top_
     greedy = model.generate(ids, max_new_tokens=n)
     assert not torch.equal(out, greedy)
     assert math.isfinite(logits.sum().item())
+
+
+@pytest.mark.parametrize("penalty", [1.3, 0.7])
+def test_repetition_penalty_equals_transformers_on_positive_and_negative_logits(penalty):
+    """Killed no mutant before (mutation testing): a seen token's logit is divided by the penalty when positive and
+    multiplied when negative, exactly as transformers' RepetitionPenaltyLogitsProcessor; unseen tokens keep theirs."""
+    from transformers import RepetitionPenaltyLogitsProcessor
+
+    from genzoo.generate import penalise_repeats
+
+    g = torch.Generator().manual_seed(0)
+    scores = torch.randn(3, 11, generator=g) * 4  # both signs, some near 0
+    ids = torch.tensor([[0, 3, 3, 7], [1, 2, 5, 10], [4, 4, 4, 4]])
+    seen = torch.zeros(3, 11, dtype=torch.bool).scatter_(1, ids, True)
+    want = RepetitionPenaltyLogitsProcessor(penalty)(ids, scores.clone())
+    got = penalise_repeats(scores, seen, penalty)
+    assert (scores[seen] < 0).any() and (scores[seen] > 0).any() and (scores[seen].abs() < 1).any()
+    torch.testing.assert_close(got, want, rtol=0, atol=0)
+    assert torch.equal(got[~seen], scores[~seen])
