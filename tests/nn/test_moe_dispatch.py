@@ -80,3 +80,11 @@ def test_a_compiled_moe_model_trains_like_the_eager_one():
     got = torch.autograd.grad(compiled, model.blocks[0].ffn.experts.gate_up)[0]
     torch.testing.assert_close(compiled, eager, atol=1e-5, rtol=0)
     torch.testing.assert_close(got, expected, atol=1e-6, rtol=0)
+
+
+def test_router_starts_near_uniform_with_std_002():
+    """The router's weight starts N(0, 0.02) as transformers' initializer_range (a mutation-testing survivor: no test
+    looked at it): its logits start small, so every expert gets tokens from the first step."""
+    torch.manual_seed(0)
+    r = moe.TopKRouter(dim=512, n_experts=8, top_k=2)
+    assert abs(r.weight.std().item() - 0.02) < 0.002 and abs(r.weight.mean().item()) < 0.002
