@@ -206,6 +206,19 @@ class RunLock:
         self.release()
 
 
+def seed_run(run: str | os.PathLike, files: dict[str, str | os.PathLike]) -> Path:
+    """Start a new run directory holding `files` ({name in the run: source file}) before training starts, e.g. a
+    tokenizer several runs must share: the directory is made, marked as a genzoo run that names the seeded files
+    (so a fresh start keeps them, `train.runs.fresh_start`), and the files are copied in."""
+    run = Path(run)
+    check_out_dir(run)
+    run.mkdir(parents=True, exist_ok=True)
+    write_marker(run, seeded=sorted(set((read_marker(run) or {}).get("seeded", [])) | set(files)))
+    for name, src in files.items():
+        shutil.copy(src, run / name)
+    return run
+
+
 @contextlib.contextmanager
 def claim_run(run: str | os.PathLike, resume: bool = False):
     """`with claim_run(run, resume) as created:` the run directory checked (`check_out_dir`), made when it does not

@@ -16,7 +16,7 @@ def test_listed():
     (["train", "early-fusion-digits"], "needs parts.image_tokenizer"),
     (["train", "late-fusion-digits"], "needs parts.vision"),
     (["train", "meta-transformer", "--set", "data.corpus=smells"], "unknown modality data set 'smells'"),
-    (["experiment", "fusion", "--steps", "0"], "--steps 0 must be a positive integer"),
+    (["experiment", "fusion", "--steps", "0"], "--steps: must be a positive integer, got 0"),
 ])
 def test_errors_are_one_line(args, message, tmp_path):
     extra = ["--out", str(tmp_path / "run")] if args[0] == "train" else []

@@ -88,11 +88,11 @@ def test_prompts_hold_own_types_and_batch_negatives(backbone):
     assert cfg.data.neg_type_ratio == 1.0
 
 
-def test_bad_recipes(backbone):
+def test_bad_recipes(backbone, tmp_path):
     with pytest.raises(ConfigError, match="neither a registered backbone"):
-        train(load_recipe("gliner-nano", ["model.model_name=/no/such/dir", *SMALL]), "/tmp/never", steps=1)
+        train(load_recipe("gliner-nano", ["model.model_name=/no/such/dir", *SMALL]), tmp_path / "never", steps=1)
     with pytest.raises(ConfigError, match="neg_type_ratio"):
-        train(recipe(backbone, "data.neg_type_ratio=1.5"), "/tmp/never", steps=1)
+        train(recipe(backbone, "data.neg_type_ratio=1.5"), tmp_path / "never", steps=1)
 
 
 def test_lr_scales_give_the_backbone_its_own_learning_rate():

@@ -49,14 +49,14 @@ def torch_threads(n: int):
 
 def train_run(recipe_sets: dict, directory: Path, tokenizer_from: Path | None):
     """Train (or reuse) one run; a tokenizer trained once is copied in, so every run shares the same vocabulary."""
+    from ..rundir import seed_run
     from ..train import load_recipe, train
 
     recipe = load_recipe("gato-nano", recipe_sets)
     if not (directory / "model.safetensors").exists():
         shutil.rmtree(directory, ignore_errors=True)
-        directory.mkdir(parents=True)
         if tokenizer_from is not None:
-            shutil.copy(tokenizer_from / "tokenizer.json", directory / "tokenizer.json")
+            seed_run(directory, {"tokenizer.json": tokenizer_from / "tokenizer.json"})
         train(recipe, directory)
     return recipe
 

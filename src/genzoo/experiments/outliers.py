@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 import math
-import shutil
 import time
 from pathlib import Path
 
@@ -61,7 +60,7 @@ def recipe_for(genre: str, arm: str, steps: int, small: bool, sets: tuple[str, .
 def train_arm(out: Path, genre: str, arm: str, steps: int, small: bool, sets) -> tuple[Path, float]:
     """Train one arm (continuing an interrupted run from its last checkpoint; nothing to do for a finished one);
     arms after the first reuse the vanilla run's tokenizer. -> (run directory, seconds spent)."""
-    from ..rundir import latest_checkpoint
+    from ..rundir import latest_checkpoint, seed_run
     from ..train import train
 
     run = out / genre / arm
@@ -69,8 +68,7 @@ def train_arm(out: Path, genre: str, arm: str, steps: int, small: bool, sets) ->
         return run, 0.0
     first = out / genre / "vanilla" / "tokenizer.json"
     if arm != "vanilla" and first.exists() and not (run / "tokenizer.json").exists():
-        run.mkdir(parents=True, exist_ok=True)
-        shutil.copy(first, run / "tokenizer.json")
+        seed_run(run, {"tokenizer.json": first})  # every arm shares the vanilla arm's vocabulary
     t = time.perf_counter()
     result = train(recipe_for(genre, arm, steps, small, sets), run, resume=latest_checkpoint(run) is not None)
     seconds = time.perf_counter() - t

@@ -76,8 +76,8 @@ def build_empty(config, where):
     """The model of `config` with its parameters on the meta device (`meta.empty_parameters`), after checking that
     it fits in memory; an allocation that still fails (a buffer too large) is a ConfigError."""
     cls = GENRES.get(config.genre)
-    try:
-        with empty_parameters():
+    try:  # buffers on the CPU even under an ambient meta device (a size probe whose build loads a checkpoint)
+        with torch.device("cpu"), empty_parameters():
             return cls(config)
     except (RuntimeError, MemoryError) as e:
         if isinstance(e, RuntimeError) and "alloc" not in str(e):

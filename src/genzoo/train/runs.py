@@ -18,7 +18,7 @@ import yaml
 from ..errors import CheckpointError, GenzooError, RunDirError
 from ..interop import save as save_model
 from ..interop.files import fsync_dir
-from ..rundir import LOCK, STATE, TMP_MARK, write_marker
+from ..rundir import LOCK, STATE, TMP_MARK, read_marker, write_marker
 from .recipe import Recipe, recipe_from_dict
 
 # recipe fields whose change on resume would continue another training than the one checkpointed
@@ -119,8 +119,10 @@ def fresh_start(run: Path) -> None:
     tokenizer, metrics, data manifest) are removed so nothing of it is reused, and the marker is written."""
     if any((run / f).exists() for f in ("config.json", "model.safetensors", "model.safetensors.index.json")):
         raise RunDirError(f"{run} holds a trained model but no checkpoint to resume; choose another directory")
+    seeded = set((read_marker(run) or {}).get("seeded", []))  # files put in before the start (`rundir.seed_run`)
     for name in RUN_FILES:
-        (run / name).unlink(missing_ok=True)
+        if name not in seeded:
+            (run / name).unlink(missing_ok=True)
     write_marker(run, final=None, created=time.strftime("%Y-%m-%d %H:%M:%S"))
 
 
