@@ -187,3 +187,15 @@ def test_legacy_pickle_checkpoint_is_read_without_mmap(llama_dir, tmp_path):
     ref = genzoo.load(llama_dir).state_dict()
     got = genzoo.load(d).state_dict()
     assert all(torch.equal(got[k], v) for k, v in ref.items())
+
+
+def test_saved_safetensors_say_format_pt(tmp_path):
+    """The metadata transformers and safetensors' own tools read ({"format": "pt"}); a mutation-testing survivor
+    (no test read the header's metadata)."""
+    from safetensors import safe_open
+
+    import genzoo
+
+    genzoo.save(genzoo.build("gpt2-tiny"), tmp_path / "m")
+    with safe_open(str(tmp_path / "m" / "model.safetensors"), framework="pt") as f:
+        assert f.metadata() == {"format": "pt"}
