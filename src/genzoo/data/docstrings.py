@@ -11,6 +11,7 @@ import random
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..errors import ConfigError
 from .stdlib import stdlib_corpus
 
 
@@ -58,12 +59,16 @@ def file_pairs(rel: str, source: str, min_words: int = 4, min_chars: int = 60) -
 
 
 def stdlib_pairs(n: int | None = None, seed: int = 0, root: str | None = None,
-                 max_bytes: int | None = None) -> list[Pair]:
+                 max_bytes: int | None = None, split: str | None = None) -> list[Pair]:
     """(query, document) pairs from the standard library, `n` of them sampled with `seed` (all when None);
-    max_bytes: read only the first files (sorted by path) up to this much source."""
+    max_bytes: read only the first files (sorted by path) up to this much source; split: only the corpus's
+    "train" or "val" files (None: both)."""
     corpus = stdlib_corpus(root=root, max_bytes=max_bytes)
+    files = {None: corpus.train_files + corpus.val_files, "train": corpus.train_files, "val": corpus.val_files}
+    if split not in files:
+        raise ConfigError(f"split={split!r} is invalid: 'train', 'val' or None")
     pairs = []
-    for rel in corpus.train_files + corpus.val_files:
+    for rel in files[split]:
         pairs += file_pairs(rel, (Path(corpus.root) / rel).read_text(encoding="utf-8", errors="replace"))
     count: dict[str, int] = {}
     for p in pairs:

@@ -25,26 +25,10 @@ from . import EXPERIMENTS
 def split_pairs(max_bytes: int | None, per_split: dict[str, int | None], seed: int = 0) -> dict[str, list]:
     """The benchmark's pairs of the corpus's training and validation files, each split's queries unique within
     it, sampled down to per_split[split] pairs (all when None)."""
-    import random
+    from ..data.docstrings import stdlib_pairs
 
-    from ..data.docstrings import file_pairs
-    from ..data.stdlib import stdlib_corpus
-
-    corpus = stdlib_corpus(max_bytes=max_bytes)
-    out = {}
-    for split, files in (("train", corpus.train_files), ("val", corpus.val_files)):
-        pairs = []
-        for rel in files:
-            pairs += file_pairs(rel, (Path(corpus.root) / rel).read_text(encoding="utf-8", errors="replace"))
-        count: dict[str, int] = {}
-        for p in pairs:
-            count[p.query] = count.get(p.query, 0) + 1
-        pairs = sorted((p for p in pairs if count[p.query] == 1), key=lambda p: p.id)
-        n = per_split.get(split)
-        if n is not None and n < len(pairs):
-            pairs = sorted(random.Random(seed).sample(pairs, n), key=lambda p: p.id)
-        out[split] = pairs
-    return out
+    return {split: stdlib_pairs(per_split.get(split), seed=seed, max_bytes=max_bytes, split=split)
+            for split in ("train", "val")}
 
 
 def retrieval(model, pairs, tmp: Path, chunk: int, overlap: int) -> dict:
