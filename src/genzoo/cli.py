@@ -551,7 +551,7 @@ def build_parser() -> Parser:
     s.set_defaults(fn=cmd_fuse)
 
     s = sub.add_parser("generate", help="generate text from a run or Hugging Face directory, or a GGUF file; "
-                       "a point cloud (.ply) from a Point-E run")
+                       "images (GAN, diffusion), table rows, or a point cloud (.ply) from a Point-E run")
     s.add_argument("dir", help="a run directory, a Hugging Face-format model directory or a .gguf file")
     s.add_argument("--prompt", help="the text to continue (text models)")
     s.add_argument("--max-new-tokens", type=positive_int, default=None,
