@@ -175,3 +175,27 @@ def test_cross_attention_with_padded_memory_matches_formula(backend):
 def test_unknown_backend_is_refused():
     with pytest.raises(genzoo.ConfigError, match="unknown attention backend 'flash3'"):
         make_attn(backend="flash3")
+
+
+@pytest.mark.parametrize("preset", ["bert-tiny", "llama-tiny"])
+def test_padded_batch_runs_under_bf16_autocast(preset):
+    """`precision: auto` trains under bf16 autocast where the CPU has bf16: the padded (packed) path writes each
+    length group's bf16 attention output into one buffer, which must take the projections' dtype (a float32 buffer
+    made index_put fail in the GLiNER task's first validation)."""
+    from genzoo.precision import autocast
+
+    torch.manual_seed(0)
+    model = genzoo.build(preset).eval()
+    ids = torch.randint(5, 100, (3, 10))
+    mask = torch.ones(3, 10, dtype=torch.long)
+    mask[1, 6:] = 0  # three lengths: 10, 6, 10
+    mask[2, 3:] = 0
+    with torch.no_grad():
+        want = model(ids, attention_mask=mask)
+        with autocast("cpu", torch.bfloat16):
+            got = model(ids, attention_mask=mask)
+    out = "last_hidden_state" if hasattr(want, "last_hidden_state") and want.last_hidden_state is not None else "logits"
+    a, b = getattr(want, out), getattr(got, out).float()
+    valid = mask.bool()
+    assert torch.isfinite(b[valid]).all()
+    assert (a[valid] - b[valid]).abs().max() < 0.1 * a[valid].abs().max()

@@ -186,11 +186,11 @@ class Attention(nn.Module):
         """x (N, D), the real tokens -> (N, H * Dh): projections on the N rows, attention group by group,
         each group padded only to its own longest row (self-attention only)."""
         q_all, k_all, v_all = self.q_proj(x), self.k_proj(x), self.v_proj(x)  # (N, ...)
-        out = x.new_empty(x.shape[0], self.n_heads * self.head_dim)
+        out = q_all.new_empty(x.shape[0], self.n_heads * self.head_dim)  # the projections' dtype (bf16 under autocast)
         for i, g in enumerate(packing.groups):
             t = g.seqlen
             g_rope = None if rope is None else tuple(r[g.rows, :, :t] for r in rope)
             g_rel = None if rel is None else (rel[0], rel[1][:t, :t])
             y = self._attend(g.pad(q_all), g.pad(k_all), g.pad(v_all), masks[i], g_rope, g_rel)  # (Bg, t, H * Dh)
-            out[g.token_idx] = g.unpad(y)
+            out[g.token_idx] = g.unpad(y).to(out.dtype)
         return out
