@@ -160,3 +160,12 @@ def test_genzoo_format_keeps_gate_and_softmax_args(tmp_path, preset):
     assert loaded.config.softmax_args == {"gamma": -0.02, "zeta": 1.01} and loaded.config.attn_gate == "linear"
     with torch.no_grad():
         assert torch.equal(run(loaded), run(model))
+
+
+def test_gato_passes_gate_and_softmax_args_to_its_decoder_blocks():
+    model = genzoo.build("gato-nano", attn_gate="head", softmax="clipped", softmax_args={"gamma": -0.01})
+    parts = attentions(model)
+    assert len(parts) == model.config.n_layers
+    for a in parts:  # reset_parameters zeroes every 1-D parameter; the gates are re-opened after it
+        torch.testing.assert_close(torch.sigmoid(a.gate.bias), torch.full_like(a.gate.bias, 0.25))
+        assert isinstance(a.softmax, Clipped) and a.softmax.gamma == -0.01
