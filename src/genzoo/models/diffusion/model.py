@@ -17,7 +17,6 @@ from torch import nn
 from ...config import GENRES
 from ...errors import InputError
 from ...modes import evaluating
-from ...nn import reset_gates
 from .config import DiffusionConfig
 from .denoisers import DENOISERS
 from .schedulers import DDIMScheduler, DDPMScheduler
@@ -39,7 +38,6 @@ class DiffusionModel(nn.Module):
         super().__init__()
         self.config = config
         self.denoiser = DENOISERS.get(config.denoiser)(config)
-        reset_gates(self)  # every gate opens to its init value (a no-op without gates)
         self.scheduler = DDPMScheduler(**config.scheduler_config())  # the forward process used in training
 
     @property
