@@ -9,7 +9,11 @@ For each (genre, field, registered name) the model is built with that part, and 
 - an attention gate changes the output against the same model with its gates removed;
 - a norm or FFN part changes the output when it is replaced by a pass-through (identity / zero);
 - and every parameter of the model receives a non-zero gradient;
-or the build raises ConfigError (which the test also requires to name the field's value)."""
+or the build raises ConfigError (which the test also requires to name the field's value).
+
+The other genres that build the shared `Attention` (seq2seq, CLIP, the diffusion DiT and UNet) choose its softmax
+variant and gate too: those two fields are checked there the same way (the norm / FFN / position parts of those
+genres are fixed by their architectures)."""
 
 import pytest
 import torch
@@ -17,23 +21,32 @@ from torch import nn
 
 import genzoo
 from genzoo import ConfigError
-from genzoo.nn import ATTENTION_GATES, FFNS, NORMS, POSITIONS, SOFTMAX
+from genzoo.nn import ATTENTION_GATES, FFNS, NORMS, POSITIONS, SOFTMAX, Attention
 
 GENRES = {"decoder": "llama-tiny", "encoder": "bert-tiny"}
 FIELDS = {"position": POSITIONS, "softmax": SOFTMAX, "norm": NORMS, "ffn": FFNS, "attn_gate": ATTENTION_GATES}
 FFN_ACTIVATION = {"swiglu": "silu", "geglu": "gelu"}  # these names fix their activation
 CASES = [(g, f, n) for g in GENRES for f, reg in FIELDS.items() for n in reg.names()]
 CASES += [("seq2seq", "ffn", n) for n in FFNS.names()]
+# genres whose attention parts are chosen by softmax / attn_gate only; "unet": self- and cross-attention
+ATTENTION_ONLY = {"seq2seq": "t5-tiny", "clip": "clip-tiny", "dit": "dit-tiny", "unet": "ddpm-text-tiny"}
+CASES += [(g, f, n) for g in ATTENTION_ONLY for f in ("softmax", "attn_gate") for n in FIELDS[f].names()]
 
 
 def build(genre, field, name):
-    preset = {"seq2seq": "t5-tiny"}.get(genre, GENRES.get(genre))
+    preset = ATTENTION_ONLY.get(genre, GENRES.get(genre))
     # one decoder layer for positions: from the second layer on, the causal mask itself leaks order
-    overrides = {field: name, "n_layers": 1 if (genre, field) == ("decoder", "position") else 2}
+    overrides = {field: name}
+    if genre in GENRES or genre == "seq2seq":
+        overrides["n_layers"] = 1 if (genre, field) == ("decoder", "position") else 2
     if field == "ffn":
         overrides["activation"] = FFN_ACTIVATION.get(name, "gelu")
     torch.manual_seed(0)
-    return genzoo.build(preset, **overrides).train(False)
+    model = genzoo.build(preset, **overrides).train(False)
+    for p in model.parameters():  # the denoisers' zero-initialised output layers would stop every gradient
+        if p.dim() > 1 and not p.detach().any():
+            nn.init.normal_(p, std=0.02)
+    return model
 
 
 def ids(genre, t=12):
@@ -41,11 +54,28 @@ def ids(genre, t=12):
     return torch.randint(5, 500, (2, t), generator=g)
 
 
+def side_inputs(model):
+    """Images, timesteps, labels and text states for the genres that read more than token ids."""
+    g = torch.Generator().manual_seed(3)
+    c = model.config
+    images = torch.randn(2, c.channels, c.image_size, c.image_size, generator=g)
+    if c.genre == "clip":
+        return dict(pixel_values=images)
+    labels = torch.tensor([1, 2]) if c.n_classes else None
+    context = torch.randn(2, 5, c.context_dim, generator=g) if c.context_dim else None
+    return dict(x_t=images, t=torch.tensor([3, 50]), labels=labels, context=context)
+
+
 def hidden(model, genre, x):
     if genre == "encoder":
         return model(x).last_hidden_state
     if genre == "seq2seq":
         return model(x, decoder_input_ids=x[:, :6]).logits
+    if genre == "clip":  # every token of both towers
+        px = side_inputs(model)["pixel_values"]
+        return torch.cat([model.text(x)[0].flatten(), model.vision(px)[0].flatten()])
+    if genre in ("dit", "unet"):
+        return model.denoise(**side_inputs(model))
     return model(x).logits
 
 
@@ -55,6 +85,8 @@ def assert_all_parameters_learn(model, genre, x):
     loss = out.float().pow(2).mean()
     if genre == "encoder" and model.pooler is not None:
         loss = loss + model(x).pooler_output.sum()
+    if genre == "clip":  # the projections and the temperature
+        loss = loss + model(x, **side_inputs(model), return_loss=True).loss
     loss.backward()
     dead = [n for n, p in model.named_parameters() if p.grad is None or not bool(p.grad.abs().sum() > 0)]
     assert not dead, f"parameters that get no gradient: {dead}"
@@ -74,13 +106,19 @@ def position_aware(model, genre, x) -> bool:
     return bool((a - b).abs().max() > 1e-6 * b.abs().max())
 
 
+def attentions(model):
+    return [m for m in model.modules() if isinstance(m, Attention)]
+
+
 def pass_through(model, field):
     """The same model with every part of this field replaced by a pass-through."""
+    if field == "attn_gate":
+        for attn in attentions(model):
+            attn.gate = None
+        return model
     for block in model.blocks:
         if field == "norm":
             block.attn_norm, block.ffn_norm = nn.Identity(), nn.Identity()
-        elif field == "attn_gate":
-            block.attn.gate = None
         else:
             block.ffn = ZeroFFN()
     return model
@@ -109,8 +147,10 @@ def test_every_part_acts_or_is_refused(genre, field, name):
             with torch.no_grad():
                 assert not torch.allclose(hidden(model, genre, x), hidden(reference, genre, x), atol=1e-5)
     elif field == "attn_gate" and name == "none":
-        assert all(b.attn.gate is None for b in model.blocks)
-    elif genre != "seq2seq":  # norm / ffn / attn_gate: the part is on the computation path
+        assert all(a.gate is None for a in attentions(model))
+    elif field == "attn_gate" or genre != "seq2seq":  # norm / ffn / attn_gate: the part is on the computation path
+        if field == "attn_gate":
+            assert all(a.gate is not None for a in attentions(model)), "every attention of the model is gated"
         with torch.no_grad():
             before = hidden(model, genre, x)
             after = hidden(pass_through(model, field), genre, x)

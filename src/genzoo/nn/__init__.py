@@ -12,7 +12,7 @@ from .moe import SparseMoE, StackedExperts, TopKRouter, load_balancing_loss, rou
 from .norms import NORMS, RMSNorm
 from .packing import Packing
 from .positions import ALiBi, LearnedPositions, POSITIONS, RotaryPositions, SinusoidalPositions, T5RelativeBias
-from .softmax import SOFTMAX, softmax1
+from .softmax import SOFTMAX, make_softmax, softmax1
 from .stack import Stack, attention_options, make_positions
 
 __all__ = [
@@ -21,4 +21,5 @@ __all__ = [
     "RMSNorm", "RelativeEmbeddings", "RotaryPositions", "SOFTMAX", "SinusoidalPositions", "SparseMoE", "Stack",
     "StackedExperts", "StaticKVCache", "T5RelativeBias", "TopKRouter", "build_mask", "load_balancing_loss",
     "attention_options", "make_dropout", "make_gate", "reset_gates", "make_positions", "router_z_loss", "softmax1",
+    "make_softmax",
 ]

@@ -7,7 +7,8 @@ Each head's output is scaled, token by token, by a gate pi_i(x_t) in (0, 1) comp
 input x_t. A head that has nothing to add closes its gate instead of putting all its attention on a
 low-information token (the "no-op" behaviour the paper traces the activation outliers to, sec. 3). The gate
 acts on the heads' outputs before the output projection, so it works with every attention backend, softmax
-variant, mask, cache and unpadded batch.
+variant, mask, cache and unpadded batch. In cross-attention (T5's decoder, the UNet's text attention) x is the
+query stream, not the memory: a query position decides how much its head adds.
 
 `ATTENTION_GATES` names the gate parts (`Attention(..., gate=...)`, a config's ``attn_gate`` field):
 - ``none``: no gate;

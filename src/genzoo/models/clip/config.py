@@ -8,6 +8,7 @@ import math
 from dataclasses import dataclass, field
 
 from ...config import PRESETS, Preset, check, check_positive
+from ...nn import ATTENTION_GATES, make_softmax
 from ...nn.ffn import ACTIVATIONS
 
 
@@ -38,6 +39,9 @@ class CLIPConfig:
     logit_scale_max: float = 100.0  # exp(logit_scale) is clamped here
     dropout: float = 0.0
     attn_backend: str = "sdpa"
+    softmax: str = "standard"  # SOFTMAX: the attention softmax variant of both towers
+    softmax_args: dict | None = None  # the softmax variant's parameters (nn.softmax.make_softmax), e.g. clipped's gamma
+    attn_gate: str = "none"  # ATTENTION_GATES: a per-head sigmoid gate on both towers' attention outputs
     init_std: float = 0.02
     checkpoint_format: str = "clip"
     genre: str = field(default="clip", repr=False)
@@ -52,6 +56,8 @@ class CLIPConfig:
         check(self.image_size % self.patch_size == 0, "image_size", self.image_size,
               f"must be a multiple of patch_size={self.patch_size}")
         ACTIVATIONS.get(self.activation)
+        make_softmax(self.softmax, self.softmax_args)  # the variant, its parameters' names and values
+        ATTENTION_GATES.get(self.attn_gate)
 
     @property
     def n_patches(self) -> int:

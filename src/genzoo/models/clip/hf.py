@@ -67,6 +67,8 @@ class CLIPFormat(CheckpointFormat):
 
     def config_to_hf(self, c: CLIPConfig) -> dict:
         require(c, "activation", c.activation in GZ_ACT, "clip", f"one of {sorted(GZ_ACT)}")
+        require(c, "softmax", c.softmax == "standard", "clip", "the standard softmax")
+        require(c, "attn_gate", c.attn_gate == "none", "clip", "no attention gate")
         common = {"hidden_act": GZ_ACT[c.activation], "layer_norm_eps": c.norm_eps, "attention_dropout": c.dropout,
                   "projection_dim": c.projection_dim}
         return {

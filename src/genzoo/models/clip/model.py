@@ -18,7 +18,7 @@ from torch import nn
 from ...config import GENRES
 from ...errors import InputError
 from ...inputs import check_token_ids
-from ...nn import MLP, Attention, Block, Stack
+from ...nn import MLP, Attention, Block, Stack, make_gate, make_softmax, reset_gates
 from ...nn.patches import PatchEmbed
 from ...nn.positions import LearnedPositions
 from .config import CLIPConfig
@@ -29,7 +29,8 @@ def make_blocks(d: int, heads: int, d_ff: int, n: int, cfg: CLIPConfig, causal: 
     def block():
         attn = Attention(nn.Linear(d, d), nn.Linear(d, d), nn.Linear(d, d), nn.Linear(d, d), n_heads=heads,
                          n_kv_heads=heads, head_dim=d // heads, causal=causal, dropout=cfg.dropout,
-                         backend=cfg.attn_backend)
+                         backend=cfg.attn_backend, softmax=make_softmax(cfg.softmax, cfg.softmax_args),
+                         gate=make_gate(cfg.attn_gate, d, heads))
         return Block(attn, MLP.build(d, d_ff, cfg.activation), nn.LayerNorm(d, eps=cfg.norm_eps),
                      nn.LayerNorm(d, eps=cfg.norm_eps), norm_position="pre")
 
@@ -130,6 +131,7 @@ class CLIP(nn.Module):
         nn.init.normal_(self.visual_projection.weight, std=cfg.vision_d_model**-0.5)
         with torch.no_grad():
             self.logit_scale.fill_(cfg.logit_scale_init)
+        reset_gates(self)  # gates start open to their init value (the loop above zeroed their biases)
 
     def check_inputs(self, input_ids=None, pixel_values=None, attention_mask=None) -> None:
         cfg = self.config

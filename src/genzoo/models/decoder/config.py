@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ...config import PRESETS, Preset, check, check_positive
-from ...nn import ATTENTION_GATES, FFNS, NORMS, POSITIONS, SOFTMAX
+from ...nn import ATTENTION_GATES, FFNS, NORMS, POSITIONS, SOFTMAX, make_softmax
 from ...nn.attention import BACKENDS
 from ...nn.moe import LOSS_SCOPES
 from ...nn.ffn import ACTIVATIONS, GATED, GATED_ACTIVATIONS
@@ -36,6 +36,7 @@ class DecoderConfig:
     sliding_window: int | None = None
     softmax: str = "standard"  # SOFTMAX
     attn_gate: str = "none"  # ATTENTION_GATES: a per-head sigmoid gate on the attention output (gated attention)
+    softmax_args: dict | None = None  # the softmax variant's parameters (nn.softmax.make_softmax), e.g. clipped's gamma
     n_experts: int = 0  # > 0: every FFN is a sparse mixture of this many gated experts (nn.moe)
     experts_top_k: int = 2  # experts per token
     router_aux_loss_coef: float = 0.001  # load-balancing loss weight in `loss` (0: off)
@@ -81,6 +82,7 @@ class DecoderConfig:
             ("attn_gate", ATTENTION_GATES),
         ):
             reg.get(getattr(self, name))  # raises ConfigError naming the known choices
+        make_softmax(self.softmax, self.softmax_args)  # its parameters: names and values
         check(self.attn_backend in BACKENDS, "attn_backend", self.attn_backend, f"one of {BACKENDS}")
         check(
             self.sliding_window is None or (isinstance(self.sliding_window, int) and self.sliding_window > 0),

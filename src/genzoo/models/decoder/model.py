@@ -17,8 +17,8 @@ from ...config import GENRES
 from ...errors import InputError
 from ...generate import GenerationMixin
 from ...inputs import check_labels, check_token_ids
-from ...nn import (FFNS, NORMS, SOFTMAX, Attention, Block, StaticKVCache, Stack, attention_options, make_gate,
-                   make_positions, reset_gates)
+from ...nn import (FFNS, NORMS, Attention, Block, StaticKVCache, Stack, attention_options, make_gate,
+                   make_positions, make_softmax, reset_gates)
 from ...nn.ffn import GATED_ACTIVATIONS
 from ...nn.moe import SparseMoE, StackedExperts, TopKRouter, load_balancing_loss, router_z_loss
 from ...outputs import CausalLMOutput
@@ -36,7 +36,7 @@ def make_block(cfg: DecoderConfig, positions: nn.Module) -> Block:
         n_heads=h,
         n_kv_heads=hkv,
         head_dim=dh,
-        softmax=SOFTMAX.get(cfg.softmax)(),
+        softmax=make_softmax(cfg.softmax, cfg.softmax_args),
         window=cfg.sliding_window,
         causal=True,
         dropout=cfg.dropout,

@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ...config import PRESETS, Preset, check, check_positive
+from ...nn import ATTENTION_GATES, make_softmax
 from .schedulers import SchedulerConfig
 
 
@@ -39,6 +40,10 @@ class DiffusionConfig:
     patch_size: int = 2
     # shared
     dropout: float = 0.0
+    # every attention of the denoiser (UNet self- and cross-attention, DiT blocks)
+    softmax: str = "standard"  # SOFTMAX: the attention softmax variant
+    softmax_args: dict | None = None  # the softmax variant's parameters (nn.softmax.make_softmax), e.g. clipped's gamma
+    attn_gate: str = "none"  # ATTENTION_GATES: a per-head sigmoid gate on the attention output (gated attention)
     # noise schedule (the scheduler's config; see schedulers.SchedulerConfig)
     num_train_timesteps: int = 1000
     beta_schedule: str = "cosine"
@@ -55,6 +60,8 @@ class DiffusionConfig:
         self.channel_mults = tuple(self.channel_mults)
         self.attention_levels = tuple(self.attention_levels)
         DENOISERS.get(self.denoiser)
+        make_softmax(self.softmax, self.softmax_args)  # the variant, its parameters' names and values
+        ATTENTION_GATES.get(self.attn_gate)
         check_positive(self, "image_size", "channels", "base_channels", "n_res_blocks", "groups", "d_model",
                        "n_layers", "n_heads", "d_ff", "patch_size")
         check(isinstance(self.n_classes, int) and self.n_classes >= 0, "n_classes", self.n_classes, "an integer >= 0")

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ...nn import MLP, Attention, Block, Stack, build_mask, make_dropout
+from ...nn import MLP, Attention, Block, Stack, build_mask, make_dropout, make_gate, make_softmax
 from ...nn.patches import PatchEmbed
 from ...nn.positions import LearnedPositions, SinusoidalPositions
 from ...registry import Registry
@@ -59,14 +59,22 @@ class ResBlock(nn.Module):
         return self.skip(x) + self.conv2(self.drop(F.silu(self.norm2(h))))
 
 
-class SpatialAttention(nn.Module):
-    """Self-attention over the H*W positions of a feature map (the shared Attention part), residual."""
+def attention_parts(cfg: DiffusionConfig | None, dim: int, heads: int) -> dict:
+    """The softmax variant and output gate `cfg` names, as `Attention` keyword arguments (None: the defaults)."""
+    if cfg is None:
+        return {}
+    return dict(softmax=make_softmax(cfg.softmax, cfg.softmax_args), gate=make_gate(cfg.attn_gate, dim, heads))
 
-    def __init__(self, c: int, groups: int, heads: int = 4, eps: float = 1e-5):
+
+class SpatialAttention(nn.Module):
+    """Self-attention over the H*W positions of a feature map (the shared Attention part), residual. cfg: the
+    config whose softmax variant and attention gate it uses (`attention_parts`; None: standard, ungated)."""
+
+    def __init__(self, c: int, groups: int, heads: int = 4, eps: float = 1e-5, cfg: DiffusionConfig | None = None):
         super().__init__()
         self.norm = nn.GroupNorm(groups, c, eps)
         self.attn = Attention(nn.Linear(c, c), nn.Linear(c, c), nn.Linear(c, c), nn.Linear(c, c), n_heads=heads,
-                              n_kv_heads=heads, head_dim=c // heads, causal=False)
+                              n_kv_heads=heads, head_dim=c // heads, causal=False, **attention_parts(cfg, c, heads))
 
     def forward(self, x):  # (B, C, H, W)
         b, c, h, w = x.shape
@@ -79,11 +87,13 @@ class CrossAttention(nn.Module):
     """The H*W positions of a feature map attend to a text encoder's tokens (the shared Attention part with keys and
     values from `kv_input`), residual: x + Attn(GroupNorm(x), context)."""
 
-    def __init__(self, c: int, context_dim: int, groups: int, heads: int = 4, eps: float = 1e-5):
+    def __init__(self, c: int, context_dim: int, groups: int, heads: int = 4, eps: float = 1e-5,
+                 cfg: DiffusionConfig | None = None):
         super().__init__()
         self.norm = nn.GroupNorm(groups, c, eps)
         self.attn = Attention(nn.Linear(c, c), nn.Linear(context_dim, c), nn.Linear(context_dim, c), nn.Linear(c, c),
-                              n_heads=heads, n_kv_heads=heads, head_dim=c // heads, causal=False)
+                              n_heads=heads, n_kv_heads=heads, head_dim=c // heads, causal=False,
+                              **attention_parts(cfg, c, heads))
 
     def forward(self, x, context):  # (B, C, H, W), (B, L, Dc) -> (B, C, H, W)
         b, c, h, w = x.shape
@@ -123,9 +133,9 @@ class UNet(nn.Module):
             if i < len(widths) - 1:
                 self.down.append(nn.Conv2d(c, c, 3, stride=2, padding=1))
                 skips.append(c)
-        mid = [ResBlock(c, c, emb, g, cfg.dropout), SpatialAttention(c, g)]
+        mid = [ResBlock(c, c, emb, g, cfg.dropout), SpatialAttention(c, g, cfg=cfg)]
         if cfg.context_dim:
-            mid.append(CrossAttention(c, cfg.context_dim, g))
+            mid.append(CrossAttention(c, cfg.context_dim, g, cfg=cfg))
         self.mid = nn.ModuleList(mid + [ResBlock(c, c, emb, g, cfg.dropout)])
         self.up = nn.ModuleList()
         for i, w in reversed(list(enumerate(widths))):
@@ -167,7 +177,7 @@ class DiT(Stack):
         d, p = cfg.d_model, cfg.patch_size
         blocks = [Block(Attention(nn.Linear(d, d), nn.Linear(d, d), nn.Linear(d, d), nn.Linear(d, d),
                                   n_heads=cfg.n_heads, n_kv_heads=cfg.n_heads, head_dim=d // cfg.n_heads,
-                                  causal=False, dropout=cfg.dropout),
+                                  causal=False, dropout=cfg.dropout, **attention_parts(cfg, d, cfg.n_heads)),
                         MLP.build(d, cfg.d_ff, "gelu_tanh"), nn.LayerNorm(d), nn.LayerNorm(d), norm_position="pre",
                         dropout=cfg.dropout)
                   for _ in range(cfg.n_layers)]

@@ -186,6 +186,8 @@ class DiffusersFormat(CheckpointFormat):
     def save_directory(self, model, directory) -> None:
         c, d = model.config, Path(directory)
         require(c, "denoiser", c.denoiser == "unet2d", "diffusers", "the unet2d denoiser (presets ddpm-unet2d*)")
+        require(c, "softmax", c.softmax == "standard", "diffusers", "the standard softmax")
+        require(c, "attn_gate", c.attn_gate == "none", "diffusers", "no attention gate")
         (d / "unet").mkdir()
         (d / "scheduler").mkdir()
         (d / "unet" / "config.json").write_text(json.dumps(unet_config(c), indent=2) + "\n")

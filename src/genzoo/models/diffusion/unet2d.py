@@ -81,7 +81,7 @@ class UNet2D(nn.Module):
             return ResBlock(c_in, c_out, emb, g, drop, eps)
 
         def attn(c):
-            return SpatialAttention(c, g, heads=c // cfg.attention_head_dim, eps=eps)
+            return SpatialAttention(c, g, heads=c // cfg.attention_head_dim, eps=eps, cfg=cfg)
 
         self.conv_in = nn.Conv2d(cfg.channels, widths[0], 3, padding=1)
         self.time_embedding = TimeMLP(widths[0], emb)

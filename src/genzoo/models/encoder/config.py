@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ...config import PRESETS, Preset, check, check_positive
-from ...nn import ATTENTION_GATES, FFNS, NORMS, POSITIONS, SOFTMAX
+from ...nn import ATTENTION_GATES, FFNS, NORMS, POSITIONS, SOFTMAX, make_softmax
 from ...nn.attention import BACKENDS
 from ...nn.ffn import ACTIVATIONS
 
@@ -35,6 +35,7 @@ class EncoderConfig:
     activation: str = "gelu"  # ACTIVATIONS
     softmax: str = "standard"  # SOFTMAX
     attn_gate: str = "none"  # ATTENTION_GATES: a per-head sigmoid gate on the attention output (gated attention)
+    softmax_args: dict | None = None  # the softmax variant's parameters (nn.softmax.make_softmax), e.g. clipped's gamma
     position: str = "learned"  # POSITIONS
     rope_theta: float = 10000.0  # global layers
     local_rope_theta: float | None = None  # local layers (None: rope_theta)
@@ -71,6 +72,7 @@ class EncoderConfig:
         for name, reg in (("norm", NORMS), ("ffn", FFNS), ("activation", ACTIVATIONS), ("position", POSITIONS),
                           ("softmax", SOFTMAX), ("attn_gate", ATTENTION_GATES)):
             reg.get(getattr(self, name))
+        make_softmax(self.softmax, self.softmax_args)  # its parameters: names and values
         check(isinstance(self.pad_token_id, int) and 0 <= self.pad_token_id < self.vocab_size, "pad_token_id",
               self.pad_token_id, f"must be a token id in 0..{self.vocab_size - 1}")
         check(self.norm_position in ("pre", "post"), "norm_position", self.norm_position, "'pre' or 'post'")

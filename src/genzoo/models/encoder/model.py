@@ -15,7 +15,7 @@ from torch import nn
 from ...config import GENRES
 from ...errors import InputError
 from ...inputs import check_labels, check_token_ids
-from ...nn import (FFNS, NORMS, SOFTMAX, Attention, Block, Stack, attention_options, make_gate, make_positions,
+from ...nn import (FFNS, NORMS, Attention, Block, Stack, attention_options, make_gate, make_positions, make_softmax,
                    reset_gates)
 from ...nn.ffn import ACTIVATIONS
 from ...nn.positions import LearnedPositions
@@ -51,7 +51,8 @@ def make_block(cfg: EncoderConfig, layer: int, positions: nn.Module) -> Block:
     terms = tuple(t for t in cfg.pos_att_type.split("|") if t)
     attn = Attention(nn.Linear(d, d, bias=bias), nn.Linear(d, d, bias=bias), nn.Linear(d, d, bias=bias),
                      nn.Linear(d, d, bias=bias), n_heads=h, n_kv_heads=h, head_dim=d // h,
-                     softmax=SOFTMAX.get(cfg.softmax)(), window=None if cfg.is_global(layer) else cfg.local_window,
+                     softmax=make_softmax(cfg.softmax, cfg.softmax_args),
+                     window=None if cfg.is_global(layer) else cfg.local_window,
                      causal=False, dropout=cfg.dropout, backend=cfg.attn_backend,
                      gate=make_gate(cfg.attn_gate, d, h),
                      **attention_options(positions, dim=d, n_heads=h, head_dim=d // h, terms=terms,

@@ -43,6 +43,8 @@ class GatoConfig:
     position: str = "learned"
     rope_theta: float = 10000.0
     softmax: str = "standard"
+    softmax_args: dict | None = None  # the softmax variant's parameters (nn.softmax.make_softmax)
+    attn_gate: str = "none"  # ATTENTION_GATES: a per-head sigmoid gate on the attention output
     dropout: float = 0.0
     attn_backend: str = "sdpa"
     init_std: float = 0.02
@@ -85,7 +87,8 @@ class GatoConfig:
             vocab_size=self.vocab_size, max_positions=self.max_positions, d_model=self.d_model,
             n_layers=self.n_layers, n_heads=self.n_heads, n_kv_heads=self.n_kv_heads, d_ff=self.d_ff, norm=self.norm,
             norm_eps=self.norm_eps, ffn=self.ffn, activation=self.activation, position=self.position,
-            rope_theta=self.rope_theta, softmax=self.softmax, dropout=self.dropout, attn_backend=self.attn_backend,
+            rope_theta=self.rope_theta, softmax=self.softmax, softmax_args=self.softmax_args,
+            attn_gate=self.attn_gate, dropout=self.dropout, attn_backend=self.attn_backend,
             init_std=self.init_std, tie_embeddings=self.tie_embeddings,
         )
 

@@ -22,7 +22,7 @@ from torch import nn
 from ...config import GENRES
 from ...errors import InputError
 from ...modes import evaluating
-from ...nn import NORMS, StaticKVCache, Stack, make_positions
+from ...nn import NORMS, StaticKVCache, Stack, make_positions, reset_gates
 from ...outputs import CausalLMOutput
 from ..decoder.model import make_block
 from .config import GatoConfig
@@ -85,6 +85,7 @@ class Gato(Stack):
                 e.tokens.weight[v.continuous_offset:v.separator] = sinusoidal_table(v.bins, d, std)
                 for table in (e.rows, e.cols):
                     table.weight.copy_(sinusoidal_table(self.config.position_bins, d, std))
+        reset_gates(self)  # gates start open to their init value (the loop above zeroed their biases)
 
     # ---- input checks (before any compute) ----
     def check_inputs(self, t: Tokens, start: int = 0) -> None:

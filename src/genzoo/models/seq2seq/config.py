@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ...config import PRESETS, Preset, check, check_positive
-from ...nn import FFNS
+from ...nn import ATTENTION_GATES, FFNS, make_softmax
 from ...nn.ffn import ACTIVATIONS
 
 
@@ -33,6 +33,9 @@ class Seq2SeqConfig:
     encoder_only: bool = False  # T5EncoderModel
     dropout: float = 0.0
     attn_backend: str = "sdpa"
+    softmax: str = "standard"  # SOFTMAX: the attention softmax variant
+    softmax_args: dict | None = None  # the softmax variant's parameters (nn.softmax.make_softmax), e.g. clipped's gamma
+    attn_gate: str = "none"  # ATTENTION_GATES: a per-head sigmoid gate on the attention output (gated attention)
     init_std: float = 0.02
     checkpoint_format: str = "t5"
     genre: str = field(default="seq2seq", repr=False)
@@ -46,6 +49,10 @@ class Seq2SeqConfig:
                        "relative_buckets", "relative_max_distance", "max_positions")
         FFNS.get(self.ffn)
         ACTIVATIONS.get(self.activation)
+        make_softmax(self.softmax, self.softmax_args)  # the variant, its parameters' names and values
+        ATTENTION_GATES.get(self.attn_gate)
+        check(self.attn_gate != "head" or self.d_model % self.n_heads == 0, "attn_gate", self.attn_gate,
+              f"'head' splits d_model={self.d_model} into n_heads={self.n_heads} slices (use 'linear')")
         for f in ("pad_token_id", "eos_token_id", "decoder_start_token_id"):
             v = getattr(self, f)
             check(isinstance(v, int) and 0 <= v < self.vocab_size, f, v, f"a token id in 0..{self.vocab_size - 1}")

@@ -82,6 +82,8 @@ class T5Format(CheckpointFormat):
 
     def config_to_hf(self, c: Seq2SeqConfig) -> dict:
         require(c, "activation", c.activation in GZ_ACT, "t5", f"one of {sorted(GZ_ACT)}")
+        require(c, "softmax", c.softmax == "standard", "t5", "the standard softmax")
+        require(c, "attn_gate", c.attn_gate == "none", "t5", "no attention gate")
         act = GZ_ACT[c.activation]
         proj = ("gated-gelu" if act == "gelu_new" else f"gated-{act}") if c.ffn == "gated" else act
         return {

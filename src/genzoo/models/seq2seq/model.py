@@ -19,7 +19,8 @@ from ...errors import InputError
 from ...generate import Decoding, compiled_step, decode, drain, eos_ids, inference, iterate
 from ...inputs import check_labels, check_token_ids
 from ...modes import evaluating
-from ...nn import FFNS, Attention, Block, RMSNorm, StaticKVCache, Stack, make_positions
+from ...nn import (FFNS, Attention, Block, RMSNorm, StaticKVCache, Stack, make_gate, make_positions, make_softmax,
+                   reset_gates)
 from .config import Seq2SeqConfig
 
 
@@ -36,7 +37,8 @@ def attention(cfg: Seq2SeqConfig, causal: bool) -> Attention:
     return Attention(nn.Linear(d, inner, bias=False), nn.Linear(d, inner, bias=False),
                      nn.Linear(d, inner, bias=False), nn.Linear(inner, d, bias=False), n_heads=cfg.n_heads,
                      n_kv_heads=cfg.n_heads, head_dim=cfg.head_dim, causal=causal, scale=1.0,
-                     dropout=cfg.dropout, backend=cfg.attn_backend)
+                     softmax=make_softmax(cfg.softmax, cfg.softmax_args), dropout=cfg.dropout,
+                     backend=cfg.attn_backend, gate=make_gate(cfg.attn_gate, d, cfg.n_heads))
 
 
 def make_stack(cfg: Seq2SeqConfig, embed: nn.Embedding, decoder: bool) -> Stack:
@@ -72,6 +74,7 @@ class Seq2SeqLM(nn.Module):
                 self.lm_head.weight = self.shared.weight
         for name, p in self.named_parameters():
             nn.init.normal_(p, std=cfg.init_std) if p.dim() > 1 else nn.init.ones_(p)
+        reset_gates(self)  # gates start open to their init value (the loop above set their biases to 1)
 
     def tied_parameters(self) -> list[str]:
         names = ["encoder.embed.weight"]
