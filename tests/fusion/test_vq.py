@@ -109,3 +109,19 @@ def test_bad_codes_are_input_errors():
 def test_bad_config_is_a_config_error():
     with pytest.raises(genzoo.ConfigError, match="image_size"):
         tiny(image_size=6, downsample=2)
+
+
+def test_quantizer_trains_under_bf16_autocast():
+    """`precision: auto` is bf16 autocast on a bf16 CPU: the encoder's z arrives in bf16, the codebook statistics
+    stay float32 (a bf16 z made the dead-code restart's index_put fail in `genzoo train vq-digits`)."""
+    from genzoo.precision import autocast
+
+    torch.manual_seed(0)
+    q = VectorQuantizer(6, 4, decay=0.9, restart_threshold=1.0).train()
+    q.cluster_size[2] = 0.0  # code 2 is dead: this step restarts it
+    z = torch.randn(16, 4, requires_grad=True)
+    with autocast("cpu", torch.bfloat16):
+        zq, idx, loss, _ = q(z.to(torch.bfloat16))
+    assert q.embed.dtype == q.embed_sum.dtype == torch.float32 and q.restarts > 0
+    (zq.float().sum() + loss).backward()
+    assert z.grad is not None and torch.isfinite(z.grad).all()

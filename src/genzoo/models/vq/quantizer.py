@@ -43,7 +43,14 @@ class VectorQuantizer(nn.Module):
         return F.embedding(indices, self.embed)
 
     def forward(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        """z (N, D) -> (z_q (N, D) with the straight-through gradient, indices (N,), loss, perplexity of the codes)."""
+        """z (N, D) -> (z_q (N, D) with the straight-through gradient, indices (N,), loss, perplexity of the codes).
+
+        Runs in the codebook's dtype with autocast off: under bf16 autocast the encoder's z arrives in bf16, and
+        nearest-code distances and the EMA statistics need float32."""
+        with torch.autocast(z.device.type, enabled=False):
+            return self._quantise(z.to(self.embed.dtype))
+
+    def _quantise(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         idx = self.codes(z.detach())
         e_k = self.lookup(idx)  # (N, D)
         loss = self.beta * F.mse_loss(z, e_k.detach())
