@@ -113,3 +113,16 @@ def test_bad_input(spae):
         genzoo.build("spae-tiny", pyramid=(2, 1, 4))
     with pytest.raises(InputError, match="positives"):
         spae(torch.zeros(2, 1, 8, 8), positives=torch.zeros(3, 2, dtype=torch.long))
+
+
+def test_spae_takes_the_attention_options_of_clips_blocks():
+    """SPAE builds its encoder/decoder from CLIP's blocks, so it has CLIP's attention fields (a regression: the
+    blocks read `softmax`, which SPAE's config lacked, and every SPAE build failed)."""
+    from genzoo.models.vl.spae import SPAEConfig
+    from genzoo.nn import Attention
+
+    cfg = SPAEConfig(softmax="softmax1", attn_gate="head")
+    attn = [m for m in SPAE(cfg).modules() if isinstance(m, Attention)]
+    assert attn and all(a.softmax.name == "softmax1" and a.gate is not None for a in attn)
+    with pytest.raises(ConfigError):
+        SPAEConfig(softmax="nope")

@@ -28,7 +28,7 @@ from torch import nn
 
 from ...config import GENRES, PRESETS, Preset, check, check_positive
 from ...errors import ConfigError, InputError
-from ...nn import Stack
+from ...nn import ATTENTION_GATES, Stack, make_softmax
 from ...nn.ffn import ACTIVATIONS
 from ...nn.patches import PatchEmbed
 from ...nn.positions import LearnedPositions
@@ -51,6 +51,9 @@ class SPAEConfig:
     norm_eps: float = 1e-5
     dropout: float = 0.0
     attn_backend: str = "sdpa"
+    softmax: str = "standard"  # SOFTMAX: the encoder's and decoder's attention softmax variant (CLIP's blocks)
+    softmax_args: dict | None = None  # the variant's parameters (nn.softmax.make_softmax)
+    attn_gate: str = "none"  # ATTENTION_GATES: a per-head sigmoid gate on the attention outputs
     commitment_weight: float = 0.25
     semantic_weight: float = 1.0  # 0: no semantic loss
     semantic_layers: int = 1  # the coarse layers the semantic loss applies to
@@ -75,6 +78,8 @@ class SPAEConfig:
               (self.semantic_weight, self.commitment_weight), "loss weights are >= 0")
         check(self.semantic_temperature > 0, "semantic_temperature", self.semantic_temperature, "> 0")
         ACTIVATIONS.get(self.activation)
+        make_softmax(self.softmax, self.softmax_args)  # the variant, its parameters' names and values
+        ATTENTION_GATES.get(self.attn_gate)
 
     @property
     def grid(self) -> int:
