@@ -21,13 +21,17 @@ from ....data.shapes import COLOUR_NAMES, SHAPE_NAMES
 from ....errors import InputError
 
 
-def well_formed(text: str) -> bool:
-    """Exactly one shape word and one colour word, every word in the training captions' vocabulary."""
+def names_one_object(text: str) -> bool:
+    """Exactly one shape word and one colour word (so its contrastive prompts are well defined)."""
     if not isinstance(text, str) or not text.strip():
         return False
     ws = words(text)
-    return (sum(w in SHAPE_NAMES for w in ws) == 1 and sum(w in COLOUR_NAMES for w in ws) == 1
-            and not parse(text).unseen)
+    return sum(w in SHAPE_NAMES for w in ws) == 1 and sum(w in COLOUR_NAMES for w in ws) == 1
+
+
+def well_formed(text: str) -> bool:
+    """`names_one_object`, and every word in the training captions' vocabulary."""
+    return names_one_object(text) and not parse(text).unseen
 
 
 def template_prompts() -> set[str]:
@@ -78,10 +82,10 @@ class PromptTable:
     def __init__(self, pointe, prompts: list[str]):
         if not prompts:
             raise InputError("a prompt table needs at least one prompt")
-        bad = [p for p in prompts if not well_formed(p)]
+        bad = [p for p in prompts if not names_one_object(p)]
         if bad:
             raise InputError(f"prompts must name exactly one shape ({', '.join(SHAPE_NAMES)}) and one colour "
-                             f"({', '.join(COLOUR_NAMES)}) in known words; got {bad[:3]}")
+                             f"({', '.join(COLOUR_NAMES)}); got {bad[:3]}")
         self.prompts = list(prompts)
         rivals = [contrastive(p) for p in prompts]  # each (M,) = 6 other shapes + 5 other colours
         m = len(rivals[0])
