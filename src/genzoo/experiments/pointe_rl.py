@@ -44,7 +44,7 @@ ARMS = {
 }
 FULL = dict(base_steps=700, clip_steps=300, objects=3000, lm_steps=150, iterations=30, batch=32, n_prompts=128,
             held_out_templates=4, judge_steps=500, judge_objects=3000, eval_every=5, chain=10)
-SMALL = dict(base_steps=6, clip_steps=3, objects=64, lm_steps=20, iterations=2, batch=8, n_prompts=16,
+SMALL = dict(base_steps=6, clip_steps=3, objects=64, lm_steps=80, iterations=2, batch=8, n_prompts=16,
              held_out_templates=1, judge_steps=20, judge_objects=64, eval_every=1, chain=4)
 
 
@@ -100,8 +100,7 @@ def train_parts(out: Path, o: dict, sets: tuple[str, ...], small: bool):
                   *shrink, "pointe.val_objects=8"]
     if not (out / "base" / "model.safetensors").exists():
         train(load_recipe("pointe-shapes", [*quiet, *shrink, *sets]), out / "base", steps=o["base_steps"])
-    lm_sets = [*quiet, f"eval_every={o['lm_steps']}", f"save_every={o['lm_steps']}",
-               *(["batch_size=8", "model.d_model=32", "model.d_ff=64"] if small else [])]
+    lm_sets = [*quiet, f"eval_every={o['lm_steps']}", f"save_every={o['lm_steps']}"]
     if not (out / "lm" / "model.safetensors").exists():
         train(load_recipe("caption-lm", lm_sets), out / "lm", steps=o["lm_steps"])
     return genzoo.load(out / "base").eval(), genzoo.load(out / "lm").eval(), Tokenizer.from_dir(out / "lm")
