@@ -20,6 +20,14 @@ def test_reward_hacking_is_a_judge_drop_while_the_reward_is_up():
     assert hacking(curve[:1] + curve[2:]) == 0.0
 
 
+def test_unknown_option_is_refused_before_any_training(tmp_path):
+    import genzoo
+
+    with pytest.raises(genzoo.ConfigError, match="iteratons"):
+        EXPERIMENTS.get("pointe-rl")(out=str(tmp_path), iteratons=3)
+    assert not (tmp_path / "base").exists()
+
+
 @pytest.mark.slow
 def test_experiment_writes_outputs(tmp_path):
     threads = torch.get_num_threads()

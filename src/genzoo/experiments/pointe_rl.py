@@ -30,6 +30,7 @@ from pathlib import Path
 
 import torch
 
+from ..errors import ConfigError
 from . import EXPERIMENTS
 from .results import target, targets_markdown, write_results
 
@@ -117,6 +118,9 @@ def run(out: str, steps: int | None = None, sets: tuple[str, ...] = (), small: b
     t0 = time.perf_counter()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    unknown = sorted(set(overrides) - set(FULL))
+    if unknown:
+        raise ConfigError(f"pointe-rl: unknown option(s) {', '.join(unknown)}; known: {', '.join(FULL)}")
     o = {**(SMALL if small else FULL), **overrides}
     if steps:
         o["iterations"] = steps  # `--steps` sets the RL iterations
