@@ -43,7 +43,7 @@ ARMS = {
     "c": ("+c inconsistency penalty", {"normalise": "batch", "penalty": "inconsistency"}, "templates"),
     "all": ("a + b + c", {"normalise": "contrastive", "penalty": "inconsistency"}, "synthesised"),
 }
-FULL = dict(base_steps=700, clip_steps=300, objects=3000, lm_steps=150, iterations=30, batch=32, n_prompts=128,
+FULL = dict(base_steps=1200, clip_steps=300, objects=3000, lm_steps=150, iterations=40, batch=32, n_prompts=128,
             held_out_templates=4, judge_steps=500, judge_objects=3000, eval_every=5, chain=10)
 SMALL = dict(base_steps=6, clip_steps=3, objects=64, lm_steps=80, iterations=2, batch=8, n_prompts=16,
              held_out_templates=1, judge_steps=20, judge_objects=64, eval_every=1, chain=4)
