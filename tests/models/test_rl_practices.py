@@ -109,6 +109,7 @@ def test_prompt_table_and_clip_reward(pointe):
         PromptTable(pointe, ["a red thing"])
 
 
+@pytest.mark.slow
 def test_dpok_drives_a_text_conditioned_model_with_every_practice(pointe):
     table = PromptTable(pointe, ["a red cone", "a green cube", "one blue torus"])
     model = pointe.image
