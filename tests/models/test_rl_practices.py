@@ -67,6 +67,9 @@ class ScriptedLM(torch.nn.Module):
         rows = [[eos, *[t for t in tokenizer.encode(x) if t != eos], eos] for x in texts]
         n = max(map(len, rows))
         self.out = torch.tensor([r + [eos] * (n - len(r)) for r in rows])
+        # a row cut off by max_new_tokens (no eos), which would be well formed and novel if it had ended there
+        cut = [t for t in tokenizer.encode("a small red cone on a dark") if t != eos][: n - 1]
+        self.out = torch.cat([self.out, torch.tensor([[eos, *cut] + [cut[-1]] * (n - 1 - len(cut))])])
 
     def generate(self, start, **kw):
         return self.out
@@ -85,7 +88,7 @@ def test_synthesised_prompts_are_novel_and_well_formed():
              "the green torus lying on its side on a dark background"]
     kept, stats = synthesise_prompts(ScriptedLM(tok, texts), tok, 10, torch.Generator(), max_rounds=1)
     assert kept == [novel, "the green torus lying on its side on a dark background"]
-    assert stats == {"sampled": 9, "malformed": 4, "in_templates": 2, "duplicates": 1}
+    assert stats == {"sampled": 10, "malformed": 5, "in_templates": 2, "duplicates": 1}  # + the unfinished row
     assert all(well_formed(p) and p not in template_prompts() for p in kept)
 
 

@@ -109,7 +109,7 @@ def train_parts(out: Path, o: dict, sets: tuple[str, ...], small: bool):
 
 @EXPERIMENTS.register("pointe-rl")
 def run(out: str, steps: int | None = None, sets: tuple[str, ...] = (), small: bool = False, beta: float = 0.01,
-        lr: float = 1e-4, **overrides) -> dict:
+        lr: float = 3e-4, **overrides) -> dict:
     from ..figures import image_grid
     from ..models.diffusion.rl import RLConfig, dpok
     from ..models.diffusion.rl.prompts import CLIPReward, PromptTable, synthesise_prompts, template_prompts as known

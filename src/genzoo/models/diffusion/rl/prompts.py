@@ -45,10 +45,11 @@ def normalise_text(text: str) -> str:
 
 @torch.no_grad()
 def synthesise_prompts(lm, tokenizer, n: int, generator: torch.Generator, temperature: float = 1.0,
-                       batch: int = 64, max_rounds: int = 20, max_new_tokens: int = 24) -> tuple[list[str], dict]:
+                       batch: int = 64, max_rounds: int = 20, max_new_tokens: int = 80) -> tuple[list[str], dict]:
     """Up to n distinct prompts sampled from `lm` (a genzoo decoder trained by task "caption-lm", started from its
-    end-of-text token), kept when `well_formed` and not in `template_prompts()`. -> (prompts, statistics: how many
-    were sampled, malformed, already in a template list, duplicates)."""
+    end-of-text token), kept when finished (the LM wrote its end-of-text token within max_new_tokens), `well_formed`
+    and not in `template_prompts()`. -> (prompts, statistics: how many were sampled, malformed or unfinished,
+    already in a template list, duplicates)."""
     known = template_prompts()
     eos = tokenizer.eos_id
     kept: list[str] = []
@@ -61,10 +62,11 @@ def synthesise_prompts(lm, tokenizer, n: int, generator: torch.Generator, temper
         out = lm.generate(start, max_new_tokens=max_new_tokens, do_sample=True, temperature=temperature,
                           eos_token_id=eos, pad_token_id=eos, generator=generator)  # (B, 1 + N)
         for row in out[:, 1:].tolist():
-            row = row[: row.index(eos)] if eos in row else row  # up to the end-of-text token
+            finished = eos in row
+            row = row[: row.index(eos)] if finished else row  # up to the end-of-text token
             text = normalise_text(tokenizer.decode(row, skip_special_tokens=True))
             stats["sampled"] += 1
-            if not well_formed(text):
+            if not (finished and well_formed(text)):
                 stats["malformed"] += 1
             elif text in known:
                 stats["in_templates"] += 1
