@@ -23,7 +23,7 @@ def test_experiment_writes_outputs(tmp_path):
                                      "P-FID (guidance 3) / P-FID (blob baseline)"}
     assert all(0 <= a["r_precision"] <= 1 for a in saved["arms"].values())
     assert saved["p_fid"]["real"] < saved["p_fid"]["blob"]  # the judge's features tell blobs from shapes
-    assert r["end_to_end_seconds_per_sample"] > 0 and "not implemented" in saved["rl_practices"]
+    assert r["end_to_end_seconds_per_sample"] > 0 and "pointe-rl" in saved["rl_practices"]
 
 
 @pytest.mark.slow

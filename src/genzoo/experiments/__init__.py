@@ -22,6 +22,7 @@ def _register():
         moe_locality,
         outliers,
         point_e,
+        pointe_rl,
         retrieval_finetune,
         tabular,
     )

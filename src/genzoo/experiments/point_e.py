@@ -12,7 +12,7 @@ optimised against):
 - The image-conditioned route (text -> view -> points) against the point model conditioned on CLIP's text tokens
   directly (both at guidance 3), and the end-to-end seconds per sample.
 
-The RL practices of the issue (item 6) are not part of this experiment (not implemented).
+The RL practices of the issue (item 6) are a separate experiment: `genzoo experiment pointe-rl`.
 """
 
 from __future__ import annotations
@@ -112,7 +112,7 @@ def run(out: str, small: bool = False, steps: int | None = None, sets: tuple[str
         "judge_r_precision_on_real_clouds": judge_real, "judge_r_precision_on_blobs": judge_blob,
         "train_seconds": train_seconds, "judge_seconds": judge_seconds, "judge_steps": 400 if small else 1000,
         "end_to_end_seconds_per_sample": arms["image_g3"]["seconds_per_sample"],
-        "rl_practices": "not implemented (issue item 6): no arms run",
+        "rl_practices": "a separate experiment: genzoo experiment pointe-rl",
     }
     targets = {
         "R-precision, image route, guidance 3": target(g3, ">= 0.8"),
@@ -192,8 +192,8 @@ def report(r: dict, targets_md: str, recipe) -> str:
         "",
         targets_md,
         "",
-        "Not run: the RL practices of issue item 6 (contrastive-prompt advantage normalisation, LM-synthesised "
-        "prompts, the textual-inconsistency penalty) are not implemented.",
+        "The RL practices of issue item 6 (contrastive-prompt advantage normalisation, LM-synthesised prompts, the "
+        "textual-inconsistency penalty) are a separate experiment: `genzoo experiment pointe-rl`.",
         "",
         f"Machine: {m.get('cpu')}, {m.get('cores')} cores, {m.get('torch_threads')} torch threads, load average "
         f"{m.get('load_average_1min')}; training {r['train_seconds']:.0f} s, judge {r['judge_seconds']:.0f} s, "

@@ -235,6 +235,7 @@ def lm_validation(model, tokens: torch.Tensor, recipe: Recipe, d: Dist, amp) -> 
 
 def _register():
     from . import (  # noqa: F401
+        caption_lm_task,
         clip_task,
         diffusion_task,
         early_fusion_task,

@@ -87,13 +87,14 @@ def point_judge(steps: int = 1000, seed: int = 0) -> PointNet:
 
 
 @functools.lru_cache(maxsize=None)
-def view_judge(steps: int = 500, seed: int = 1, image_size: int = 16) -> ViewCNN:
-    """The view judge, trained once per process on 3000 rendered views (its own objects), frozen."""
+def view_judge(steps: int = 500, seed: int = 1, image_size: int = 16, objects: int = 3000) -> ViewCNN:
+    """The view judge, trained once per process on `objects` rendered views (its own objects), frozen: the held-out
+    judge of the RL experiment (`experiments.pointe_rl`), which no arm optimises."""
     from ...data.shape_set import ShapeSet
 
     with torch.random.fork_rng(devices=[]), torch.enable_grad():
         torch.manual_seed(seed)
-        data = ShapeSet(3000, 10_000 + seed, image_size)
+        data = ShapeSet(objects, 10_000 + seed, image_size)
         g = torch.Generator().manual_seed(seed)
         net = ViewCNN()
         net(data.views[:2])  # materialise the lazy layer
@@ -115,8 +116,9 @@ def read_clouds(clouds: torch.Tensor, judge: PointNet | None = None) -> tuple[to
 
 
 @torch.no_grad()
-def read_views(views: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    s, c = view_judge(image_size=views.shape[-1])(views.float().cpu())
+def read_views(views: torch.Tensor, judge: ViewCNN | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(shape, colour) class indices (B,) the view judge (default `view_judge()`) reads from views (B, 3, S, S)."""
+    s, c = (judge or view_judge(image_size=views.shape[-1]))(views.float().cpu())
     return s.argmax(-1), c.argmax(-1)
 
 

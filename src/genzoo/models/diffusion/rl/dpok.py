@@ -10,7 +10,12 @@ up to a constant per step. The gradient (their eq. 8, Algorithm 1):
 
 with a learned value baseline V, and the PPO-style clipped importance ratio of their Algorithm 1 so a rollout
 can serve a few gradient steps. Option `normalise="prompt"`: DDPO's per-prompt reward normalisation (Black et
-al., 2023, sec. 4.3) instead of the value baseline.
+al., 2023, sec. 4.3) instead of the value baseline; the seed's text-prompt practices (contrastive normalisation,
+the textual-inconsistency penalty) are further registered names of `practices` (`normalise`, `penalty`).
+
+Conditions: by default a trajectory's label is a class (B,) passed to `model.predict(x, t, labels)`; `condition`
+maps the labels to other keyword arguments of `predict`, e.g. prompt indices (B,) -> {"labels": None, "context":
+text token states (B, L, D)} for a text-conditioned model (`prompts.PromptTable.condition`).
 """
 
 from __future__ import annotations
@@ -27,8 +32,7 @@ from ....errors import ConfigError
 from ....modes import evaluating
 from ....nn.positions import SinusoidalPositions
 from ..schedulers import DDIMScheduler, gaussian_log_prob
-
-NORMALISATIONS = ("value", "prompt", "none")
+from .practices import ADVANTAGES, PENALTIES, shape_rewards
 
 
 @dataclass
@@ -42,14 +46,19 @@ class RLConfig:
     clip: float = 0.2  # PPO ratio clipping
     epochs: int = 1  # passes over each rollout's transitions
     minibatch: int = 128  # transitions per gradient step
-    normalise: str = "value"  # NORMALISATIONS: value baseline, per-prompt statistics (DDPO), or raw rewards
+    normalise: str = "value"  # practices.ADVANTAGES: value, prompt (DDPO), batch, contrastive, none
+    penalty: str = "none"  # practices.PENALTIES: none, inconsistency
+    penalty_weight: float = 1.0  # subtracted from the reward where the penalty fires
     grad_clip: float = 1.0
-    n_classes: int = 10
+    n_classes: int = 10  # classes, or prompts of a prompt table (the labels are their indices)
     seed: int = 0
 
     def __post_init__(self):
-        if self.normalise not in NORMALISATIONS:
-            raise ConfigError(f"normalise={self.normalise!r} is invalid: one of {NORMALISATIONS}")
+        for f, table in (("normalise", ADVANTAGES), ("penalty", PENALTIES)):
+            if getattr(self, f) not in table:
+                raise ConfigError(f"{f}={getattr(self, f)!r} is invalid: one of {', '.join(sorted(table))}")
+        if self.penalty_weight < 0:
+            raise ConfigError(f"penalty_weight={self.penalty_weight!r} is invalid: >= 0")
         for f in ("iterations", "batch", "steps", "epochs", "minibatch"):
             if not (isinstance(getattr(self, f), int) and getattr(self, f) > 0):
                 raise ConfigError(f"{f}={getattr(self, f)!r} is invalid: a positive integer")
@@ -83,6 +92,11 @@ class Rollout:
     labels: torch.Tensor  # (B,)
 
 
+def class_condition(labels: torch.Tensor) -> dict:
+    """The default condition: the labels are classes."""
+    return {"labels": labels}
+
+
 def policy_scheduler(model, steps: int) -> DDIMScheduler:
     sched = DDIMScheduler(**model.config.scheduler_config())
     sched.set_timesteps(steps)
@@ -90,16 +104,18 @@ def policy_scheduler(model, steps: int) -> DDIMScheduler:
 
 
 @torch.no_grad()
-def rollout(model, labels: torch.Tensor, steps: int, generator: torch.Generator | None = None) -> Rollout:
+def rollout(model, labels: torch.Tensor, steps: int, generator: torch.Generator | None = None,
+            condition: Callable[[torch.Tensor], dict] = class_condition) -> Rollout:
     """Trajectories of the DDIM (eta = 1) policy from pure noise; every step's Gaussian log-probability."""
     c, device = model.config, labels.device
+    cond = condition(labels)
     sched = policy_scheduler(model, steps)
     b = len(labels)
     x = torch.randn((b, c.channels, c.image_size, c.image_size), generator=generator).to(device)
     states, actions, logps, stds = [], [], [], []
     with evaluating(model):
         for t in sched.timesteps.tolist():
-            out = model.predict(x, torch.full((b,), t, device=device), labels)
+            out = model.predict(x, torch.full((b,), t, device=device), **cond)
             noise = torch.randn(x.shape, generator=generator).to(device)
             step = sched.step(out, t, x, eta=1.0, variance_noise=noise)
             states.append(x)
@@ -113,29 +129,28 @@ def rollout(model, labels: torch.Tensor, steps: int, generator: torch.Generator 
                    x.clamp(-1, 1), labels)
 
 
-def step_log_prob(model, sched: DDIMScheduler, x, t: int, action, labels, std: float):
+def step_log_prob(model, sched: DDIMScheduler, x, t: int, action, labels, std: float,
+                  condition: Callable[[torch.Tensor], dict] = class_condition):
     """log p_theta(action | x) (B,) under the current weights, and the eps prediction (for the KL term)."""
-    out = model.predict(x, torch.full((len(x),), t, device=x.device), labels)
+    out = model.predict(x, torch.full((len(x),), t, device=x.device), **condition(labels))
     mean = sched.step(out, t, x, eta=1.0, variance_noise=torch.zeros_like(x)).mean
     return gaussian_log_prob(action, mean, std), out
 
 
-def advantages(rewards: torch.Tensor, labels: torch.Tensor, how: str, n_classes: int) -> torch.Tensor:
-    """Per-trajectory advantage before the value baseline: rewards (B,) normalised per prompt (DDPO) or as is."""
-    if how != "prompt":
-        return rewards
-    out = torch.zeros_like(rewards)
-    for c in range(n_classes):  # per-prompt statistics over this batch
-        m = labels == c
-        if m.sum() > 1:
-            out[m] = (rewards[m] - rewards[m].mean()) / (rewards[m].std() + 1e-6)
-    return out
+def advantages(rewards: torch.Tensor, labels: torch.Tensor, how: str, n_classes: int | None = None) -> torch.Tensor:
+    """Per-trajectory advantage before the value baseline: rewards (B,) (or (B, 1 + M)) normalised by the registered
+    name `how` (`practices.ADVANTAGES`)."""
+    return shape_rewards(rewards, labels, how, "none", 0.0)[1]
 
 
 def dpok(model, reward: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], cfg: RLConfig,
-         callback: Callable[[int, dict], None] | None = None) -> list[dict]:
+         callback: Callable[[int, dict], None] | None = None,
+         condition: Callable[[torch.Tensor], dict] = class_condition,
+         labels: Callable[[torch.Generator], torch.Tensor] | None = None) -> list[dict]:
     """Fine-tune `model` in place with DPOK; the pretrained weights are frozen as a copy for the KL term.
-    reward(images (B, C, H, W), labels (B,)) -> (B,). Returns per-iteration statistics."""
+    reward(images (B, C, H, W), labels (B,)) -> (B,) or (B, 1 + M) (own prompt, then M contrastive prompts;
+    `practices`). `labels(generator)` draws a batch's labels (default: uniform over cfg.n_classes).
+    Returns per-iteration statistics."""
     device = next(model.parameters()).device
     pretrained = copy.deepcopy(model).eval().requires_grad_(False)
     c = model.config
@@ -148,15 +163,18 @@ def dpok(model, reward: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], cf
     g = torch.Generator().manual_seed(cfg.seed)
     history = []
     for it in range(cfg.iterations):
-        labels = torch.randint(cfg.n_classes, (cfg.batch,), generator=g).to(device)
-        ro = rollout(model, labels, cfg.steps, g)
-        r = reward(ro.images, labels).float()  # (B,) the only reward queries of this iteration
-        adv_traj = advantages(r, labels, cfg.normalise, cfg.n_classes)
+        lab = torch.randint(cfg.n_classes, (cfg.batch,), generator=g) if labels is None else labels(g)
+        lab = lab.to(device)
+        ro = rollout(model, lab, cfg.steps, g, condition)
+        # (B,) or (B, 1 + M): the only reward queries of this iteration; r (B,) = own reward - penalty
+        r, adv_traj, shaped = shape_rewards(reward(ro.images, lab), lab, cfg.normalise, cfg.penalty,
+                                            cfg.penalty_weight)
+        baseline = ADVANTAGES.get(cfg.normalise).value_baseline
         stochastic = torch.tensor([i for i, s in enumerate(ro.stds) if s > 0])  # steps that are actions
         k = len(stochastic)
         # transitions: (step index, trajectory index), shuffled into minibatches
         pairs = torch.stack(torch.meshgrid(stochastic, torch.arange(cfg.batch), indexing="ij"), -1).view(-1, 2)
-        stats = {"reward": r.mean().item(), "pg": 0.0, "kl": 0.0, "value": 0.0}
+        stats = {**shaped, "pg": 0.0, "kl": 0.0, "value": 0.0}
         n_updates = 0
         model.train()
         for _ in range(cfg.epochs):
@@ -167,17 +185,17 @@ def dpok(model, reward: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], cf
                 for si in mb[:, 0].unique().tolist():
                     j = mb[mb[:, 0] == si, 1].to(device)
                     t, std = ro.timesteps[si], ro.stds[si]
-                    x, a, lab = ro.states[si][j], ro.actions[si][j], labels[j]
+                    x, a, lj = ro.states[si][j], ro.actions[si][j], lab[j]
                     tt = torch.full((len(j),), t, device=device)
-                    v = value(x, tt, lab)
+                    v = value(x, tt, lj)
                     v_terms.append(F.mse_loss(v, r[j], reduction="sum"))
-                    adv = adv_traj[j] - (v.detach() if cfg.normalise == "value" else 0.0)
-                    logp, eps = step_log_prob(model, sched, x, t, a, lab, std)
+                    adv = adv_traj[j] - (v.detach() if baseline else 0.0)
+                    logp, eps = step_log_prob(model, sched, x, t, a, lj, std, condition)
                     ratio = torch.exp(logp - ro.log_probs[si][j])
                     pg_terms.append(-torch.min(adv * ratio, adv * ratio.clamp(1 - cfg.clip, 1 + cfg.clip)).sum())
                     if cfg.beta > 0:
                         with torch.no_grad():
-                            eps_pre = pretrained.predict(x, tt, lab)
+                            eps_pre = pretrained.predict(x, tt, **condition(lj))
                         kl_terms.append(((eps - eps_pre) ** 2).flatten(1).sum(1).sum())
                 n = len(mb)
                 pg = torch.stack(pg_terms).sum() / n
