@@ -196,9 +196,13 @@ class Stack(nn.Module):
             if self.local_positions is not None:
                 local = self.local_positions(pos)
                 ropes.update({w: local for w in self.windows if w is not None})
-        slots = torch.arange(tk, device=device)[None]  # (1, Tk): bias and relative positions count slots
-        bias = self.positions(slots[:, start:], slots) if kind == "bias" else None  # (1|B, H, T, Tk)
-        rel = self.positions(slots[:, start:], slots) if kind == "relative" else None
+        bias = rel = None
+        if kind in ("bias", "relative"):  # only these count slots (not built in every decoding step otherwise)
+            slots = torch.arange(tk, device=device)[None]  # (1, Tk)
+            if kind == "bias":
+                bias = self.positions(slots[:, start:], slots)  # (1|B, H, T, Tk)
+            else:
+                rel = self.positions(slots[:, start:], slots)
 
         if packing is not None:
             masks = {w: packing.masks(self.causal, w, bias) for w in self.windows}  # per length group
