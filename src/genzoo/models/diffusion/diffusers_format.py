@@ -8,12 +8,14 @@ or variances) are refused with their name, never approximated."""
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 from safetensors.torch import save_file
 
 from ...config import GENRES
 from ...errors import CheckpointError
+from ...interop.atomic import file_mode
 from ...interop.files import read_pickle, read_safetensors
 from ...interop.formats import FORMATS, CheckpointFormat, require
 from ...interop.meta import assign_weights, empty_parameters
@@ -191,3 +193,4 @@ class DiffusersFormat(CheckpointFormat):
         (d / "model_index.json").write_text(json.dumps(index, indent=2) + "\n")
         tensors = {to_diffusers(k): v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
         save_file(tensors, str(d / "unet" / WEIGHTS), metadata={"format": "pt"})
+        os.chmod(d / "unet" / WEIGHTS, file_mode())  # safetensors writes 0600; the other files get the umask's
