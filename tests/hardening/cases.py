@@ -405,7 +405,8 @@ API = [
     ("generate: max_new_tokens a string", lambda: _model().generate(IDS, max_new_tokens="8"), InputError,
      "max_new_tokens"),
     ("generate: prompt + new tokens past max positions",
-     lambda: _model().generate(torch.zeros(1, 120, dtype=torch.long), max_new_tokens=20), InputError, "120"),
+     lambda: _model().generate(torch.zeros(1, 120, dtype=torch.long), max_new_tokens=20), InputError,
+     r"prompt length 120 \+ max_new_tokens 20 = 140 exceeds max_positions=128"),
     ("generate: empty batch", lambda: _model().generate(torch.zeros(0, 3, dtype=torch.long)), InputError, "batch"),
     ("load: no such directory", lambda: genzoo.load("/no/such/dir"), CheckpointError, "no such directory"),
     ("load: a file", lambda: genzoo.load("/etc/hostname"), CheckpointError, "not a directory"),
@@ -926,3 +927,27 @@ add("hostile-files", "gguf written: an unknown tensor", gguf_written(tensors={"b
     "numpy").zeros(4, "float32")}), CheckpointError, r"unexpected.*blk\.0\.evil\.weight")
 add("hostile-files", "gguf written: NaN accepted with allow_nonfinite=True (control)",
     gguf_written(tensors=_gguf_tensor("blk.0.attn_q.weight", _nan_at(float("nan"))), allow_nonfinite=True, ok=True))
+
+
+def gguf_tokenizer_case(meta):
+    """A case: the tokenizer of a tiny llama GGUF file whose tokenizer metadata is `meta` (gpt2 kind)."""
+    def make(ws, tmp):
+        from genzoo.tokenizers import Tokenizer
+        from tests.gguf_files import write_gguf
+
+        f = write_gguf(tmp / "m.gguf", meta={"tokenizer.ggml.model": "gpt2", **meta})
+        return api(lambda: Tokenizer.load(f), protect=[f])
+
+    return make
+
+
+for _name, _meta, _match in [
+        ("no tokens", {}, "tokenizer.ggml.tokens"),
+        ("tokens a string", {"tokenizer.ggml.tokens": "abc"}, "tokenizer.ggml.tokens"),
+        ("merges without a space", {"tokenizer.ggml.tokens": ["a", "b", "ab"], "tokenizer.ggml.merges": ["ab"]},
+         "tokenizer.ggml.merges"),
+        ("a merge of tokens the vocabulary lacks", {"tokenizer.ggml.tokens": ["a", "b"],
+                                                    "tokenizer.ggml.merges": ["x y"]}, "inconsistent"),
+        ("token types not integers", {"tokenizer.ggml.tokens": ["a"], "tokenizer.ggml.token_type": ["x"]},
+         "token_type")]:
+    add("hostile-files", f"gguf tokenizer: {_name}", gguf_tokenizer_case(_meta), genzoo.GenzooError, _match)

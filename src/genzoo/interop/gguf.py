@@ -297,11 +297,24 @@ def gguf_tokenizer(path: str | os.PathLike):
     if kind != "gpt2":
         raise CheckpointError(f"{path}: tokenizer.ggml.model={kind!r} is not supported; supported: 'gpt2' "
                               "(byte-level BPE)")
-    tokens = list(meta["tokenizer.ggml.tokens"])
-    types = list(meta.get("tokenizer.ggml.token_type") or [])
-    merges = [tuple(m.split(" ", 1)) for m in meta.get("tokenizer.ggml.merges") or []]
-    tok = HFTokenizer(models.BPE({t: i for i, t in enumerate(tokens)}, merges, continuing_subword_prefix="",
-                                 end_of_word_suffix="", fuse_unk=False))
+    tokens = meta.get("tokenizer.ggml.tokens")
+    if not (isinstance(tokens, list) and tokens and all(isinstance(t, str) for t in tokens)):
+        raise _bad_field(path, "tokenizer.ggml.tokens", tokens, "must be a non-empty list of strings")
+    types = meta.get("tokenizer.ggml.token_type") or []
+    if not (isinstance(types, list) and all(isinstance(k, int) and not isinstance(k, bool) for k in types)):
+        raise _bad_field(path, "tokenizer.ggml.token_type", types, "must be a list of integers (token kinds)")
+    merges = meta.get("tokenizer.ggml.merges") or []
+    if not (isinstance(merges, list) and all(isinstance(m, str) and " " in m for m in merges)):
+        raise _bad_field(path, "tokenizer.ggml.merges", merges, "must be a list of strings 'left right'")
+    merges = [tuple(m.split(" ", 1)) for m in merges]
+    try:
+        tok = HFTokenizer(models.BPE({t: i for i, t in enumerate(tokens)}, merges, continuing_subword_prefix="",
+                                     end_of_word_suffix="", fuse_unk=False))
+    except Exception as e:  # a merge of tokens the vocabulary lacks
+        raise CheckpointError(f"{path}: the GGUF tokenizer metadata is inconsistent ({e})") from None
+    template = meta.get("tokenizer.chat_template")
+    if template is not None and not isinstance(template, str):
+        raise _bad_field(path, "tokenizer.chat_template", template, "must be a string (a Jinja template)")
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
     alphabet = set(pre_tokenizers.ByteLevel.alphabet())
