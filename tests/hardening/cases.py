@@ -827,14 +827,14 @@ def diffusers_weights(edit, allow_nonfinite=False, ok=False):
     return make
 
 
-def _first(state, suffix=".weight"):
+def _first_weight(state, suffix=".weight"):
     return next(k for k in sorted(state) if k.endswith(suffix) and state[k].is_floating_point()
                 and state[k].dim() > 1)
 
 
 def _poison_first(value):
     def edit(state):
-        k = _first(state)
+        k = _first_weight(state)
         t = state[k].clone()
         t.view(-1)[3] = value
         state[k] = t
@@ -845,10 +845,10 @@ def _poison_first(value):
 for _name, _edit, _match in [
         ("a NaN weight", _poison_first(float("nan")), r"non-finite.*conv"),
         ("an Inf weight", _poison_first(float("inf")), r"non-finite"),
-        ("an int tensor in place of a float one", lambda s: s.__setitem__(_first(s), s[_first(s)].to(torch.int32)),
+        ("an int tensor in place of a float one", lambda s: s.__setitem__(_first_weight(s), s[_first_weight(s)].to(torch.int32)),
          r"mis-typed.*int32"),
-        ("a tensor missing", lambda s: s.pop(_first(s)), r"missing"),
-        ("a mis-shaped tensor", lambda s: s.__setitem__(_first(s), torch.zeros(3)), r"mis-shaped")]:
+        ("a tensor missing", lambda s: s.pop(_first_weight(s)), r"missing"),
+        ("a mis-shaped tensor", lambda s: s.__setitem__(_first_weight(s), torch.zeros(3)), r"mis-shaped")]:
     add("hostile-files", f"diffusers weights: {_name}", diffusers_weights(_edit), CheckpointError, _match)
 add("hostile-files", "diffusers weights: NaN accepted with allow_nonfinite=True (control)",
     diffusers_weights(_poison_first(float("nan")), allow_nonfinite=True, ok=True))
