@@ -845,8 +845,8 @@ def _poison_first(value):
 for _name, _edit, _match in [
         ("a NaN weight", _poison_first(float("nan")), r"non-finite.*conv"),
         ("an Inf weight", _poison_first(float("inf")), r"non-finite"),
-        ("an int tensor in place of a float one", lambda s: s.__setitem__(_first_weight(s), s[_first_weight(s)].to(torch.int32)),
-         r"mis-typed.*int32"),
+        ("an int tensor in place of a float one",
+         lambda s: s.__setitem__(_first_weight(s), s[_first_weight(s)].to(torch.int32)), r"mis-typed.*int32"),
         ("a tensor missing", lambda s: s.pop(_first_weight(s)), r"missing"),
         ("a mis-shaped tensor", lambda s: s.__setitem__(_first_weight(s), torch.zeros(3)), r"mis-shaped")]:
     add("hostile-files", f"diffusers weights: {_name}", diffusers_weights(_edit), CheckpointError, _match)
