@@ -234,7 +234,7 @@ def load_gguf(path: str | os.PathLike, *, dtype: torch.dtype | None = None, devi
 
     from . import build_empty, check_state, config_from_file
     from ..config import GENRES
-    from .files import check_finite_tensors
+    from .files import nonfinite_entries, nonfinite_error
     from .formats import FORMATS
     from .meta import assign_weights
     from .schema import fits_in_memory
@@ -260,7 +260,7 @@ def load_gguf(path: str | os.PathLike, *, dtype: torch.dtype | None = None, devi
         shapes[name] = torch.empty(tuple(int(n) for n in reversed(t.shape.tolist())), dtype=kind, device="meta")
     state, unexpected = fmt.state_from_hf(shapes, config)
     check_state(model, state, unexpected + unknown, path)
-    tensors, by_gguf_name = {}, {}
+    tensors, bad = {}, []
     for t in reader.tensors:
         name = arch.keys.to_genzoo(t.name)
         try:
@@ -269,11 +269,12 @@ def load_gguf(path: str | os.PathLike, *, dtype: torch.dtype | None = None, devi
             raise CheckpointError(f"{path}: tensor {t.name}: {e}") from None
         w = np.ascontiguousarray(arch.fix(name, w, hf))
         w = w if w.flags.writeable else w.copy()  # an unquantised tensor is a view of the read-only mapping
-        tensors[name] = by_gguf_name[t.name] = torch.from_numpy(w).to(torch.float32)
-    if not allow_nonfinite:
-        check_finite_tensors(path, by_gguf_name)  # NaN / Inf named by their GGUF names
-    if dtype is not None:
-        tensors = {k: v.to(dtype) for k, v in tensors.items()}
+        w = torch.from_numpy(w).to(torch.float32)
+        if not allow_nonfinite:
+            bad += nonfinite_entries({t.name: w})  # NaN / Inf in the dequantised values, named by GGUF name
+        tensors[name] = w.to(dtype or torch.float32)  # one tensor in both dtypes at a time
+    if bad:
+        raise nonfinite_error(path, bad)
     state, unexpected = fmt.state_from_hf(tensors, config)
     state = check_state(model, state, unexpected, path)
     assign_weights(model, state, model.tied_parameters(), dtype=dtype, device=device, where=path)
