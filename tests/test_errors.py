@@ -76,3 +76,19 @@ def test_bad_sampling_arguments():
         m.generate(ids, do_sample=True, temperature=0)
     with pytest.raises(InputError, match=r"top_p must be in \(0, 1\]"):
         m.generate(ids, do_sample=True, top_p=1.5)
+
+
+def test_every_error_genzoo_raises_to_api_users_is_a_genzoo_error():
+    """Issue 17 item 6: Python API errors are GenzooError subclasses (the CLI turns exactly these into one line)."""
+    import inspect
+
+    from genzoo import errors
+    from genzoo.train.trainer import TrainingError
+
+    classes = [c for _, c in inspect.getmembers(errors, inspect.isclass)
+               if issubclass(c, Exception) and not issubclass(c, Warning)]  # GenzooWarning is a warning
+    assert {c.__name__ for c in classes} >= {"GenzooError", "ConfigError", "InputError", "CheckpointError",
+                                             "RunDirError"}
+    for cls in [*classes, TrainingError]:
+        assert issubclass(cls, errors.GenzooError), cls
+    assert issubclass(errors.ConfigError, ValueError) and issubclass(errors.InputError, ValueError)

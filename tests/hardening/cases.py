@@ -405,7 +405,8 @@ API = [
     ("generate: max_new_tokens a string", lambda: _model().generate(IDS, max_new_tokens="8"), InputError,
      "max_new_tokens"),
     ("generate: prompt + new tokens past max positions",
-     lambda: _model().generate(torch.zeros(1, 120, dtype=torch.long), max_new_tokens=20), InputError, "120"),
+     lambda: _model().generate(torch.zeros(1, 120, dtype=torch.long), max_new_tokens=20), InputError,
+     r"prompt length 120 \+ max_new_tokens 20 = 140 exceeds max_positions=128"),
     ("generate: empty batch", lambda: _model().generate(torch.zeros(0, 3, dtype=torch.long)), InputError, "batch"),
     ("load: no such directory", lambda: genzoo.load("/no/such/dir"), CheckpointError, "no such directory"),
     ("load: a file", lambda: genzoo.load("/etc/hostname"), CheckpointError, "not a directory"),
@@ -809,3 +810,144 @@ for _key, _value in [("num_train_timesteps", "x"), ("beta_start", -1.0), ("beta_
         diffusers_edit(lambda c, k=_key, v=_value: {**c, k: v}, "scheduler/scheduler_config.json"), ConfigError, _key)
 add("bad-configs", "diffusers unet: config.json a JSON list", diffusers_edit(lambda c: [c]), ConfigError,
     "JSON object")
+
+
+# ---------------------------------------------------------------- diffusers weights (the HF path's checks)
+def diffusers_weights(edit, allow_nonfinite=False, ok=False):
+    """A case: the tiny DDPM pipeline directory with its UNet tensors changed by edit(state)."""
+    def make(ws, tmp):
+        d = diffusers_edit(lambda c: c)(ws, tmp).protect[0]
+        f = d / "unet" / "diffusion_pytorch_model.safetensors"
+        state = dict(load_file(f))
+        edit(state)
+        save_file(state, str(f))
+        kw = {"allow_nonfinite": True} if allow_nonfinite else {}
+        return api(lambda: genzoo.load(d, **kw), protect=[d], ok=ok)
+
+    return make
+
+
+def _first_weight(state, suffix=".weight"):
+    return next(k for k in sorted(state) if k.endswith(suffix) and state[k].is_floating_point()
+                and state[k].dim() > 1)
+
+
+def _poison_first(value):
+    def edit(state):
+        k = _first_weight(state)
+        t = state[k].clone()
+        t.view(-1)[3] = value
+        state[k] = t
+
+    return edit
+
+
+for _name, _edit, _match in [
+        ("a NaN weight", _poison_first(float("nan")), r"non-finite.*conv"),
+        ("an Inf weight", _poison_first(float("inf")), r"non-finite"),
+        ("an int tensor in place of a float one",
+         lambda s: s.__setitem__(_first_weight(s), s[_first_weight(s)].to(torch.int32)), r"mis-typed.*int32"),
+        ("a tensor missing", lambda s: s.pop(_first_weight(s)), r"missing"),
+        ("a mis-shaped tensor", lambda s: s.__setitem__(_first_weight(s), torch.zeros(3)), r"mis-shaped")]:
+    add("hostile-files", f"diffusers weights: {_name}", diffusers_weights(_edit), CheckpointError, _match)
+add("hostile-files", "diffusers weights: NaN accepted with allow_nonfinite=True (control)",
+    diffusers_weights(_poison_first(float("nan")), allow_nonfinite=True, ok=True))
+
+
+# ---------------------------------------------------------------- GGUF files written by the gguf package's writer
+def gguf_written(meta=None, tensors=None, allow_nonfinite=False, ok=False):
+    """A case: a tiny llama GGUF file (tests/gguf_files.py) with metadata fields / tensors changed."""
+    def make(ws, tmp):
+        from tests.gguf_files import write_gguf
+
+        f = write_gguf(tmp / "m.gguf", meta=meta, tensors=tensors(ws) if callable(tensors) else tensors)
+        kw = {"allow_nonfinite": True} if allow_nonfinite else {}
+        return api(lambda: genzoo.load(f, **kw), protect=[f], ok=ok)
+
+    return make
+
+
+def _gguf_tensor(name, make):
+    def tensors(ws):
+        import numpy as np
+
+        from tests.gguf_files import gguf_tensors
+
+        torch.manual_seed(0)
+        arrays = gguf_tensors(genzoo.build("llama-tiny", tie_embeddings=False))
+        return {name: make(arrays[name], np)}
+
+    return tensors
+
+
+def _nan_at(value):
+    def make(a, np):
+        a = a.copy()
+        a.flat[7] = value
+        return a
+
+    return make
+
+
+_L = "llama."
+add("hostile-files", "gguf written: the tiny llama file loads (control)", gguf_written(ok=True))
+for _key, _value, _match in [
+        ("attention.head_count", 0, "head_count=0"), ("attention.head_count", "4", "head_count='4'"),
+        ("attention.head_count", [4, 4], r"head_count=\[4, 4\]"), ("attention.head_count", 3, "head_count_kv.*divide"),
+        ("attention.head_count_kv", 3, "head_count_kv=3.*must divide"), ("attention.head_count_kv", 0, "head_count_kv"),
+        ("embedding_length", 0, "embedding_length"), ("embedding_length", 66, "embedding_length=66.*divisible"),
+        ("attention.key_length", 15, "key_length=15.*even"), ("context_length", 0, "context_length=0"),
+        ("context_length", -1, "context_length=-1"), ("vocab_size", 0, "vocab_size=0"),
+        ("vocab_size", 10**12, r"1,000,000,000,000|vocab_size=1000000000000.*needs|needs"),
+        ("vocab_size", 2**50, "vocab_size"), ("block_count", 10**6, "block_count=1000000"),
+        ("feed_forward_length", 128.0, "feed_forward_length=128.0"), ("rope.freq_base", float("nan"), "freq_base"),
+        ("attention.layer_norm_rms_epsilon", -1.0, "layer_norm_rms_epsilon")]:
+    add("bad-configs", f"gguf metadata: {_key}={_value!r}", gguf_written(meta={_L + _key: _value}), ConfigError,
+        _match)
+for _key, _value, _match in [("tokenizer.ggml.padding_token_id", 10**6, "padding_token_id=1000000.*below"),
+                             ("tokenizer.ggml.bos_token_id", -1, "bos_token_id=-1"),
+                             ("tokenizer.ggml.tokens", "abc", "tokenizer.ggml.tokens")]:
+    add("bad-configs", f"gguf metadata: {_key}={_value!r}", gguf_written(meta={_key: _value}), ConfigError, _match)
+add("bad-configs", "gguf metadata: block_count missing", gguf_written(meta={_L + "block_count": "DROP"}),
+    CheckpointError, "lacks the field 'llama.block_count'")
+add("bad-configs", "gguf metadata: no vocabulary size", gguf_written(meta={_L + "vocab_size": "DROP"}),
+    CheckpointError, "no vocabulary size")
+for _name, _tensor, _make, _match in [
+        ("a NaN weight", "blk.0.attn_q.weight", _nan_at(float("nan")), r"non-finite.*'blk\.0\.attn_q\.weight'"),
+        ("an Inf weight", "token_embd.weight", _nan_at(float("inf")), r"non-finite.*'token_embd\.weight'"),
+        ("an int tensor in place of a float one", "blk.0.ffn_up.weight", lambda a, np: a.astype(np.int32),
+         r"mis-typed.*int32"),
+        ("a mis-shaped tensor", "token_embd.weight", lambda a, np: np.zeros((513, 64), np.float32), "mis-shaped"),
+        ("a tensor missing", "output_norm.weight", lambda a, np: None, "missing"),
+        ("a tensor 8x too large for its config", "blk.0.ffn_down.weight",
+         lambda a, np: np.zeros((64, 1024), np.float32), r"mis-shaped.*\(64, 1024\)")]:
+    add("hostile-files", f"gguf written: {_name}", gguf_written(tensors=_gguf_tensor(_tensor, _make)),
+        CheckpointError, _match)
+add("hostile-files", "gguf written: an unknown tensor", gguf_written(tensors={"blk.0.evil.weight": __import__(
+    "numpy").zeros(4, "float32")}), CheckpointError, r"unexpected.*blk\.0\.evil\.weight")
+add("hostile-files", "gguf written: NaN accepted with allow_nonfinite=True (control)",
+    gguf_written(tensors=_gguf_tensor("blk.0.attn_q.weight", _nan_at(float("nan"))), allow_nonfinite=True, ok=True))
+
+
+def gguf_tokenizer_case(meta):
+    """A case: the tokenizer of a tiny llama GGUF file whose tokenizer metadata is `meta` (gpt2 kind)."""
+    def make(ws, tmp):
+        from genzoo.tokenizers import Tokenizer
+        from tests.gguf_files import write_gguf
+
+        f = write_gguf(tmp / "m.gguf", meta={"tokenizer.ggml.model": "gpt2", **meta})
+        return api(lambda: Tokenizer.load(f), protect=[f])
+
+    return make
+
+
+for _name, _meta, _match in [
+        ("no tokens", {}, "tokenizer.ggml.tokens"),
+        ("tokens a string", {"tokenizer.ggml.tokens": "abc"}, "tokenizer.ggml.tokens"),
+        ("merges without a space", {"tokenizer.ggml.tokens": ["a", "b", "ab"], "tokenizer.ggml.merges": ["ab"]},
+         "tokenizer.ggml.merges"),
+        ("a merge of tokens the vocabulary lacks", {"tokenizer.ggml.tokens": ["a", "b"],
+                                                    "tokenizer.ggml.merges": ["x y"]}, "inconsistent"),
+        ("token types not integers", {"tokenizer.ggml.tokens": ["a"], "tokenizer.ggml.token_type": ["x"]},
+         "token_type")]:
+    add("hostile-files", f"gguf tokenizer: {_name}", gguf_tokenizer_case(_meta), genzoo.GenzooError, _match)

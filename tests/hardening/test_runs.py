@@ -46,9 +46,15 @@ def test_weights_get_the_umask_mode_like_every_other_file(tmp_path):
     try:
         genzoo.save(genzoo.build("llama-tiny"), tmp_path / "m")
         genzoo.save(genzoo.build("llama-tiny"), tmp_path / "s", max_shard_bytes=50000)
+        genzoo.save(genzoo.build("ddpm-unet2d-tiny"), tmp_path / "d", format="diffusers")
+        from genzoo.fuse.shards import _write
+
+        _write(tmp_path / "f" / "shard-00000.safetensors", {"x": genzoo.build("llama-tiny").embed.weight.detach()})
     finally:
         os.umask(old)
-    modes = {p.name: p.stat().st_mode & 0o777 for d in ("m", "s") for p in (tmp_path / d).iterdir()}
+    modes = {str(p.relative_to(tmp_path)): p.stat().st_mode & 0o777 for d in ("m", "s", "d", "f")
+             for p in (tmp_path / d).rglob("*") if p.is_file()}
+    assert "d/unet/diffusion_pytorch_model.safetensors" in modes and "f/shard-00000.safetensors" in modes
     assert len(modes) > 4 and set(modes.values()) == {0o640}, modes
 
 

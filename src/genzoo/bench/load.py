@@ -31,6 +31,8 @@ def hwm():
             return int(line.split()[1]) * 1024
 kind, path, dtype = sys.argv[1:4]
 import torch, genzoo
+import torch._dynamo  # imported by torch's meta-device decompositions on the first build; `import genzoo` no longer
+                      # imports it, so import it here, outside the measured window (a module, not a copy of weights)
 if kind == "genzoo":
     load = (lambda p: genzoo.load(p, dtype=getattr(torch, dtype))) if dtype else genzoo.load
 else:

@@ -24,6 +24,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from ..errors import CheckpointError, ConfigError
+from ..interop.atomic import file_mode
 from .align import ALIGNMENTS, aligned_source, map_distributions, vocab_map
 from .chunks import Chunk
 from .sources import fingerprint, load_source, score
@@ -40,6 +41,7 @@ def _write(path: Path, tensors: dict[str, torch.Tensor]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp))
+    os.chmod(tmp, file_mode())  # safetensors writes 0600; every other file of a run gets the umask's mode
     os.replace(tmp, path)
 
 

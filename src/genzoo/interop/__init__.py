@@ -106,11 +106,12 @@ def load(path: str | os.PathLike, *, dtype: torch.dtype | None = None, device: s
     if Path(path).suffix == ".gguf":  # a single GGUF file (interop.gguf)
         from .gguf import load_gguf
 
-        return load_gguf(path, dtype=dtype, device=device)
+        return load_gguf(path, dtype=dtype, device=device, allow_nonfinite=allow_nonfinite)
     directory = resolve_checkpoint_dir(path)
     for name in FORMATS.names():  # a format with a layout of its own (a diffusers pipeline directory)
         if FORMATS.get(name).detect(directory):
-            return FORMATS.get(name)().load_directory(directory, dtype=dtype, device=device)
+            return FORMATS.get(name)().load_directory(directory, dtype=dtype, device=device,
+                                                      allow_nonfinite=allow_nonfinite)
     fmt, hf_config = directory_format(directory)
     config_file = directory / fmt.config_file
     config = fmt.read_extras(config_from_file(fmt, hf_config, config_file), directory)

@@ -143,9 +143,14 @@ def nonfinite_error(file: Path, bad: list[str]) -> CheckpointError:
                            "genzoo.load(..., allow_nonfinite=True) loads them anyway")
 
 
+def nonfinite_entries(tensors: dict[str, torch.Tensor]) -> list[str]:
+    """"'name' (count of numel)" for each floating-point tensor holding NaN or Inf."""
+    return [f"{k!r} ({int((~torch.isfinite(v)).sum())} of {v.numel()})" for k, v in tensors.items()
+            if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+
+
 def check_finite_tensors(file: Path, tensors: dict[str, torch.Tensor]) -> None:
-    bad = [f"{k!r} ({int((~torch.isfinite(v)).sum())} of {v.numel()})" for k, v in tensors.items()
-           if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    bad = nonfinite_entries(tensors)
     if bad:
         raise nonfinite_error(file, bad)
 

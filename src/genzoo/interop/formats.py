@@ -138,7 +138,8 @@ class CheckpointFormat:
 
     writes_directory = False  # True: `save_directory(model, tmp)` writes the whole directory
 
-    def load_directory(self, directory, *, dtype=None, device="cpu"):
+    def load_directory(self, directory, *, dtype=None, device="cpu", allow_nonfinite=False):
+        """The model in `directory` (this format's layout), checked as `interop.load` checks an HF directory."""
         raise NotImplementedError
 
     def save_directory(self, model, directory) -> None:

@@ -77,10 +77,21 @@ def grouped_matmul(x: torch.Tensor, w: torch.Tensor, counts: torch.Tensor, offse
     return torch.bmm(padded, w)[group, slot]  # (M, N)
 
 
-@torch.compiler.disable
-def _eagerly(fn, *args):
-    """fn(*args) outside any torch.compile graph (a graph break where it is called from one)."""
+def _call(fn, *args):
     return fn(*args)
+
+
+_eagerly = None  # _call under torch.compiler.disable: fn(*args) outside any torch.compile graph (a graph break)
+
+
+def _eager_call():
+    """`_eagerly`, made on first use: torch.compiler.disable imports torch._dynamo (half of `import genzoo`'s time,
+    1.5 s of 2.9 s measured), so it is made when the first MoE layer is built, not when genzoo is imported; the
+    compiled forward then finds it as a global."""
+    global _eagerly
+    if _eagerly is None:
+        _eagerly = torch.compiler.disable(_call)
+    return _eagerly
 
 
 class StackedExperts(nn.Module):
@@ -88,6 +99,7 @@ class StackedExperts(nn.Module):
         super().__init__()
         self.n_experts, self.hidden, self.activation = n_experts, hidden, activation
         self.act = ACTIVATIONS.get(activation)
+        _eager_call()  # before any torch.compile traces forward
         # (in, out) per expert: at one token per step (decoding) x @ W is a matrix-vector product that reads W
         # front to back on both threads, about 1.5x the bandwidth of the (out, in) transposed view on CPU (MKL)
         self.gate_up = nn.Parameter(torch.empty(n_experts, dim, 2 * hidden).normal_(std=0.02))  # (E, D, 2F)

@@ -8,12 +8,14 @@ or variances) are refused with their name, never approximated."""
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 from safetensors.torch import save_file
 
 from ...config import GENRES
 from ...errors import CheckpointError
+from ...interop.atomic import file_mode
 from ...interop.files import read_pickle, read_safetensors
 from ...interop.formats import FORMATS, CheckpointFormat, require
 from ...interop.meta import assign_weights, empty_parameters
@@ -152,7 +154,9 @@ class DiffusersFormat(CheckpointFormat):
         with open(cfg, "rb") as f:
             return b'"_class_name"' in f.read(4096)
 
-    def load_directory(self, directory, *, dtype=None, device="cpu"):
+    def load_directory(self, directory, *, dtype=None, device="cpu", allow_nonfinite=False):
+        from ...interop import check_state  # the HF path's strict check: keys, shapes, dtype kinds
+
         unet_dir, sched_file = unet_and_scheduler(Path(directory))
         unet = _json(unet_dir / "config.json")
         # types and ranges, before anything is built (the schedule's length is read from the scheduler's file)
@@ -170,16 +174,10 @@ class DiffusersFormat(CheckpointFormat):
             model = GENRES.get("diffusion")(config)
         file = unet_dir / WEIGHTS
         pickled = unet_dir / "diffusion_pytorch_model.bin"
-        tensors = read_safetensors(file, dtype) if file.exists() else read_pickle(pickled, dtype)
-        state = {to_genzoo(k): v for k, v in tensors.items()}
-        expected = model.state_dict()
-        missing = sorted(set(expected) - set(state))
-        unexpected = sorted(k for k in state if k not in expected)
-        shapes = sorted(f"{k}: {tuple(v.shape)} vs {tuple(expected[k].shape)}" for k, v in state.items()
-                        if k in expected and v.shape != expected[k].shape)
-        if missing or unexpected or shapes:
-            raise CheckpointError(f"{unet_dir}: checkpoint does not match the model; missing {missing[:20]}, "
-                                  f"unexpected {unexpected[:20]}, mis-shaped {shapes[:20]}")
+        # the same readers as an HF directory: header schema, NaN / Inf refused unless allow_nonfinite
+        tensors = (read_safetensors(file, dtype, allow_nonfinite) if file.exists() or file.is_symlink()
+                   else read_pickle(pickled, dtype, allow_nonfinite))
+        state = check_state(model, {to_genzoo(k): v for k, v in tensors.items()}, [], unet_dir)
         assign_weights(model, state, [], dtype=dtype, device=device, where=unet_dir)
         return model.to(device).eval()
 
@@ -197,3 +195,4 @@ class DiffusersFormat(CheckpointFormat):
         (d / "model_index.json").write_text(json.dumps(index, indent=2) + "\n")
         tensors = {to_diffusers(k): v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
         save_file(tensors, str(d / "unet" / WEIGHTS), metadata={"format": "pt"})
+        os.chmod(d / "unet" / WEIGHTS, file_mode())  # safetensors writes 0600; the other files get the umask's
