@@ -57,10 +57,14 @@ class TabDDPMConfig:
         SchedulerConfig(**self.scheduler_config())
 
     def scheduler_config(self) -> dict:
-        """The Gaussian part's DDPM scheduler: the same schedule drives the multinomial part. No clipping: the
-        numeric columns are normal scores, not pixels in [-1, 1]."""
+        """The Gaussian part's DDPM scheduler: the same schedule drives the multinomial part. The predicted x0 is
+        clipped to the normal scores' support (|z| <= about 5.2, `schema.normal_score_bound`), not to the pixels'
+        [-1, 1]: without it, the amplified early-step estimates pushed a quarter to a third of the sampled values
+        of breast_cancer's columns onto the column's minimum or maximum (mean Wasserstein/sd 2.08 vs 0.07 clipped)."""
+        from .schema import normal_score_bound
+
         return dict(num_train_timesteps=self.num_train_timesteps, beta_schedule=self.beta_schedule,
-                    clip_sample=False)
+                    clip_sample=True, clip_sample_range=normal_score_bound())
 
 
 PRESETS.register("ft-transformer", Preset(FTTransformerConfig))

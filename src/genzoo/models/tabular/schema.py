@@ -281,8 +281,15 @@ def normal_scores(x: np.ndarray, c: Column) -> np.ndarray:
     p = 0.5 * (np.interp(x, q, ref) - np.interp(-x, -q[::-1], -ref[::-1]))
     p[x + BOUND > q[-1]] = 1.0
     p[x - BOUND < q[0]] = 0.0
-    lo = norm.ppf(BOUND - np.spacing(1))
-    return np.clip(norm.ppf(p), lo, -lo)
+    hi = normal_score_bound()
+    return np.clip(norm.ppf(p), -hi, hi)
+
+
+def normal_score_bound() -> float:
+    """The largest |normal score| `normal_scores` gives (about 5.2): the support of every numeric column."""
+    from scipy.stats import norm
+
+    return float(-norm.ppf(BOUND - np.spacing(1)))
 
 
 def from_normal_scores(z: np.ndarray, c: Column) -> np.ndarray:
