@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from ..errors import ConfigError
@@ -33,7 +34,7 @@ def read_images(paths: list[str], root: Path, size: int, channels: int, mean, st
         try:
             with Image.open(f) as im:
                 im = im.convert("RGB" if channels == 3 else "L").resize((size, size), Image.BICUBIC)
-                x = torch.tensor(list(im.getdata()), dtype=torch.float32).view(size, size, channels) / 255.0
+                x = torch.from_numpy(np.asarray(im, dtype=np.float32).copy()).view(size, size, channels) / 255.0
         except (OSError, ValueError) as e:
             raise ConfigError(f"data.image_column: cannot read image {f} ({e})") from None
         out[i] = x.permute(2, 0, 1)  # (C, H, W)
