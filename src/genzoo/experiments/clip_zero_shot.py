@@ -12,7 +12,7 @@ import torch
 
 from ..figures import save_figure
 from . import EXPERIMENTS
-from .results import target, targets_markdown, write_results
+from .results import target, targets_markdown, write_report, write_results
 
 
 @EXPERIMENTS.register("clip-zero-shot")
@@ -69,8 +69,7 @@ def run(out: str, steps: int | None = None, sets: tuple[str, ...] = ()) -> dict:
     }
     results = write_results(out, results, targets, seconds=time.perf_counter() - t0)
     plot_confusion(confusion, out / "confusion.png", ensemble)
-    (out / "report.md").write_text(report(results, recipe))
-    print(report(results, recipe))
+    write_report(out, report(results, recipe))
     print(f"wrote {out / 'report.md'}, {out / 'confusion.png'}, {out / 'results.json'}")
     return results
 

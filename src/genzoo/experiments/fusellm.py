@@ -121,7 +121,7 @@ def run(out: str, small: bool = False, sets: tuple[str, ...] = (), eval_chunks: 
                         "source_steps": {n: load_recipe(r, src_sets).steps for n, (r, _, _) in SOURCES.items()},
                         "timing_s": {k: round(v, 1) for k, v in timing.items()}}
 
-    from .results import target, targets_markdown, write_results
+    from .results import target, targets_markdown, write_report, write_results
 
     union = results["bits_per_char"]["union"]
     reduction = (union["clm"] - union["min-ce"]) / union["clm"]
@@ -135,9 +135,7 @@ def run(out: str, small: bool = False, sets: tuple[str, ...] = (), eval_chunks: 
     plot_alignment(results, out / "alignment.png")
     plot_curves(results, out / "curves.png")
     data = write_results(out, results, targets, time.perf_counter() - t0)
-    text = report(data, targets_markdown(targets))
-    (out / "report.md").write_text(text)
-    print(text)
+    write_report(out, report(data, targets_markdown(targets)))
     print(f"wrote {out / 'report.md'}, {out / 'bits_per_char.png'}, {out / 'alignment.png'}, "
           f"{out / 'curves.png'}, {out / 'results.json'}")
     return data

@@ -27,7 +27,7 @@ import torch
 
 from ..figures import save_figure
 from . import EXPERIMENTS
-from .results import target, targets_markdown, write_results
+from .results import target, targets_markdown, write_report, write_results
 
 PAIRED = (100.0, 10.0)
 ARMS = {  # arm -> (recipe, --set overrides, title)
@@ -256,9 +256,7 @@ def run(out: str, small: bool = False, sets: tuple[str, ...] = (), per_digit: in
     plot_drawings(drawings, per_digit, out / "drawings.png")
     plot_vq(val_x[:10], recon[:10], vq_psnr, out / "vq.png")
     data = write_results(out, results, targets, time.perf_counter() - t0)
-    text = report(data)
-    (out / "report.md").write_text(text)
-    print(text)
+    write_report(out, report(data))
     return data
 
 

@@ -26,7 +26,7 @@ from pathlib import Path
 import torch
 
 from ..figures import save_figure
-from .results import target, targets_markdown, write_results
+from .results import target, targets_markdown, write_report, write_results
 from . import EXPERIMENTS
 
 SMALL = {  # the shrunken experiment of the test suite: a tiny model, a few steps, few episodes
@@ -195,8 +195,7 @@ def run(out: str, small: bool = False, sets: tuple[str, ...] = (), episodes: int
     if strip:
         plot_strip(strip, out / "gridworld_rollout.png")
     data = write_results(out, results, targets, seconds)
-    (out / "report.md").write_text(report(data, bool(strip)))
-    print(report(data, bool(strip)))
+    write_report(out, report(data, bool(strip)))
     return data
 
 

@@ -25,7 +25,7 @@ import torch
 
 from ..figures import save_figure
 from . import EXPERIMENTS
-from .results import target, targets_markdown, write_results
+from .results import target, targets_markdown, write_report, write_results
 
 RATIOS = (1.0, 0.5, 0.0)
 
@@ -133,9 +133,7 @@ def run(out: str, steps: int | None = None, sets: tuple[str, ...] = (), small: b
     plot_per_type(results, out / "f1_per_type.png")
     plot_ablation(results, out / "ablation.png")
     data = write_results(out, results, targets, time.perf_counter() - t0)
-    text = report(data)
-    (out / "report.md").write_text(text)
-    print(text)
+    write_report(out, report(data))
     print(f"wrote {out / 'report.md'}, {out / 'f1_per_type.png'}, {out / 'ablation.png'}, {out / 'results.json'}")
     return data
 

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from ..figures import save_figure
 from . import EXPERIMENTS
-from .results import target, targets_markdown, write_results
+from .results import target, targets_markdown, write_report, write_results
 
 SETS = ("digits", "docstrings", "shapes", "sounds", "wine", "signals")  # one per modality
 ARMS = {  # arm -> (--set overrides, title)
@@ -95,9 +95,7 @@ def run(out: str, small: bool = False, sets: tuple[str, ...] = (), data_sets: tu
     }
     plot_accuracy(acc, out / "accuracy.png")
     data = write_results(out, results, targets, time.perf_counter() - t0)
-    text = report(data)
-    (out / "report.md").write_text(text)
-    print(text)
+    write_report(out, report(data))
     return data
 
 

@@ -14,7 +14,7 @@ import torch
 from ..figures import save_figure
 from . import EXPERIMENTS
 from .locality import KINDS, char_kinds, locality, random_baselines
-from .results import target, targets_markdown, write_results
+from .results import target, targets_markdown, write_report, write_results
 
 
 def route(model, tokenizer, texts: list[str], block: int, max_tokens: int):
@@ -165,7 +165,6 @@ def run(out: str, steps: int = 400, max_tokens: int = 60000, sets: tuple[str, ..
     }
     results = write_results(out, results, targets, seconds=time.perf_counter() - t0)
     plot(results, out)
-    (out / "report.md").write_text(report(results))
-    print(report(results))
+    write_report(out, report(results))
     print(f"wrote {out / 'report.md'}, {out / 'locality.png'}, {out / 'load.png'}, {out / 'results.json'}")
     return results

@@ -26,9 +26,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from ..figures import save_figure
 from . import EXPERIMENTS
-from .results import target, targets_markdown, write_results
+from .results import target, targets_markdown, write_report, write_results
 
 ARMS = {"vanilla": [], "softmax1": ["model.softmax=softmax1"], "clipped": ["model.softmax=clipped"],
         "gated": ["model.attn_gate=head"]}
@@ -238,8 +237,6 @@ def run(out: str, steps: int = 2000, small: bool = False, batches: int = 8, cali
     results["cpu_seconds"] = time.process_time() - cpu0  # CPU time of this process (all its threads)
     saved = write_results(out, results, targets, seconds)
     plot(results, out)
-    text = report(saved, targets_markdown(targets))
-    (out / "report.md").write_text(text)
-    print(text)
+    write_report(out, report(saved, targets_markdown(targets)))
     print(f"wrote {out / 'report.md'}, figures and {out / 'results.json'} in {seconds:.0f} s")
     return saved

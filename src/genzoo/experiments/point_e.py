@@ -58,7 +58,7 @@ def run(out: str, small: bool = False, steps: int | None = None, sets: tuple[str
     from ..data.shapes import COLOUR_NAMES, SHAPE_NAMES
     from ..models.pointe.judge import p_fid, point_judge, r_precision, read_clouds
     from ..train import load_recipe, train
-    from .results import target, targets_markdown, write_results
+    from .results import target, targets_markdown, write_report, write_results
 
     t0 = time.perf_counter()
     out = Path(out)
@@ -121,8 +121,7 @@ def run(out: str, small: bool = False, steps: int | None = None, sets: tuple[str
     }
     data = write_results(out, results, targets, time.perf_counter() - t0)
     figures(outs, prompts, arms, fid, out)
-    (out / "report.md").write_text(report(data, targets_markdown(targets), recipe))
-    print((out / "report.md").read_text())
+    write_report(out, report(data, targets_markdown(targets), recipe))
     print(f"wrote {out / 'report.md'}, {out / 'samples.png'}, {out / 'r_precision.png'}, {out / 'results.json'}")
     return data
 

@@ -74,6 +74,13 @@ def write_results(out: str | Path, results: dict, targets: dict[str, dict], seco
     return data
 
 
+def write_report(out: str | Path, text: str) -> str:
+    """Write out/report.md and print it (what `genzoo experiment` shows at the end). Returns the text."""
+    (Path(out) / "report.md").write_text(text)
+    print(text)
+    return text
+
+
 def targets_markdown(targets: dict[str, dict]) -> str:
     """The targets as a markdown table for report.md."""
     lines = ["| target | value | rule | met |", "|---|---|---|---|"]
