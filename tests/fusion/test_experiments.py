@@ -26,9 +26,25 @@ def test_fusion_experiment_writes_outputs(tmp_path):
         assert 0 < saved["parameters"][a]["trainable"] <= saved["parameters"][a]["total"]
     assert saved["parameters"]["late-prefix"]["trainable_share"] < saved["parameters"]["early"]["trainable_share"]
     assert saved["low_paired"]["winner"] in arms and saved["vq_psnr_db"] > 0
-    assert len(saved["targets"]) == 3 and all(set(t) == {"value", "target", "met"} for t in saved["targets"].values())
+    assert len(saved["targets"]) == 4 and all(set(t) == {"value", "target", "met"} for t in saved["targets"].values())
     assert "Low paired data" in (tmp_path / "report.md").read_text()
     assert r["setup"]["small"] and saved["seconds"] > 0
+
+
+def test_answer_budget_fits_every_caption_and_answer(tmp_path):
+    """The evaluation's generation budget holds the longest caption (a fixed 8 tokens cut "a picture of a seven"
+    after "a picture of", so every caption read as wrong)."""
+    from genzoo.data.digit_fusion import CAPTIONS, answer
+    from genzoo.data.digits import WORDS
+    from genzoo.data.digit_fusion import all_texts
+    from genzoo.experiments.fusion import answer_budget
+    from genzoo.tokenizers import train_bpe
+
+    tok = train_bpe(all_texts() * 4, 320, min_frequency=1)  # the digit world's tokenizer (recipes' vocab_size)
+    budget = answer_budget(tok)
+    longest = max(len(tok.encode(" " + c.format(w))) for c in CAPTIONS for w in WORDS)
+    assert budget == longest + 1 > 8
+    assert all(len(tok.encode(" " + answer("plus3", d))) < budget for d in range(10))
 
 
 @pytest.mark.slow

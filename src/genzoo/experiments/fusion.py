@@ -15,7 +15,7 @@ digit world (`data.digit_fusion`), with the same data and the same training comp
    seven" <boi> ...), sampled, read by the frozen digit classifier (`models.diffusion.judges`).
 
 Writes report.md, accuracy.png, drawings.png, vq.png and results.json (targets: both >= 90% on "what digit";
-early-fusion text -> image read correctly >= 80%).
+early-fusion text -> image read correctly >= 80%; the whole experiment <= 15 minutes).
 """
 
 from __future__ import annotations
@@ -99,6 +99,18 @@ def _early_prompts(tok, vocab, codes, task: str) -> torch.Tensor:
     return torch.tensor(rows)  # every prompt of a task has the same length
 
 
+def answer_budget(tok) -> int:
+    """New tokens enough for the longest target text of the digit world (any caption template, any answer) and its
+    end-of-text token: a fixed small budget cut "a picture of a seven" after "a picture of" and every caption
+    read as wrong."""
+    from ..data.digit_fusion import CAPTIONS, answer
+    from ..data.digits import WORDS
+
+    texts = [" " + c.format(w) for c in CAPTIONS for w in WORDS]
+    texts += [" " + answer(task, d) for task in TASKS if task != "caption" for d in range(10)]
+    return max(len(ids) for ids in tok.encode_batch(texts)) + 1
+
+
 def _answers(tok, prompts: torch.Tensor, out: torch.Tensor) -> list[str]:
     return [tok.decode([t for t in row[prompts.shape[1]:].tolist() if t != tok.eos_id]) for row in out]
 
@@ -129,7 +141,7 @@ def evaluate_early(run_dir: Path, images: torch.Tensor, labels: torch.Tensor, pe
     acc = {}
     for task in TASKS:
         prompts = _early_prompts(tok, vocab, codes, task)
-        out = model.generate(prompts, max_new_tokens=8, eos_token_id=tok.eos_id, pad_token_id=tok.eos_id)
+        out = model.generate(prompts, max_new_tokens=answer_budget(tok), eos_token_id=tok.eos_id, pad_token_id=tok.eos_id)
         acc[task] = judge_answers(task, _answers(tok, prompts, out), labels)
     digits = torch.arange(10).repeat_interleave(per_digit)
     prompts, mask = pad_rows([[tok.eos_id, *tok.encode(DRAW.format(WORDS[d])), vocab.boi] for d in range(10)],
@@ -154,7 +166,7 @@ def evaluate_late(run_dir: Path, images: torch.Tensor, labels: torch.Tensor) -> 
     for task in TASKS:
         prompt, _ = text_example(task, 0)
         prompts = torch.tensor([[tok.eos_id, *tok.encode(prompt)]]).expand(len(images), -1)  # (N, T)
-        out = model.generate(images, prompts, max_new_tokens=8, eos_token_id=tok.eos_id, pad_token_id=tok.eos_id)
+        out = model.generate(images, prompts, max_new_tokens=answer_budget(tok), eos_token_id=tok.eos_id, pad_token_id=tok.eos_id)
         acc[task] = judge_answers(task, _answers(tok, prompts, out), labels)
     return acc
 
@@ -251,6 +263,7 @@ def run(out: str, small: bool = False, sets: tuple[str, ...] = (), per_digit: in
         **({"late fusion (xattn) 'what digit' (100% paired)": target(acc["late-xattn@100%"]["digit"], ">= 0.90")}
            if "late-xattn" in arms else {}),
         "early fusion text -> image read correctly": target(acc["early@100%"]["text_to_image"], ">= 0.80"),
+        "minutes": target((time.perf_counter() - t0) / 60, "<= 15"),
     }
     plot_accuracy(acc, out / "accuracy.png")
     plot_drawings(drawings, per_digit, out / "drawings.png")
