@@ -59,5 +59,5 @@ def test_meta_transformer_experiment_writes_outputs(tmp_path):
                                                                                         for v in acc.values())
     assert saved["parameters"]["digits"]["modality"] == "image" and saved["parameters"]["wine"]["modality"] == "tabular"
     assert all(0 < p["trainable_share"] < 1 for p in saved["parameters"].values())
-    assert len(saved["targets"]) == 2 and all(set(t) == {"value", "target", "met"} for t in saved["targets"].values())
+    assert len(saved["targets"]) == 3 and all(set(t) == {"value", "target", "met"} for t in saved["targets"].values())
     assert r["setup"]["small"] and saved["seconds"] > 0
