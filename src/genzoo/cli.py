@@ -217,11 +217,25 @@ def _generate_samples(model, args) -> int:
         out = args.out or "synthetic.csv"
         if not out.endswith((".csv", ".parquet")):
             raise ArgumentError(f"genzoo generate: --out {out!r}: write a table to a .csv or .parquet file")
-        df = model.sample_table(args.rows, generator=g)
+        from .models.tabular.copies import FILE, TrainingRows
+
+        # rows equal to a training row are redrawn (the run's training-rows.safetensors); --allow-copies keeps them
+        known = None if args.allow_copies and not os.path.isfile(os.path.join(args.dir, FILE)) else \
+            TrainingRows.load(args.dir)
+        df = model.sample_table(args.rows, generator=g, exclude=None if args.allow_copies else known)
         tmp = f"{out}.tmp"  # written whole, then renamed into place
         df.to_csv(tmp, index=False) if out.endswith(".csv") else df.to_parquet(tmp, index=False)
         os.replace(tmp, out)
-        print(f"wrote {len(df)} synthetic rows ({len(df.columns)} columns) to {out}")
+        c = df.attrs["copies"]
+        if c["checked"]:
+            copies = (f"none copies a training row ({c['first_draw']} of the first draw did: redrawn, "
+                      f"{c['redrawn']} rows in {c['rounds']} round(s))" if c["first_draw"] else
+                      "none copies a training row")
+        elif known is not None:
+            copies = f"{int(known.copies(df, model.schema).sum())} copy a training row (kept: --allow-copies)"
+        else:
+            copies = "not checked for copies of training rows (--allow-copies)"
+        print(f"wrote {len(df)} synthetic rows ({len(df.columns)} columns) to {out}; {copies}")
         return 0
     n = args.num_samples or 16
     n_classes = getattr(model.config, "n_classes", 0)
@@ -565,6 +579,9 @@ def build_parser() -> Parser:
     s.add_argument("--class", dest="cls", type=int, default=None,
                    help="image generators (GAN, diffusion): the class of every image (default: the classes in turn)")
     s.add_argument("--rows", type=positive_int, default=None, help="table generators: the number of synthetic rows")
+    s.add_argument("--allow-copies", action="store_true",
+                   help="table generators: keep synthetic rows equal to a training row (default: redraw them, up to "
+                        "10 rounds, from the run's training-rows.safetensors; an error if copies remain)")
     s.add_argument("--out", help="table generators: a .csv / .parquet file (default synthetic.csv); image "
                    "generators: a .png grid (default samples.png); Point-E runs: the point cloud FILE.ply (PNGs of "
                    "the view and of the cloud go beside it)")

@@ -25,7 +25,9 @@ def test_experiment_writes_outputs(tmp_path):
         assert all(s["ft_best_step"] in (2, 4) for s in p["seeds"])
         assert 0 <= p["ft_points"] <= 100 and 0 <= p["gb_points"] <= 100
         assert g["rows"] == 800  # as many rows as the training split
-        assert g["exact_copies"] >= 0 and g["dcr_test_median"] > 0
+        assert g["exact_copies"] == 0 and g["dcr_test_median"] > 0  # copies are redrawn, as `genzoo generate` does
+        assert g["raw_copies"] >= 0 and g["copies_redrawn"] >= g["raw_copies"] and g["copy_redraw_rounds"] >= 0
+    assert "the raw sampler (before the copy check)" in (tmp_path / "report.md").read_text()
     assert len(r["targets"]) == 3
 
 

@@ -7,6 +7,8 @@ SHA-256 is kept in `data.json`, and a resume on a changed file is refused.
 - `tabular`: supervised FT-Transformer (or any model with the same forward); validation: loss, and accuracy or
   RMSE (in the target's units) on the held-out rows.
 - `tabular-diffusion`: TabDDPM; validation: the denoising loss on the held-out rows (fixed noise and timesteps).
+  Every saved model (checkpoints, the final export) has the fingerprints of all the table's rows beside it
+  (training-rows.safetensors, `models.tabular.copies`), so `genzoo generate` can redraw synthetic rows that copy one.
 """
 
 from __future__ import annotations
@@ -115,6 +117,19 @@ class TabularPrediction(TableTask):
 @TASKS.register("tabular-diffusion")
 class TabularDiffusion(TableTask):
     loss_label = "denoising loss (Gaussian MSE + multinomial KL)"
+
+    def __init__(self, recipe, run, d):
+        super().__init__(recipe, run, d)
+        import pandas as pd
+
+        from ..models.tabular import TrainingRows
+
+        # every row of the table, the held-out ones too: they are the user's data as much as the training rows
+        self.training_rows = TrainingRows.fit(self.schema, pd.concat([self.train_df, self.val_df]))
+
+    def save_files(self, directory):
+        """The schema is in config.json; the rows' fingerprints go beside the weights."""
+        self.training_rows.save(directory)
 
     def build_model(self):
         s = self.schema

@@ -164,9 +164,47 @@ class TabDDPM(nn.Module):
         probs = self._posterior(x_t, logits.softmax(1), t)
         return F.one_hot(torch.multinomial(probs.cpu(), 1, generator=generator).squeeze(1), x_t.shape[1]).to(x_t)
 
-    def sample_table(self, n: int, generator: torch.Generator | None = None):
-        """n synthetic rows as a DataFrame with the training table's columns and dtypes."""
+    def sample_table(self, n: int, generator: torch.Generator | None = None, exclude=None, max_rounds: int = 10):
+        """n synthetic rows as a DataFrame with the training table's columns and dtypes.
+
+        exclude: the training rows' fingerprints (`copies.TrainingRows`, saved as training-rows.safetensors in a
+        run directory): every row equal to a training row is redrawn (with its class label, so the class balance
+        stays as drawn) for at most `max_rounds` rounds, after which remaining copies raise `TrainingCopiesError`.
+        What happened is in `df.attrs["copies"]`: {"checked", "first_draw" (copies in the raw sample of n rows),
+        "redrawn" (rows drawn again, all rounds), "rounds"}. exclude=None samples unchecked."""
+        import pandas as pd
+
+        from .copies import TrainingCopiesError
+
+        if not (isinstance(max_rounds, int) and max_rounds >= 0):
+            raise InputError(f"max_rounds must be an integer >= 0 (rounds of redrawing copies), got {max_rounds!r}")
+        if exclude is not None:
+            exclude.check_schema(self.schema)
         out = self.sample(n, generator=generator)
+        df = self._decode(out)
+        if exclude is None:
+            df.attrs["copies"] = {"checked": False}
+            return df
+        bad = np.flatnonzero(exclude.copies(df, self.schema))
+        first, redrawn, rounds = len(bad), 0, 0
+        while len(bad) and rounds < max_rounds:
+            rounds += 1
+            redrawn += len(bad)
+            labels = None if out["labels"] is None else out["labels"][torch.from_numpy(bad).to(out["labels"].device)]
+            new = self._decode(self.sample(len(bad), labels=labels, generator=generator)).set_axis(bad)
+            df = pd.concat([df.drop(index=bad), new]).sort_index()  # the redrawn rows in their places
+            bad = bad[exclude.copies(new, self.schema)]
+        if len(bad):
+            raise TrainingCopiesError(
+                f"{len(bad)} of {n} synthetic rows still copy a training row after {max_rounds} round(s) of "
+                f"redrawing ({first} in the first draw, {redrawn} redrawn): the model reproduces its training rows; "
+                "train it on more rows or for fewer steps, raise max_rounds, or sample unchecked (--allow-copies)")
+        df = df.reset_index(drop=True)
+        df.attrs["copies"] = {"checked": True, "first_draw": first, "redrawn": redrawn, "rounds": rounds}
+        return df
+
+    def _decode(self, out: dict[str, torch.Tensor]):
+        """`sample`'s tensors as a DataFrame in the table's columns and dtypes."""
         num = out["numeric"].cpu().double().numpy()
         s = self.schema
         if s.task == "regression":  # the target is the last numeric column
