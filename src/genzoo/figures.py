@@ -8,7 +8,7 @@ import torch
 
 
 def image_grid(images: torch.Tensor, out: Path, ncol: int, title: str = "", row_labels: list[str] | None = None):
-    """Save images (N, 1, H, W) in [-1, 1] as a grid of N / ncol rows to a PNG."""
+    """Save images (N, 1, H, W) greyscale or (N, 3, H, W) RGB in [-1, 1] as a grid of N / ncol rows to a PNG."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -21,7 +21,9 @@ def image_grid(images: torch.Tensor, out: Path, ncol: int, title: str = "", row_
     for i, ax in enumerate(axes.flat):
         ax.set_xticks([])
         ax.set_yticks([])
-        if i < n:
+        if i < n and images.shape[1] == 3:
+            ax.imshow(((images[i].float().cpu().permute(1, 2, 0) + 1) / 2).clamp(0, 1).numpy())  # (H, W, 3)
+        elif i < n:
             ax.imshow(images[i, 0].float().cpu().numpy(), cmap="gray_r", vmin=-1, vmax=1)
         else:
             ax.axis("off")

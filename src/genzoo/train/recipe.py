@@ -38,6 +38,7 @@ class DataConfig:
     input_column: str = "input"  # seq2seq: the input; pairs: the query
     target_column: str = "target"  # seq2seq: the target; pairs: the text the query retrieves
     image_column: str = "image"  # clip: an image file's path (relative to the table's folder)
+    examples: int | None = None  # procedural corpora (task vq's "shapes"): how many to render (None: the default)
     paired_percent: float = 100.0  # early-/late-fusion: the share of training images seen with text (paired data)
     # tabular tasks (genzoo.data.tables; data.corpus names an embedded table when there is no source)
     target: str | None = None  # the column to predict (the embedded tables: "target")
@@ -174,6 +175,8 @@ def check_values(r: "Recipe") -> None:
          "end-of-text)")
     need(d.max_bytes is None or (_integer(d.max_bytes) and d.max_bytes > 0), "data.max_bytes", d.max_bytes,
          "must be null (all) or a positive integer")
+    need(d.examples is None or (_integer(d.examples) and d.examples >= 2), "data.examples", d.examples,
+         "must be null (the corpus's default) or an integer >= 2")
     need(_number(d.val_percent) and 0 < d.val_percent < 100, "data.val_percent", d.val_percent, "must be in (0, 100)")
     need(_number(d.mask_prob) and 0 < d.mask_prob < 1, "data.mask_prob", d.mask_prob, "must be in (0, 1)")
 

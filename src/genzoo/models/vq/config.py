@@ -1,6 +1,7 @@
 """VQConfig: a small convolutional VQ-VAE image tokenizer (van den Oord et al., 2017, arXiv 1711.00937). An image
 of image_size^2 pixels becomes a grid of (image_size / 2^downsample)^2 codes from a codebook of codebook_size
-vectors; presets `vq-digits` (8x8 greyscale digits -> 4x4 codes of 64) and `vq-tiny`."""
+vectors; presets `vq-digits` (8x8 greyscale digits -> 4x4 codes of 64), `vq-shapes` (16x16 RGB views of Point-E's
+procedural shapes -> 4x4 codes of 256) and `vq-tiny`."""
 
 from __future__ import annotations
 
@@ -46,4 +47,5 @@ class VQConfig:
 
 
 PRESETS.register("vq-digits", Preset(VQConfig))
+PRESETS.register("vq-shapes", Preset(VQConfig, image_size=16, channels=3, hidden=64, downsample=2, codebook_size=256))
 PRESETS.register("vq-tiny", Preset(VQConfig, hidden=16, codebook_size=16, code_dim=8))
