@@ -177,3 +177,18 @@ def test_pendulum_actions_survive_their_tokens():
     assert len(actions) == len(ep) and stream.tokens.kinds[step - 2::step].eq(SEPARATOR).all()
     expected = LAYOUT.vocab.continuous(torch.as_tensor(np.stack([task.expert(o) for o in ep.observations])))[:, 0]
     assert torch.equal(actions, expected)
+
+
+def test_record_executed_actions():
+    """A task with `record_executed` records the perturbed actions it executed (read back from the pendulum's
+    dynamics), not the expert's; without noise it records the expert's."""
+    from dataclasses import replace
+
+    task = replace(CONTROL.get("pendulum"), record_executed=True)
+    ep = rollout(task, 3, noise=0.2)
+    labels = np.stack([task.expert(o) for o in ep.observations])[:, 0]
+    assert not np.allclose(ep.actions[:, 0], labels)
+    i, u = _executed_torques(ep)
+    np.testing.assert_allclose(ep.actions[i, 0], u, atol=2e-3)
+    clean = rollout(task, 3)
+    assert np.array_equal(clean.actions[:, 0], np.stack([task.expert(o) for o in clean.observations])[:, 0])

@@ -63,6 +63,7 @@ class ControlTask:
     train_episodes: int  # expert episodes the mixture trains on (seeds 0..n-1)
     train_noise: float = 0.0  # the training episodes' execution noise (`rollout`): DART, Laskey et al., 2017
     noise_correlation: float = 0.0  # continuous actions: the noise's step-to-step correlation (`rollout`)
+    record_executed: bool = False  # the training episodes record the executed (noisy) actions (`rollout`)
 
 
 CONTROL: Registry = Registry("control task")
@@ -140,7 +141,15 @@ def rollout(task: ControlTask, seed: int, policy: Callable | None = None, noise:
     fits worse). A continuous task's `noise_correlation` rho makes the noise an AR(1) (Ornstein-Uhlenbeck) process,
     n_t = rho n_(t-1) + sqrt(1 - rho^2) noise e_t, of the same standard deviation: white noise averages out over
     the few steps a pendulum integrates it, a correlated push drives the state where an imitator's biased errors
-    drive it (too much energy, an overshoot past the top), and the labels there show the expert's recovery."""
+    drive it (too much energy, an overshoot past the top), and the labels there show the expert's recovery.
+
+    A task's `record_executed` records the executed actions instead: the episode is then what a noisy expert did,
+    and with white noise the previous action in a policy's context is the expert's plus noise that says nothing of
+    the next one. A behaviour cloner of clean labels sees a label sequence so smooth that the previous
+    action predicts the next one (and copies its own mistakes at evaluation); on noisy records copying costs twice
+    the noise variance, predicting from the state costs it once, and the expected value of the predicted
+    distribution (`GatoAgent(continuous="mean")`) is the expert's action again (pulled inward near the action
+    limits, where the executed action was clipped)."""
     env = make_env(task.spec)
     spec, policy = task.spec, policy or task.expert
     rng = np.random.default_rng(seed + 7919)
@@ -159,6 +168,8 @@ def rollout(task: ControlTask, seed: int, policy: Callable | None = None, noise:
             lo, hi = np.asarray(spec.action_low), np.asarray(spec.action_high)
             push = rho * push + np.sqrt(1.0 - rho * rho) * noise * (hi - lo) / 2 * rng.standard_normal(len(lo))
             run = np.clip(np.asarray(a) + push, lo, hi)
+        if task.record_executed:
+            actions[-1] = run
         obs, r, terminated, truncated, _ = env.step(env_action(spec, run))
         total += float(r)
         done = terminated or truncated
