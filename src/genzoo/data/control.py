@@ -71,7 +71,7 @@ CONTROL.register("cartpole", ControlTask(
     ControlSpec("cartpole", "CartPole-v1", "continuous", (4,), "discrete", n_actions=2), cartpole_expert, 40, 0.1))
 CONTROL.register("pendulum", ControlTask(
     ControlSpec("pendulum", "Pendulum-v1", "continuous", (3,), "continuous", action_dims=1, action_low=(-2.0,),
-                action_high=(2.0,)), pendulum_expert, 200, 0.3))
+                action_high=(2.0,)), pendulum_expert, 200, 0.3, record_executed=True))
 CONTROL.register("mountaincar", ControlTask(
     ControlSpec("mountaincar", "MountainCar-v0", "continuous", (2,), "discrete", n_actions=3), mountaincar_expert,
     100, 0.1))
