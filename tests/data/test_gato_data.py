@@ -42,9 +42,12 @@ def test_grid_world():
 
 
 def test_execution_noise_keeps_the_expert_labels():
-    """DART: with noise the executed actions are perturbed, the recorded ones are still the expert's."""
+    """DART: with noise the executed actions are perturbed, the recorded ones are still the expert's (pendulum's
+    records are its executed actions: `test_record_executed_actions`; here with its labels)."""
+    from dataclasses import replace
+
     for name in ("mountaincar", "pendulum"):
-        task = CONTROL.get(name)
+        task = replace(CONTROL.get(name), record_executed=False)
         clean, noisy = rollout(task, 5), rollout(task, 5, noise=1.0)
         labels = np.stack([np.asarray(task.expert(o)) for o in noisy.observations])
         assert np.array_equal(noisy.actions, labels)
@@ -122,3 +125,73 @@ def test_demonstration_prompt():
     assert torch.equal(p.ids, demonstration("gridworld", LAYOUT, 40).ids)
     with pytest.raises(ConfigError, match="holds no timestep"):
         demonstration("cartpole", LAYOUT, 4)
+
+
+def _executed_torques(ep):
+    """Pendulum-v1's executed torques, read back from its dynamics (thd' = thd + (15 sin th + 3 u) 0.05), at the steps
+    where the speed was not clipped to 8: -> (indices, torques)."""
+    c, s, thd = ep.observations[:, 0], ep.observations[:, 1], ep.observations[:, 2]
+    th = np.arctan2(s, c)
+    u = ((thd[1:] - thd[:-1]) / 0.05 - 15.0 * np.sin(th[:-1])) / 3.0
+    ok = np.abs(thd[1:]) < 7.99
+    return np.nonzero(ok)[0], u[ok]
+
+
+def test_pendulum_noise_correlation():
+    """A continuous task's execution noise is an AR(1) process with `noise_correlation`: the executed torque minus
+    the recorded (expert) one keeps its sign from step to step with rho = 0.9, not with white noise (rho = 0)."""
+    from dataclasses import replace
+
+    task = CONTROL.get("pendulum")
+    lag1 = {}
+    for rho in (0.0, 0.9):
+        ep = rollout(replace(task, noise_correlation=rho, record_executed=False), 3, noise=0.2)
+        labels = np.stack([task.expert(o) for o in ep.observations])[:, 0]
+        assert np.array_equal(ep.actions[:, 0], labels)  # recorded: the expert's clean actions
+        i, u = _executed_torques(ep)
+        keep = np.abs(u) < 1.99  # not clipped at the torque limit
+        i, push = i[keep], (u - labels[i])[keep]
+        pairs = np.isin(i + 1, i)
+        a, b = push[pairs], push[np.searchsorted(i, i[pairs] + 1)]
+        lag1[rho] = float(np.corrcoef(a, b)[0, 1])
+    assert abs(lag1[0.0]) < 0.3 and lag1[0.9] > 0.7, lag1
+
+
+def test_pendulum_actions_survive_their_tokens():
+    """The expert's actions mu-law encoded, binned and decoded again (what a perfect imitator would execute) play as
+    well as the expert; and the training stream's action token at each step is the action recorded at that step's
+    observation (not the previous or the next): the executed one, which moved that observation to the next."""
+    import torch
+
+    from genzoo.models.gato.sequence import action_tokens, decode_actions, episode_tokens
+
+    task = CONTROL.get("pendulum")
+    spec = task.spec
+
+    def decoded(obs):
+        return decode_actions(action_tokens(task.expert(obs)[None], spec, LAYOUT).ids, spec, LAYOUT.vocab)[0].numpy()
+
+    for seed in (EVAL_SEED, EVAL_SEED + 1):
+        assert rollout(task, seed, decoded).total == pytest.approx(rollout(task, seed).total, rel=0.02)
+    ep = rollout(task, 0, noise=task.train_noise)
+    stream = control_stream("pendulum", [0], LAYOUT)
+    step = spec.step_tokens(LAYOUT.patch)
+    actions = stream.tokens.ids[step - 1::step]  # the last token of each timestep
+    assert len(actions) == len(ep) and stream.tokens.kinds[step - 2::step].eq(SEPARATOR).all()
+    assert torch.equal(actions, LAYOUT.vocab.continuous(torch.as_tensor(ep.actions))[:, 0])
+    i, u = _executed_torques(ep)  # the torque that moved observation t to t + 1 is the action recorded at t
+    np.testing.assert_allclose(ep.actions[i, 0], u, atol=2e-3)
+
+
+def test_record_executed_actions():
+    """Pendulum (`record_executed`) records the perturbed actions it executed (read back from the pendulum's
+    dynamics), not the expert's; without noise it records the expert's."""
+    task = CONTROL.get("pendulum")
+    assert task.record_executed
+    ep = rollout(task, 3, noise=0.2)
+    labels = np.stack([task.expert(o) for o in ep.observations])[:, 0]
+    assert not np.allclose(ep.actions[:, 0], labels)
+    i, u = _executed_torques(ep)
+    np.testing.assert_allclose(ep.actions[i, 0], u, atol=2e-3)
+    clean = rollout(task, 3)
+    assert np.array_equal(clean.actions[:, 0], np.stack([task.expert(o) for o in clean.observations])[:, 0])

@@ -7,7 +7,7 @@ import torch
 
 import genzoo
 from genzoo import ConfigError, InputError
-from genzoo.models.gato.agent import GatoAgent
+from genzoo.models.gato.agent import GatoAgent, expected_value_ids
 from genzoo.models.gato.sequence import ControlSpec, Tokens, episode_tokens, image_tokens, text_tokens
 from genzoo.models.gato.tokens import IMAGE
 
@@ -114,12 +114,46 @@ def test_cached_action_decode_equals_uncached_forward(spec):
         v = layout.vocab
         assert (lo, hi) == ((v.discrete_offset, v.discrete_offset + spec.n_actions) if spec.action == "discrete"
                             else (v.continuous_offset, v.separator))
-        assert torch.equal(ctx.ids[:, n - a_tok:], torch.stack([r[:, lo:hi].argmax(-1) + lo for r in recorded], 1))
+        if spec.action == "discrete":  # the most likely token; a continuous dimension: its expected value's token
+            chosen = [r[:, lo:hi].argmax(-1) + lo for r in recorded]
+        else:
+            chosen = [expected_value_ids(r[:, lo:hi], agent.values[j], v) for j, r in enumerate(recorded)]
+        assert torch.equal(ctx.ids[:, n - a_tok:], torch.stack(chosen, 1))
         if spec.action == "discrete":
             assert actions.shape == (3,) and bool(((actions >= 0) & (actions < spec.n_actions)).all())
         else:
             assert actions.shape == (3, 3) and bool((actions.abs() <= 2).all())
     assert rebuilds >= 3  # the first context, then rebuilds with the prompt and recent timesteps
+
+
+def test_continuous_action_is_the_expected_value_or_the_mode():
+    """Greedy decoding of a continuous action: the expected value over the bins' action values (clipped to the
+    space), fed back as its own token; "mode" is the most likely bin. A spike at the torque limit (mass 0.4 on one
+    bin) against 0.6 spread over 60 bins near 0.5: the mode is the limit, the mean is 0.4 x 2 + 0.6 x 0.5 = 1.1."""
+    model = tiny()
+    v = model.config.layout.vocab
+    lo = v.continuous_offset
+    spec = ControlSpec("pend", "Pendulum-v1", "continuous", (3,), "continuous", action_dims=1, action_low=(-2.0,),
+                       action_high=(2.0,))
+    limit = int(v.continuous(2.0)) - lo
+    spread = torch.arange(int(v.continuous(0.45)) - lo - 30, int(v.continuous(0.45)) - lo + 30)
+    probs = torch.zeros(1, v.bins)
+    probs[0, limit], probs[0, spread] = 0.4, 0.6 / len(spread)
+    logits = torch.full((1, v.size), -1e4)
+    logits[:, lo:lo + v.bins] = probs.clamp(min=1e-30).log()
+    values = v.continuous_values(torch.arange(lo, lo + v.bins)).clamp(-2.0, 2.0)
+    mean = float(probs[0] @ values.float())
+    assert 1.0 < mean < 1.2
+    agent = GatoAgent(model, spec)
+    tok = agent._choose(logits, 0)
+    assert int(tok) == int(v.continuous(mean))
+    from genzoo.models.gato.sequence import decode_actions
+    assert abs(float(decode_actions(tok[:, None], spec, v)) - mean) < 0.03  # the bin of the mean, within a bin
+    assert int(GatoAgent(model, spec, continuous="mode")._choose(logits, 0)) == limit + lo
+    assert int(GatoAgent(model, CARTPOLE)._choose(torch.randn(1, v.size), 0)) in (v.discrete_offset,
+                                                                                   v.discrete_offset + 1)
+    with pytest.raises(ConfigError, match="continuous='median'.*mean, mode"):
+        GatoAgent(model, spec, continuous="median")
 
 
 def test_agent_bad_input():

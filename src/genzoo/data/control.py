@@ -62,6 +62,8 @@ class ControlTask:
     expert: Callable[[np.ndarray], object]
     train_episodes: int  # expert episodes the mixture trains on (seeds 0..n-1)
     train_noise: float = 0.0  # the training episodes' execution noise (`rollout`): DART, Laskey et al., 2017
+    noise_correlation: float = 0.0  # continuous actions: the noise's step-to-step correlation (`rollout`)
+    record_executed: bool = False  # the training episodes record the executed (noisy) actions (`rollout`)
 
 
 CONTROL: Registry = Registry("control task")
@@ -69,7 +71,7 @@ CONTROL.register("cartpole", ControlTask(
     ControlSpec("cartpole", "CartPole-v1", "continuous", (4,), "discrete", n_actions=2), cartpole_expert, 40, 0.1))
 CONTROL.register("pendulum", ControlTask(
     ControlSpec("pendulum", "Pendulum-v1", "continuous", (3,), "continuous", action_dims=1, action_low=(-2.0,),
-                action_high=(2.0,)), pendulum_expert, 200, 0.3))
+                action_high=(2.0,)), pendulum_expert, 200, 0.3, record_executed=True))
 CONTROL.register("mountaincar", ControlTask(
     ControlSpec("mountaincar", "MountainCar-v0", "continuous", (2,), "discrete", n_actions=3), mountaincar_expert,
     100, 0.1))
@@ -133,14 +135,28 @@ def rollout(task: ControlTask, seed: int, policy: Callable | None = None, noise:
 
     noise > 0 records the policy's actions but executes perturbed ones (DART, Laskey et al., 2017, "Disturbances for
     Augmenting Robot Trajectories"): a uniformly random action with probability `noise` (discrete), or Gaussian
-    noise of `noise` times the half range, clipped (continuous). The episodes then hold states off the expert's
-    own path, labelled with what the expert does there, and the next label depends on the state more than on the
-    previous label (a policy that copies its last action, the copycat problem of behaviour cloning, fits worse)."""
+    noise of standard deviation `noise` times the half range, clipped (continuous). The episodes then hold states
+    off the expert's own path, labelled with what the expert does there, and the next label depends on the state
+    more than on the previous label (a policy that copies its last action, the copycat problem of behaviour cloning,
+    fits worse). A continuous task's `noise_correlation` rho makes the noise an AR(1) (Ornstein-Uhlenbeck) process,
+    n_t = rho n_(t-1) + sqrt(1 - rho^2) noise e_t, of the same standard deviation: white noise averages out over
+    the few steps a pendulum integrates it, a correlated push drives the state where an imitator's biased errors
+    drive it (too much energy, an overshoot past the top), and the labels there show the expert's recovery.
+
+    A task's `record_executed` records the executed actions instead: the episode is then what a noisy expert did,
+    and with white noise the previous action in a policy's context is the expert's plus noise that says nothing of
+    the next one. A behaviour cloner of clean labels sees a label sequence so smooth that the previous
+    action predicts the next one (and copies its own mistakes at evaluation); on noisy records copying costs twice
+    the noise variance, predicting from the state costs it once, and the expected value of the predicted
+    distribution (`GatoAgent(continuous="mean")`) is the expert's action again (pulled inward near the action
+    limits, where the executed action was clipped)."""
     env = make_env(task.spec)
     spec, policy = task.spec, policy or task.expert
     rng = np.random.default_rng(seed + 7919)
     obs, _ = env.reset(seed=seed)
     observations, actions, total, done = [], [], 0.0, False
+    rho = task.noise_correlation
+    push = np.zeros(len(spec.action_low)) if spec.action == "continuous" else None  # the AR(1) noise state
     while not done:
         a = policy(obs)
         observations.append(obs)
@@ -150,7 +166,10 @@ def rollout(task: ControlTask, seed: int, policy: Callable | None = None, noise:
             run = int(rng.integers(spec.n_actions))
         elif noise and spec.action == "continuous":
             lo, hi = np.asarray(spec.action_low), np.asarray(spec.action_high)
-            run = np.clip(np.asarray(a) + noise * (hi - lo) / 2 * rng.standard_normal(len(lo)), lo, hi)
+            push = rho * push + np.sqrt(1.0 - rho * rho) * noise * (hi - lo) / 2 * rng.standard_normal(len(lo))
+            run = np.clip(np.asarray(a) + push, lo, hi)
+        if task.record_executed:
+            actions[-1] = run
         obs, r, terminated, truncated, _ = env.step(env_action(spec, run))
         total += float(r)
         done = terminated or truncated

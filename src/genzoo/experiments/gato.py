@@ -7,7 +7,8 @@ arXiv 2205.06175, sec. 4-5.)
    drew (mixture weight x steps, same batch size); the text specialist is the text-only model of the same size and
    the same number of steps as the generalist (the reference of the text target).
 3. Evaluation on data never trained on: every control task over `episodes` environments (seeds from
-   `control.EVAL_SEED`), prompted with a demonstration of the same task (`mixture.demonstration`), greedy actions;
+   `control.EVAL_SEED`), prompted with a demonstration of the same task (`mixture.demonstration`), greedy actions
+   (a discrete action: the most likely token; a continuous one: the expected value over its bins, `GatoAgent`);
    the score is normalised as (return - random) / (expert - random), the expert and the uniformly random policy
    played on the same seeds. Captioning: greedy captions of the held-out digits, correct when the digit named is
    the right one. Text: the masked next-token loss on held-out standard-library files.
@@ -258,7 +259,8 @@ def report(r: dict, strip: bool) -> str:
         "has the generalist's steps).",
         "",
         f"Control: {r['episodes']} episodes per task on unseen seeds, prompted with a {r['prompt_tokens']}-token "
-        "demonstration of the task, greedy actions; normalised score = (return - random) / (expert - random).",
+        "demonstration of the task, greedy actions (a continuous action: the expected value over its bins); "
+        "normalised score = (return - random) / (expert - random).",
         "",
         "| task | expert | random | generalist | specialist | generalist normalised | specialist normalised |",
         "|---|---|---|---|---|---|---|",
