@@ -35,6 +35,7 @@ from pathlib import Path
 import numpy as np
 
 from ...errors import CheckpointError, GenzooError, InputError
+from ...interop.atomic import file_mode
 from .schema import TableSchema, _as_text
 
 FILE = "training-rows.safetensors"
@@ -132,6 +133,7 @@ class TrainingRows:
                 "columns": json.dumps(self.columns), "rows": str(len(self))}
         try:
             save_file({"fingerprints": self.fingerprints}, str(tmp), metadata=meta)
+            os.chmod(tmp, file_mode())  # safetensors writes 0600; every other file of a run gets the umask's mode
             os.replace(tmp, path)
         finally:
             tmp.unlink(missing_ok=True)
