@@ -1,7 +1,8 @@
 """`genzoo experiment fusion`: early fusion (Gemini Team, 2023, arXiv 2312.11805: one decoder over interleaved text
 and image tokens, able to write images) against late fusion (LLaVA, arXiv 2304.08485: a frozen image encoder and a
-frozen LM joined by a trained projector; Flamingo's gated cross-attention, arXiv 2204.14198, as the option) on the
-digit world (`data.digit_fusion`), with the same data and the same training compute.
+frozen LM joined by a trained projector, with LoRA adapters on the LM; Flamingo's gated cross-attention, arXiv
+2204.14198, as the option) on the digit world (`data.digit_fusion`), with the same data and the same training
+compute.
 
 1. The parts: a VQ image tokenizer (`vq-digits`: reconstruction PSNR), CLIP on the digits (`clip-digits`, whose image
    tower late fusion uses) and the digit world's text LM (`digit-lm`, late fusion's language model).
@@ -32,7 +33,10 @@ from .results import target, targets_markdown, write_report, write_results
 PAIRED = (100.0, 10.0)
 ARMS = {  # arm -> (recipe, --set overrides, title)
     "early": ("early-fusion-digits", [], "early fusion (one decoder, joint vocabulary)"),
-    "late-prefix": ("late-fusion-digits", ["model.bridge=prefix"], "late fusion, LLaVA prefix"),
+    # LLaVA's projector with LoRA (r 8) on the frozen LM's q/v: the projector alone reached 86.1% on "what digit"
+    # (LLaVA's first stage trains only the projector; its second also trains the LM, here through LoRA)
+    "late-prefix": ("late-fusion-digits", ["model.bridge=prefix", "model.lora_r=8"],
+                    "late fusion, LLaVA prefix + LoRA"),
     "late-xattn": ("late-fusion-digits", ["model.bridge=xattn"], "late fusion, Flamingo gated x-attn"),
 }
 TASKS = ("digit", "parity", "plus3", "caption")
