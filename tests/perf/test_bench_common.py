@@ -74,3 +74,34 @@ def test_bench_train_step_reports_both_precisions(capsys, monkeypatch):
     out = capsys.readouterr().out
     assert "machine:" in out and "fp32 genzoo" in out and "bf16 genzoo" in out and "bf16 / genzoo fp32" in out
     assert r["fp32"]["genzoo"]["tok_s"] > 0 and r["bf16"]["transformers"]["tok_s"] > 0 and r["bf16_over_fp32"] > 0
+
+
+def test_linear_floor_multiplies_every_linear_weight_once(monkeypatch):
+    """The roofline of a decoding step: one F.linear per nn.Linear of the model (its weight, a (batch, in) input),
+    timed as a median; a model without linear layers is refused."""
+    model = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.ReLU(), torch.nn.Linear(16, 4, bias=False))
+    seen = []
+    real = torch.nn.functional.linear
+
+    def spy(x, w, b=None):
+        seen.append((tuple(x.shape), w.data_ptr()))
+        return real(x, w, b)
+
+    monkeypatch.setattr(torch.nn.functional, "linear", spy)
+    floor = common.linear_floor(model, batch=3, repeats=4)
+    assert floor > 0
+    step = [((3, 8), model[0].weight.data_ptr()), ((3, 16), model[2].weight.data_ptr())]
+    assert seen == step * 5  # one untimed pass, then 4 timed ones
+    with pytest.raises(ValueError, match="no nn.Linear"):
+        common.linear_floor(torch.nn.Sequential(torch.nn.ReLU()), batch=1)
+
+
+@pytest.mark.slow
+def test_bench_decode_reports_the_roofline(capsys):
+    r = BENCHMARKS.get("decode")(preset="llama-tiny", prompt=4, new=4, batches=(1,), repeats=1)
+    out = capsys.readouterr().out
+    b1 = r["batch1"]
+    assert b1["identical"] and b1["linear_floor_s"] > 0
+    assert b1["ceiling_tok_s"] == pytest.approx(1 / b1["linear_floor_s"])
+    assert b1["ceiling_ratio"] == pytest.approx(b1["ceiling_tok_s"] / b1["transformers_tok_s"])
+    assert "roofline: the 15 linear layers alone take" in out and "reached: genzoo" in out  # 2 layers x 7 + head

@@ -160,6 +160,26 @@ def matmul_peak_flops(n: int = 1024, seconds: float = 1.0, dtype=torch.float32, 
     return best
 
 
+@torch.no_grad()
+def linear_floor(model: torch.nn.Module, batch: int, repeats: int = 20) -> float:
+    """Seconds of one decoding step's matrix products alone: `F.linear` of a (batch, in) input with every
+    `nn.Linear` weight of `model` in turn, median of `repeats` passes. At small batch a decoding step reads every
+    weight once and does little else, so this is the memory-bound floor any implementation built on torch's own
+    matmul pays per step on this machine (a roofline measured, not assumed: `batch / floor` tokens/s is the
+    ceiling of both genzoo and transformers)."""
+    weights = [m.weight for m in model.modules() if isinstance(m, torch.nn.Linear)]
+    if not weights:
+        raise ValueError("linear_floor: the model has no nn.Linear layer")
+    inputs = {w.shape[1]: torch.randn(batch, w.shape[1], dtype=w.dtype, device=w.device) for w in weights}
+
+    def one_step():
+        for w in weights:
+            torch.nn.functional.linear(inputs[w.shape[1]], w)
+
+    one_step()
+    return statistics.median(timed(one_step, repeats))
+
+
 def hf_twin(model, auto_class: str = "AutoModelForCausalLM"):
     """The same weights as a `transformers` model: saved by genzoo, loaded by `transformers.<auto_class>` with
     its default attention (SDPA where the architecture has it, eager otherwise, as for DeBERTa)."""

@@ -5,14 +5,19 @@ Each side runs twice, eager and compiled; every compilation happens in the untim
 - genzoo: `generate()`, and `generate(compile=True)` (the decoding step through torch.compile);
 - `transformers`: its default `generate` (dynamic cache, eager), and its static cache with its own torch.compile
   of the forward (`cache_implementation="static"` and a `CompileConfig` that allows the CPU).
-The ratios divide by `transformers`' default generate unless named otherwise."""
+The ratios divide by `transformers`' default generate unless named otherwise.
+
+The roofline beside them: `common.linear_floor`, the step's matrix products alone through torch's `F.linear` (every
+weight read once per step). A batch-1 step is memory-bound: no implementation on torch's matmul decodes faster than
+`batch / floor` tokens/s on the machine, so the ratio to transformers can reach at most its ceiling / transformers'
+rate; the bench prints that bound beside the measured ratios."""
 
 from __future__ import annotations
 
 import torch
 
 from . import BENCHMARKS
-from .common import compare, footer, header, hf_twin, rate, ratio, speedup
+from .common import compare, footer, header, hf_twin, linear_floor, rate, ratio, speedup
 
 
 def _hf_compiled(ref, ids, new: int):
@@ -60,9 +65,18 @@ def run(preset: str = "llama-25m", prompt: int = 32, new: int = 128, batches=(1,
               + (f", compiled / transformers compiled {ratio(t['genzoo_compiled'], t['transformers_compiled'])}"
                  if hf_compiled is not None else ", transformers compiled: not available in this version")
               + f" | identical tokens: {all(same.values())}")
+        floor = linear_floor(ours, b)
+        ceiling = b / floor  # tokens/s
+        share = {k: tps[k] / ceiling for k in tps}
+        print(f"    roofline: the {sum(isinstance(m, torch.nn.Linear) for m in ours.modules())} linear layers alone "
+              f"take {floor * 1e3:.2f} ms per step (F.linear) -> at most {ceiling:.1f} tokens/s, "
+              f"{ceiling / tps['transformers']:.2f}x transformers' median; reached: "
+              + ", ".join(f"{k.replace('_', ' ')} {v:.0%}" for k, v in share.items()))
         results[f"batch{b}"] = {**{f"{k}_tok_s": v for k, v in tps.items()}, "ratio": ratios["genzoo"][0],
                                 "ratio_range": ratios["genzoo"][1:], "ratio_compiled": ratios["genzoo_compiled"][0],
                                 "ratio_compiled_range": ratios["genzoo_compiled"][1:],
-                                "identical": all(same.values())}
+                                "identical": all(same.values()), "linear_floor_s": floor,
+                                "ceiling_tok_s": ceiling, "ceiling_ratio": ceiling / tps["transformers"],
+                                "share_of_ceiling": share}
     footer()
     return results
