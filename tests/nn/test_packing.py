@@ -39,3 +39,23 @@ def test_masks_carry_the_bias_cut_to_each_groups_length():
         want = build_mask(s, s, 0, causal=True, key_valid=g.key_valid).dense(s, s, "cpu")
         assert torch.equal(m.bias, bias[..., :s, :s])
         assert torch.equal(m.mask, want)
+
+
+def test_a_per_row_bias_follows_each_groups_rows():
+    """A (B, H, T, T) bias (one per batch row) is cut to each group's rows in the group's order, not only to its
+    length; a bias whose batch is neither 1 nor B is refused."""
+    import pytest
+
+    from genzoo.errors import InputError
+
+    lengths = [2, 6, 3, 8, 5]
+    t = max(lengths)
+    mask = torch.tensor([[1] * n + [0] * (t - n) for n in lengths])
+    p = Packing.from_mask(mask, n_groups=2)
+    bias = torch.randn(len(lengths), 2, t, t)  # a distinct bias per row
+    for g, m in zip(p.groups, p.masks(causal=False, window=None, bias=bias)):
+        s = g.seqlen
+        assert torch.equal(m.bias, bias[g.rows][..., :s, :s])
+        assert m.bias.shape[0] == len(g.rows)
+    with pytest.raises(InputError, match="bias batch 3 is neither 1 nor the batch 5"):
+        p.masks(causal=False, window=None, bias=torch.randn(3, 2, t, t))

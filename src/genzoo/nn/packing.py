@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from ..errors import InputError
 from .masks import AttnMask, build_mask
 
 
@@ -75,10 +76,16 @@ class Packing:
 
     def masks(self, causal: bool, window: int | None, bias: torch.Tensor | None = None) -> list[AttnMask]:
         """Every group's attention mask (one per group) for layers with this window; bias (1|B, H|1, T, T), a
-        position bias over the padded length, is cut to each group's length."""
+        position bias over the padded length, is cut to each group's length; a per-row bias (B > 1) also to the
+        group's rows, in the group's order."""
+        if bias is not None and bias.shape[0] not in (1, self.batch):
+            raise InputError(f"Packing.masks: bias batch {bias.shape[0]} is neither 1 nor the batch {self.batch}")
         out = []
         for g in self.groups:
             t = g.seqlen
             m = build_mask(t, t, 0, causal=causal, window=window, key_valid=g.key_valid, device=self.indices.device)
-            out.append(m if bias is None else m.with_bias(bias[..., :t, :t], t, t, self.indices.device))
+            if bias is not None:
+                rows = bias if bias.shape[0] == 1 else bias[g.rows]  # (1|Bg, H|1, T, T)
+                m = m.with_bias(rows[..., :t, :t], t, t, self.indices.device)
+            out.append(m)
         return out
