@@ -105,3 +105,22 @@ def test_bench_decode_reports_the_roofline(capsys):
     assert b1["ceiling_tok_s"] == pytest.approx(1 / b1["linear_floor_s"])
     assert b1["ceiling_ratio"] == pytest.approx(b1["ceiling_tok_s"] / b1["transformers_tok_s"])
     assert "roofline: the 15 linear layers alone take" in out and "reached: genzoo" in out  # 2 layers x 7 + head
+
+
+def test_linear_floor_skips_the_layers_a_step_does_not_run(monkeypatch):
+    """seq2seq's roofline leaves out the encoder and cross-attention's keys and values (projected once per
+    generate): exactly the decoder's per-step layers and the head remain."""
+    import genzoo
+    from genzoo.bench.seq2seq import once_per_generate
+
+    model = genzoo.build("t5-tiny")
+    kept = [n for n, m in model.named_modules() if isinstance(m, torch.nn.Linear) and not once_per_generate(n)]
+    assert kept and all(n.startswith("decoder.") or n == "lm_head" for n in kept)
+    assert not any("cross_attn.k_proj" in n or "cross_attn.v_proj" in n for n in kept)
+    assert any("cross_attn.q_proj" in n for n in kept) and "lm_head" in kept
+    seen = []
+    real = torch.nn.functional.linear
+    monkeypatch.setattr(torch.nn.functional, "linear", lambda x, w, b=None: seen.append(w.data_ptr()) or real(x, w, b))
+    common.linear_floor(model, batch=2, repeats=1, skip=once_per_generate)
+    modules = dict(model.named_modules())
+    assert seen == [modules[n].weight.data_ptr() for n in kept] * 2

@@ -161,13 +161,15 @@ def matmul_peak_flops(n: int = 1024, seconds: float = 1.0, dtype=torch.float32, 
 
 
 @torch.no_grad()
-def linear_floor(model: torch.nn.Module, batch: int, repeats: int = 20) -> float:
+def linear_floor(model: torch.nn.Module, batch: int, repeats: int = 20, skip=None) -> float:
     """Seconds of one decoding step's matrix products alone: `F.linear` of a (batch, in) input with every
     `nn.Linear` weight of `model` in turn, median of `repeats` passes. At small batch a decoding step reads every
     weight once and does little else, so this is the memory-bound floor any implementation built on torch's own
     matmul pays per step on this machine (a roofline measured, not assumed: `batch / floor` tokens/s is the
-    ceiling of both genzoo and transformers)."""
-    weights = [m.weight for m in model.modules() if isinstance(m, torch.nn.Linear)]
+    ceiling of both genzoo and transformers). skip(name) -> True leaves a layer out: one a decoding step does not
+    run (an encoder, cross-attention keys and values projected once per generate)."""
+    weights = [m.weight for name, m in model.named_modules()
+               if isinstance(m, torch.nn.Linear) and not (skip and skip(name))]
     if not weights:
         raise ValueError("linear_floor: the model has no nn.Linear layer")
     inputs = {w.shape[1]: torch.randn(batch, w.shape[1], dtype=w.dtype, device=w.device) for w in weights}

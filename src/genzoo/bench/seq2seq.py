@@ -7,7 +7,13 @@ from __future__ import annotations
 import torch
 
 from . import BENCHMARKS
-from .common import compare, footer, header, hf_twin, rate, ratio, speedup
+from .common import compare, footer, header, hf_twin, linear_floor, rate, ratio, speedup
+
+
+def once_per_generate(name: str) -> bool:
+    """The linear layers a decoding step does not run: the encoder's, and cross-attention's keys and values (the
+    encoder output is projected once per generate)."""
+    return name.startswith("encoder.") or ".cross_attn.k_proj" in name or ".cross_attn.v_proj" in name
 
 
 @BENCHMARKS.register("seq2seq")
@@ -33,7 +39,13 @@ def run(batch: int = 8, src_len: int = 64, new: int = 64, beams: int = 4, repeat
         print(f"  {name:7s}: genzoo {rate(t['genzoo'], batch * new)} tok/s | transformers "
               f"{rate(t['transformers'], batch * new)} tok/s | ratio {ratio(t['genzoo'], t['transformers'])} | "
               f"identical tokens: {same}")
+        floor = linear_floor(ours, batch * k, skip=once_per_generate)  # one step of every row (and beam)
+        ceiling = batch / floor  # output tokens/s: a step makes one token per row
+        print(f"           roofline: the decoder's linear layers alone take {floor * 1e3:.2f} ms per step -> at most "
+              f"{ceiling:.1f} tok/s, {ceiling / tps['transformers']:.2f}x transformers' median; reached: genzoo "
+              f"{tps['genzoo'] / ceiling:.0%}, transformers {tps['transformers'] / ceiling:.0%}")
         results[name] = {**{f"{key}_tok_s": v for key, v in tps.items()}, "ratio": mid, "ratio_range": (lo, hi),
-                         "identical": same}
+                         "identical": same, "linear_floor_s": floor, "ceiling_tok_s": ceiling,
+                         "ceiling_ratio": ceiling / tps["transformers"]}
     footer()
     return results
