@@ -124,3 +124,14 @@ def test_linear_floor_skips_the_layers_a_step_does_not_run(monkeypatch):
     common.linear_floor(model, batch=2, repeats=1, skip=once_per_generate)
     modules = dict(model.named_modules())
     assert seen == [modules[n].weight.data_ptr() for n in kept] * 2
+
+
+@pytest.mark.slow
+def test_bench_seq2seq_reports_compiled_greedy_and_the_roofline(capsys):
+    r = BENCHMARKS.get("seq2seq")(batch=1, src_len=4, new=2, beams=2, repeats=1)
+    out = capsys.readouterr().out
+    assert set(r) == {"greedy", "beam2"} and r["greedy"]["identical"] and r["beam2"]["identical"]
+    assert r["greedy"]["ratio_compiled"] > 0 and "ratio_compiled" not in r["beam2"]  # beam search runs eager
+    for mode in r.values():
+        assert mode["ceiling_tok_s"] == pytest.approx(1 / mode["linear_floor_s"])  # batch 1: one token a step
+    assert out.count("roofline: the decoder's linear layers alone take") == 2 and "genzoo compiled" in out
