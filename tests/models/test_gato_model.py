@@ -222,3 +222,13 @@ def test_continuous_embedding_lookup_plus_fourier():
 def test_continuous_embedding_unknown_name():
     with pytest.raises(ConfigError, match="unknown continuous embedding 'fourier'.*known: lookup, lookup\\+fourier"):
         genzoo.build("gato-tiny", continuous_embedding="fourier")
+
+
+def test_continuous_embedding_save_load(tmp_path):
+    """The option and W travel with the checkpoint (W's frequencies are fixed, not stored)."""
+    model = tiny(continuous_embedding="lookup+fourier")
+    genzoo.save(model, tmp_path / "m")
+    loaded = genzoo.load(tmp_path / "m")
+    assert loaded.config.continuous_embedding == "lookup+fourier"
+    seq = mixed_sequence(model.config.layout)
+    torch.testing.assert_close(loaded(seq).logits, model(seq).logits, rtol=0, atol=0)
