@@ -195,3 +195,64 @@ def test_record_executed_actions():
     np.testing.assert_allclose(ep.actions[i, 0], u, atol=2e-3)
     clean = rollout(task, 3)
     assert np.array_equal(clean.actions[:, 0], np.stack([task.expert(o) for o in clean.observations])[:, 0])
+
+
+def test_wide_start():
+    """`wide_start`: a share of the training episodes start from the task's wider initial states (gymnasium reset
+    options), chosen per seed; the expert still succeeds from them; validation and evaluation keep the default
+    starts. Unknown tasks, tasks without a wide start and shares outside [0, 1] raise."""
+    from genzoo.data.control import expert_episodes, wide_starts
+    from genzoo.train.gato_task import check_wide_start_share
+
+    pend = CONTROL.get("pendulum")
+    for seed in range(3):  # the same draw from the seed: the same angle, the velocity scaled from +-1 to +-6
+        normal, wide = rollout(pend, seed).observations[0], rollout(pend, seed, wide=True).observations[0]
+        assert abs(normal[2]) <= 1.0 and np.allclose(wide[:2], normal[:2]) and np.isclose(wide[2], 6 * normal[2])
+    speeds = np.array([abs(rollout(pend, s, wide=True).observations[0][2]) for s in range(12)])
+    assert speeds.max() > 3.0 and speeds.max() <= 6.0
+    cart = CONTROL.get("cartpole")
+    starts = np.stack([rollout(cart, s, wide=True).observations[0] for s in range(8)])  # (8, 4)
+    assert np.abs(starts).max() > 0.08 and np.abs(starts).max() <= 0.15  # default: within 0.05
+    assert min(rollout(cart, s, wide=True).total for s in range(3)) == 500.0  # the expert recovers
+    assert rollout(pend, 1, wide=True).total > -400.0
+
+    flags = wide_starts(range(400), 0.25)
+    assert 70 <= sum(flags) <= 130 and flags[:50] == wide_starts(range(50), 0.25)  # per seed, reproducible
+    assert wide_starts(range(20), 0.0) == [False] * 20 and wide_starts(range(20), 1.0) == [True] * 20
+    seeds = range(6)
+    mixed = expert_episodes("pendulum", seeds, wide_share=0.5)
+    for s, w, ep in zip(seeds, wide_starts(seeds, 0.5), mixed):
+        assert np.array_equal(ep.observations[0], rollout(pend, s, wide=w).observations[0])
+    plain = control_stream("pendulum", range(3), LAYOUT)  # default: no wide starts
+    assert torch.equal(plain.tokens.ids, control_stream("pendulum", range(3), LAYOUT, 0.0).tokens.ids)
+    assert not torch.equal(plain.tokens.ids[:20], control_stream("pendulum", range(3), LAYOUT, 1.0).tokens.ids[:20])
+
+    assert check_wide_start_share(None) == {} and check_wide_start_share({"pendulum": 0.5}) == {"pendulum": 0.5}
+    with pytest.raises(ConfigError, match="gridworld: the task has no wide start; tasks with one: cartpole, "):
+        check_wide_start_share({"gridworld": 0.5})
+    with pytest.raises(ConfigError, match=r"wide_start_share.pendulum=1.5 is invalid: a share in \[0, 1\]"):
+        check_wide_start_share({"pendulum": 1.5})
+    with pytest.raises(ConfigError, match="unknown control task 'pendulm'"):
+        check_wide_start_share({"pendulm": 0.5})
+    with pytest.raises(ConfigError, match="'gridworld' has no wide start"):
+        rollout(CONTROL.get("gridworld"), 0, wide=True)
+
+
+def test_recipe_wide_start_share_reaches_the_training_episodes(tmp_path):
+    """`data.wide_start_share` in a gato recipe: the task's training stream holds the wide-start episodes, its
+    validation stream the default ones; a bad share is refused when the task is built."""
+    from genzoo.train import load_recipe
+    from genzoo.train.distributed import Dist
+    from genzoo.train.gato_task import GatoTask
+
+    sets = {"model.preset": "gato-tiny", "data.vocab_size": 300, "data.max_bytes": 100_000, "data.block_size": 64,
+            "data.mixture": {"pendulum": 1.0}, "data.episodes": {"pendulum": 4}}
+    plain = GatoTask(load_recipe("gato-nano", sets), tmp_path, Dist())
+    wide = GatoTask(load_recipe("gato-nano", {**sets, "data.wide_start_share": {"pendulum": 1.0}}), tmp_path, Dist())
+    layout = plain.config.layout
+    want = control_stream("pendulum", range(4), layout, 1.0).tokens.ids
+    assert torch.equal(wide.mixture.streams["pendulum"].tokens.ids, want)
+    assert not torch.equal(plain.mixture.streams["pendulum"].tokens.ids, want)
+    assert torch.equal(wide.val["pendulum"].ids, plain.val["pendulum"].ids)
+    with pytest.raises(ConfigError, match="wide_start_share.gridworld: the task has no wide start"):
+        GatoTask(load_recipe("gato-nano", {**sets, "data.wide_start_share": {"gridworld": 0.5}}), tmp_path, Dist())

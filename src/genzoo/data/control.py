@@ -64,17 +64,22 @@ class ControlTask:
     train_noise: float = 0.0  # the training episodes' execution noise (`rollout`): DART, Laskey et al., 2017
     noise_correlation: float = 0.0  # continuous actions: the noise's step-to-step correlation (`rollout`)
     record_executed: bool = False  # the training episodes record the executed (noisy) actions (`rollout`)
+    # the wider initial-state distribution (gymnasium reset options) that a share of the training episodes start
+    # from when a recipe asks (`data.wide_start_share`, `wide_starts`); None: the task has none
+    wide_start: dict | None = None
 
 
 CONTROL: Registry = Registry("control task")
 CONTROL.register("cartpole", ControlTask(
-    ControlSpec("cartpole", "CartPole-v1", "continuous", (4,), "discrete", n_actions=2), cartpole_expert, 40, 0.1))
+    ControlSpec("cartpole", "CartPole-v1", "continuous", (4,), "discrete", n_actions=2), cartpole_expert, 40, 0.1,
+    wide_start={"low": -0.15, "high": 0.15}))  # every state variable in +-0.15 (default +-0.05; the pole falls at 0.21)
 CONTROL.register("pendulum", ControlTask(
     ControlSpec("pendulum", "Pendulum-v1", "continuous", (3,), "continuous", action_dims=1, action_low=(-2.0,),
-                action_high=(2.0,)), pendulum_expert, 200, 0.3, record_executed=True))
+                action_high=(2.0,)), pendulum_expert, 200, 0.3, record_executed=True,
+    wide_start={"x_init": math.pi, "y_init": 6.0}))  # any angle, angular velocity in +-6 (default +-1; the limit is 8)
 CONTROL.register("mountaincar", ControlTask(
     ControlSpec("mountaincar", "MountainCar-v0", "continuous", (2,), "discrete", n_actions=3), mountaincar_expert,
-    100, 0.1))
+    100, 0.1, wide_start={"low": -1.1, "high": 0.3}))  # the car anywhere left of 0.3 (default -0.6..-0.4)
 CONTROL.register("gridworld", ControlTask(
     ControlSpec("gridworld", "genzoo/GridWorld-v0", "image", (1, 8, 8), "discrete", n_actions=4,
                 pixel_range=(-255.0, 255.0)), _grid_expert, 1500, 0.2))
@@ -130,8 +135,21 @@ class Episode:
         return len(self.actions)
 
 
-def rollout(task: ControlTask, seed: int, policy: Callable | None = None, noise: float = 0.0) -> Episode:
+def wide_starts(seeds, share: float) -> list[bool]:
+    """Which episodes (by seed) start from the task's wider initial states: each with probability `share`, drawn from
+    its seed alone (so a seed's episode is the same whatever other seeds are collected with it)."""
+    if not 0.0 <= share <= 1.0:
+        raise ConfigError(f"wide_start_share={share!r} is invalid: a share in [0, 1]")
+    return [bool(np.random.default_rng(int(s) + 104_729).random() < share) for s in seeds]
+
+
+def rollout(task: ControlTask, seed: int, policy: Callable | None = None, noise: float = 0.0,
+            wide: bool = False) -> Episode:
     """One episode from reset(seed) with `policy` (default: the expert); the return is the sum of rewards.
+
+    wide: start from the task's wider initial-state distribution (`ControlTask.wide_start`, gymnasium's reset
+    options), so the episode holds the expert recovering from states the default starts rarely reach (a pendulum
+    spinning fast, a cart pole leaning far): states an imitator's own errors lead it to.
 
     noise > 0 records the policy's actions but executes perturbed ones (DART, Laskey et al., 2017, "Disturbances for
     Augmenting Robot Trajectories"): a uniformly random action with probability `noise` (discrete), or Gaussian
@@ -153,7 +171,10 @@ def rollout(task: ControlTask, seed: int, policy: Callable | None = None, noise:
     env = make_env(task.spec)
     spec, policy = task.spec, policy or task.expert
     rng = np.random.default_rng(seed + 7919)
-    obs, _ = env.reset(seed=seed)
+    if wide and task.wide_start is None:
+        raise ConfigError(f"control task {spec.name!r} has no wide start; tasks with one: "
+                          f"{', '.join(n for n in CONTROL if CONTROL.get(n).wide_start is not None)}")
+    obs, _ = env.reset(seed=seed, options=dict(task.wide_start) if wide else None)
     observations, actions, total, done = [], [], 0.0, False
     rho = task.noise_correlation
     push = np.zeros(len(spec.action_low)) if spec.action == "continuous" else None  # the AR(1) noise state
@@ -177,9 +198,12 @@ def rollout(task: ControlTask, seed: int, policy: Callable | None = None, noise:
     return Episode(np.stack(observations), np.stack([np.asarray(a) for a in actions]), total)
 
 
-def expert_episodes(name: str, seeds, noise: float = 0.0) -> list[Episode]:
+def expert_episodes(name: str, seeds, noise: float = 0.0, wide_share: float = 0.0) -> list[Episode]:
+    """Expert episodes of the seeds; a `wide_share` of them (`wide_starts`) start from the task's wider states."""
     task = CONTROL.get(name)
-    return [rollout(task, int(s), noise=noise) for s in seeds]
+    seeds = [int(s) for s in seeds]
+    wide = wide_starts(seeds, wide_share) if wide_share else [False] * len(seeds)
+    return [rollout(task, s, noise=noise, wide=w) for s, w in zip(seeds, wide)]
 
 
 def random_returns(name: str, n: int, seed: int = EVAL_SEED) -> list[float]:

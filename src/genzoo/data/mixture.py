@@ -88,14 +88,15 @@ class TextStream(Stream):
         return text_tokens(self.ids[start:start + length], self.layout)
 
 
-def control_stream(name: str, seeds, layout: Layout) -> Stream:
+def control_stream(name: str, seeds, layout: Layout, wide_share: float = 0.0) -> Stream:
     """Expert episodes of a control task (executed with the task's `train_noise`, labelled with the expert's
-    actions), tokenised and packed in seed order."""
+    actions; a `wide_share` of them started from the task's wider initial states), tokenised and packed in seed
+    order."""
     task = CONTROL.get(name)
     spec = task.spec
     step = spec.step_tokens(layout.patch)
     parts, bounds, at = [], [], 0
-    for ep in expert_episodes(name, seeds, task.train_noise):
+    for ep in expert_episodes(name, seeds, task.train_noise, wide_share):
         t = episode_tokens(torch.as_tensor(ep.observations), torch.as_tensor(ep.actions), spec, layout)
         parts.append(t)
         bounds.append((at, at + len(t)))

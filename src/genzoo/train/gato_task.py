@@ -43,6 +43,19 @@ def check_episodes(episodes: dict | None) -> dict[str, int]:
     return dict(episodes or {})
 
 
+def check_wide_start_share(shares: dict | None) -> dict[str, float]:
+    """data.wide_start_share: {control task with a wide start: share in [0, 1]}; anything else raises."""
+    for name, share in (shares or {}).items():
+        task = CONTROL.get(name)  # ConfigError naming the control tasks
+        if task.wide_start is None:
+            with_wide = [n for n in CONTROL if CONTROL.get(n).wide_start is not None]
+            raise ConfigError(f"data.wide_start_share.{name}: the task has no wide start; tasks with one: "
+                              f"{', '.join(with_wide)}")
+        if isinstance(share, bool) or not isinstance(share, (int, float)) or not 0.0 <= share <= 1.0:
+            raise ConfigError(f"data.wide_start_share.{name}={share!r} is invalid: a share in [0, 1]")
+    return {k: float(v) for k, v in (shares or {}).items()}
+
+
 @TASKS.register("gato")
 class GatoTask(Task):
     units = "tok"
@@ -54,6 +67,7 @@ class GatoTask(Task):
             raise ConfigError(f"task 'gato' trains on data.corpus='gato' (its mixture), got {data.corpus!r}")
         self.weights = check_mixture(data.mixture)
         episodes = check_episodes(data.episodes)
+        wide = check_wide_start_share(data.wide_start_share)
         corpus, train_texts = None, []
         if "text" in self.weights or not (run / "tokenizer.json").exists():  # the corpus only when it is needed
             corpus = stdlib_corpus(max_bytes=data.max_bytes, val_percent=data.val_percent)
@@ -78,7 +92,8 @@ class GatoTask(Task):
             if name in TEXT_TASKS:
                 continue
             n = episodes.get(name, CONTROL.get(name).train_episodes)
-            train[name] = control_stream(name, range(n), layout)
+            train[name] = control_stream(name, range(n), layout, wide.get(name, 0.0))
+            # validation: the default starts, the distribution the experiment evaluates on
             val[name] = control_stream(name, range(VAL_SEED, VAL_SEED + max(2, n // 10)), layout)
         self.mixture = Mixture(self.weights, train, block, seed=recipe.seed)
         n_val = recipe.eval_batches * recipe.batch_size

@@ -31,6 +31,8 @@ class DataConfig:
     type_drop: float = 0.0  # task "gliner": the probability of dropping some of a sentence's entity types
     mixture: dict | None = None  # task "gato": {task: sampling weight} (data.mixture.task_names())
     episodes: dict | None = None  # task "gato": {control task: expert episodes trained on} (default: control.CONTROL)
+    wide_start_share: dict | None = None  # task "gato": {control task: share of its training episodes started from
+    # its wider initial states (control.ControlTask.wide_start)}; None / absent: the default starts only
     # the user's own data (genzoo.data.sources); None: the embedded corpus above
     source: str | None = None  # a folder, a .txt, or a .jsonl / .parquet / .csv table (tabular tasks: a table)
     glob: str = "**/*.txt"  # files of a source folder

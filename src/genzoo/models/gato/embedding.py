@@ -2,7 +2,8 @@
 the kind of each token.
 
 - text, discrete and continuous values and the separator: a lookup in one learned table over the joint
-  vocabulary (the output head shares it when `tie_embeddings`);
+  vocabulary (the output head shares it when `tie_embeddings`); a continuous value adds what
+  `config.continuous_embedding` adds (`values.py`: nothing, or a learned map of its Fourier features);
 - image patches: a single ResNet block (`PatchResNet`, v2 ordering: norm, activation, convolution), flattened and
   projected to the model width, plus a learned row and a learned column position embedding: the patch's
   quantised interval, sampled uniformly within it while training and its mean at evaluation (appendix C.3);
@@ -23,6 +24,7 @@ from torch import nn
 from .config import GatoConfig
 from .sequence import Tokens
 from .tokens import IMAGE, interval_index
+from .values import make_continuous_embedding
 
 
 def sinusoidal_table(bins: int, dim: int, std: float) -> torch.Tensor:
@@ -69,6 +71,7 @@ class GatoEmbedding(nn.Module):
         d = config.d_model
         self.channels, self.patch = config.channels, config.patch_size
         self.tokens = nn.Embedding(config.vocab_size, d)
+        self.values = make_continuous_embedding(config.continuous_embedding, config.vocab, d)
         self.patches = PatchResNet(config.channels, config.patch_size, config.patch_channels, config.patch_groups, d)
         self.rows = nn.Embedding(config.position_bins, d)  # quantised patch row / column positions (appendix C.3)
         self.cols = nn.Embedding(config.position_bins, d)
@@ -77,7 +80,11 @@ class GatoEmbedding(nn.Module):
     def forward(self, t: Tokens) -> torch.Tensor:
         """Tokens (B, T) -> embeddings (B, T, D)."""
         image = t.kinds == IMAGE  # (B, T)
-        h = self.tokens(t.ids.masked_fill(image, 0))  # (B, T, D); image positions are replaced below
+        ids = t.ids.masked_fill(image, 0)  # (B, T)
+        h = self.tokens(ids)  # (B, T, D); image positions are replaced below
+        extra = self.values(ids)  # (B, T, D) at continuous values, or None
+        if extra is not None:
+            h = h + extra.to(h.dtype)
         if bool(image.any()):
             n = int(image.sum())
             pixels = t.patches[image].view(n, self.channels, self.patch, self.patch)  # (N, C, P, P)
