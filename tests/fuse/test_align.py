@@ -1,6 +1,8 @@
 """FuseLLM token alignment against brute force: edit distance against the textbook dynamic programme, DTW against
-every monotone path, the vocabulary mapping against an exhaustive arg-min, token surfaces of byte-level and
-SentencePiece tokenizers, mapped distributions summing to 1, and the identity alignment of a tokenizer with itself."""
+every monotone path and against a loop-by-loop transcription of the simple DTW FuseLLM uses (its tie order),
+hand-built token pairs whose alignment turns on the stripped spaces and on that tie order (checked cell by cell),
+the vocabulary mapping against an exhaustive arg-min, token surfaces of byte-level and SentencePiece tokenizers,
+mapped distributions summing to 1, and the identity alignment of a tokenizer with itself."""
 
 import itertools
 import random
@@ -10,7 +12,8 @@ import pytest
 import torch
 
 from genzoo.errors import InputError
-from genzoo.fuse.align import aligned_source, dtw_path, edit_distances, map_distributions, vocab_map
+from genzoo.fuse.align import (aligned_source, alignment_cost, dtw_path, edit_distances, map_distributions, spaceless,
+                               vocab_map)
 from genzoo.fuse.surface import byte_level, metaspace, surfaces, wordpiece
 from genzoo.tokenizers import train_bpe, train_sentencepiece_bpe
 
@@ -61,8 +64,68 @@ def test_dtw_finds_the_least_cost_monotone_path():
         assert sum(cost[i, j] for i, j in path) == best
 
 
-def test_dtw_prefers_the_diagonal_on_ties():
-    assert dtw_path(np.zeros((3, 3), dtype=int)) == [(0, 0), (1, 1), (2, 2)]
+def simple_dtw(cost):
+    """The textbook DTW as FuseLLM writes it (after simpledtw): an (n+1, m+1) float matrix with an infinite border,
+    filled row by row, then a back-trace from the corner taking np.argmin of [diagonal, up, left] at each step."""
+    n, m = cost.shape
+    acc = np.full((n + 1, m + 1), np.inf)
+    acc[0, 0] = 0
+    for i in range(n):
+        for j in range(m):
+            acc[i + 1, j + 1] = cost[i, j] + min(acc[i, j + 1], acc[i + 1, j], acc[i, j])
+    acc = acc[1:, 1:]
+    i, j, path = n - 1, m - 1, []
+    while i > 0 or j > 0:
+        path.append((i, j))
+        move = np.argmin([acc[i - 1, j - 1] if i > 0 and j > 0 else np.inf, acc[i - 1, j] if i > 0 else np.inf,
+                          acc[i, j - 1] if j > 0 else np.inf])
+        i, j = (i - 1, j - 1) if move == 0 else (i - 1, j) if move == 1 else (i, j - 1)
+    return [(0, 0)] + path[::-1]
+
+
+def test_dtw_breaks_ties_as_fusellm_does():
+    rng = np.random.default_rng(1)
+    for _ in range(300):  # costs 0..2: ties everywhere
+        n, m = rng.integers(1, 9, 2)
+        cost = rng.integers(0, 3, (n, m))
+        assert dtw_path(cost) == simple_dtw(cost)
+    assert dtw_path(np.zeros((3, 3), dtype=int)) == [(0, 0), (1, 1), (2, 2)]  # the diagonal first
+    # up and left tie at the corner (both 2, the diagonal 3): a row back first
+    assert dtw_path(np.array([[1, 0, 1], [1, 2, 1], [1, 0, 1]])) == [(0, 0), (0, 1), (1, 2), (2, 2)]
+
+
+def test_stripped_spaces_decide_the_alignment():
+    # " defdef": the target (byte-level) glues the space to the first word, the source has it on its own
+    target, source = [" def", "def"], [" ", "def", "def"]
+    assert [spaceless(t) for t in target] == ["def", "def"] and spaceless("\t x\n ") == "\tx\n"
+    cost = alignment_cost(target, source)  # (source, target): every cell by hand
+    assert cost.tolist() == [[3, 3],  # ""    vs "def", "def"
+                             [0, 0],  # "def" vs "def", "def"
+                             [0, 0]]
+    # accumulated: [[3, 6], [3, 3], [3, 3]]; from the corner all three ties -> diagonal, then up:
+    assert dtw_path(cost) == [(0, 0), (1, 0), (2, 1)]
+    assert aligned_source(target, source).tolist() == [-1, 2]  # "def" pairs with "def" alone
+    # with the spaces kept (" " vs " def" 3, "def" vs " def" 1) the path is (0,0), (1,1), (2,1): " def" pairs with
+    # the lone " " and "def" with two source tokens - the alignment FuseLLM's stripping avoids
+    kept = np.array([[levenshtein(s, t) for t in target] for s in source])
+    assert kept.tolist() == [[3, 3], [1, 0], [1, 0]]
+    assert dtw_path(kept) == [(0, 0), (1, 1), (2, 1)]
+
+
+def test_tie_order_decides_the_alignment():
+    # "xyxyx": target "xy" "x" "yx", source "x" "yxy" "x"; two least-cost paths (3), the tie at the corner
+    target, source = ["xy", "x", "yx"], ["x", "yxy", "x"]
+    cost = alignment_cost(target, source)
+    assert cost.tolist() == [[1, 0, 1],  # "x"   vs "xy", "x", "yx"
+                             [1, 2, 1],  # "yxy"
+                             [1, 0, 1]]  # "x"
+    # accumulated [[1, 1, 2], [2, 3, 2], [3, 2, 3]]: at (2, 2) up (2) ties left (2) below the diagonal (3);
+    # FuseLLM steps a source token back: (1, 2), then the diagonal (0, 1), then (0, 0)
+    assert dtw_path(cost) == simple_dtw(cost) == [(0, 0), (0, 1), (1, 2), (2, 2)]
+    assert aligned_source(target, source).tolist() == [0, 0, -1]
+    # stepping a target token back first would give (0,0), (1,0), (2,1), (2,2) and pair "x" with the last "x"
+    transposed = dtw_path(cost.T)
+    assert [(j, i) for i, j in transposed] == [(0, 0), (1, 0), (2, 1), (2, 2)]
 
 
 def test_tokens_that_split_differently():
@@ -70,13 +133,15 @@ def test_tokens_that_split_differently():
     target = ["def", " f", "(x", "):"]
     source = ["de", "f", " f", "(", "x", ")", ":"]
     partner = aligned_source(target, source)
-    cost = np.array([[levenshtein(a, b) for b in source] for a in target])
-    best = min(sum(cost[i, j] for i, j in p) for p in all_paths(len(target), len(source)))
+    cost = np.array([[levenshtein(s.replace(" ", ""), t.replace(" ", "")) for t in target] for s in source])
+    assert (alignment_cost(target, source) == cost).all()
+    best = min(sum(cost[i, j] for i, j in p) for p in all_paths(len(source), len(target)))
     path = dtw_path(cost)
-    assert sum(cost[i, j] for i, j in path) == best == 6
-    # the least-cost path pairs "def" with "de" alone (1), " f" with "f" (1) and " f" (0), "(x" with "(" and
-    # "x", "):" with ")" and ":": only "def" has a single partner
-    assert partner.tolist() == [0, -1, -1, -1]
+    assert sum(cost[i, j] for i, j in path) == best == 5
+    # "de" -> "def" (1); "f", " f" -> " f" (0, 0) and "(" too (1, tied with "(x": the diagonal first);
+    # "x" -> "(x" alone (1); ")", ":" -> "):" (1, 1): "def" and "(x" have one partner each
+    assert path == [(0, 0), (1, 1), (2, 1), (3, 1), (4, 2), (5, 3), (6, 3)]
+    assert partner.tolist() == [0, -1, 4, -1]
     same = aligned_source(["a", "bc", "d"], ["a", "bc", "d"])
     assert same.tolist() == [0, 1, 2]
 
@@ -131,7 +196,7 @@ def test_mapped_distributions_sum_to_one_and_fall_back_to_the_next_gold_token():
     source = ["de", "f", " f", "(", "x", ")", ":", "\n"]  # source ids 5, 6, 1, 7, 0, 2, 3, 4
     t_ids, s_ids = torch.tensor([0, 1, 2, 3, 4]), torch.tensor([5, 6, 1, 7, 0, 2, 3, 4])
     partner = aligned_source(target, source)
-    assert partner.tolist() == [0, -1, -1, -1, 7]
+    assert partner.tolist() == [0, -1, 4, -1, 7]  # "(x" pairs with "x" alone (id 0 -> "def": no match)
     topk_ids, topk_probs = _distribution(partner, t_ids, s_ids)
     vmap = torch.tensor([0, 1, 2, 3, 4, 0, 1, -1])  # source id -> target id ("de" -> "def"); 7 has none: dropped
     exact = torch.tensor([0, 1, 2, 3, 4, -1, -1, -1])

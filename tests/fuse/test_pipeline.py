@@ -81,6 +81,30 @@ def test_precompute_resumes_and_refuses_other_inputs(world):
         precompute(world["sources"], world["target"], world["chunks"], topk, top_k=5, shard_size=8, max_len=65)
 
 
+def test_shards_of_an_older_alignment_are_refused(world, tmp_path):
+    import shutil
+
+    from genzoo.errors import CheckpointError
+    from genzoo.fuse.shards import VERSION
+
+    assert world["manifest"]["version"] == VERSION == 2
+    stale = tmp_path / "topk"
+    shutil.copytree(world["topk"], stale)
+    manifest = json.loads((stale / "manifest.json").read_text())
+    (stale / "manifest.json").write_text(json.dumps({**manifest, "version": 1}))
+    with pytest.raises(CheckpointError, match=r"manifest version 1, written by an older token alignment.*remove"):
+        FusionShards(stale)  # training refuses them
+    before = (stale / "src-0" / "shard-00000.safetensors").read_bytes()
+    with pytest.raises(ConfigError, match=r"manifest version 1.*version 2.*rebuild"):
+        precompute(world["sources"], world["target"], world["chunks"], stale, top_k=4, shard_size=8, max_len=65,
+                   progress=False)  # and so does resuming into them: nothing is mixed
+    assert (stale / "src-0" / "shard-00000.safetensors").read_bytes() == before
+    shutil.rmtree(stale)  # removed, they are rebuilt
+    assert precompute(world["sources"], world["target"], world["chunks"], stale, top_k=4, shard_size=8, max_len=65,
+                      progress=False)["version"] == 2
+    assert FusionShards(stale).n == len(world["chunks"])
+
+
 def test_target_training_resumes_exactly(world, tmp_path):
     import shutil
 

@@ -3,16 +3,18 @@ architectures and tokenizers (FuseLLM, Wan et al. 2024, arXiv 2401.10491) predic
 the same target trained with the language-modelling loss alone, and how many target tokens does MinED align
 that exact matching leaves to the fallback?
 
-1. Three sources, each trained (shared loop, task "lm") on the training files (`source+fuse` shares) of one
-   standard-library domain: a GPT-2-style model on bytes (text processing), a Llama-style model with a
-   SentencePiece-style BPE (networking), a Mistral-style model with a byte-level BPE of 2048 (numerics).
-2. The target's tokenizer (byte-level BPE) is trained on the union of the domains' `fuse` shares (each known to
-   its own domain's source, none to the others); that text is cut into sequences and the sources' top-10
-   distributions are aligned onto the target tokens (MinED) and stored once (safetensors shards).
+1. Three sources, each trained (shared loop, task "lm") only on the training files (`source+fuse` shares) of its
+   own standard-library domain, so each is a specialist: a GPT-2-style model with a byte-level BPE of 2048 (text
+   processing), a Llama-style model with a SentencePiece-style BPE of 2048 pieces (networking), a Mistral-style
+   model with a byte-level BPE of 4096 (numerics).
+2. The target's tokenizer (byte-level BPE of 1024) is trained on the union of the domains' `fuse` shares (each
+   known to its own domain's source, none to the others); that text is cut into sequences and the sources'
+   top-10 distributions are aligned onto the target tokens (MinED) and stored once (safetensors shards).
 3. Three targets, the same recipe, data, order and steps: CLM only, MinCE, AvgCE (lambda = 0.9).
 4. Bits per character of every target and every source on each domain's held-out (`val`) files, which no
-   model has seen; alignment rate per source (share of target positions with a non-fallback mapping) under
-   exact matching and MinED.
+   model has seen (the sources' per-domain figures show them as specialists); alignment rate per source (share
+   of target positions with a non-fallback mapping) under exact matching and MinED; the gold mass: the
+   probability the fused distribution (and each source's aligned one) puts on the gold next token.
 
 Writes report.md, bits_per_char.png, alignment.png, curves.png and results.json.
 """
@@ -29,19 +31,19 @@ from ..figures import save_figure
 from . import EXPERIMENTS
 
 SOURCES = {  # name -> (recipe, domain of its training text, title)
-    "gpt2-bytes": ("fusellm-gpt2-bytes", "text", "GPT-2-style, bytes"),
-    "llama-sp": ("fusellm-llama-bpe512", "net", "Llama-style, SentencePiece BPE"),
-    "mistral-bpe": ("fusellm-mistral-bpe2048", "num", "Mistral-style, byte-level BPE 2048"),
+    "gpt2-bpe2048": ("fusellm-gpt2-bpe2048", "text", "GPT-2-style, byte-level BPE 2048"),
+    "llama-sp2048": ("fusellm-llama-sp2048", "net", "Llama-style, SentencePiece BPE 2048"),
+    "mistral-bpe4096": ("fusellm-mistral-bpe4096", "num", "Mistral-style, byte-level BPE 4096"),
 }
 ARMS = {"clm": ("none", "CLM only"), "min-ce": ("min-ce", "FuseLLM MinCE"), "avg-ce": ("avg-ce", "FuseLLM AvgCE")}
 DOMAINS = ("text", "net", "num")
 SMALL = {  # the shrunken version for the test suite: tiny models, little text, a few steps
     "source": ["model.d_model=32", "model.n_layers=1", "model.n_heads=2", "model.d_ff=64", "steps=3",
                "batch_size=2", "warmup_steps=1", "eval_every=3", "save_every=3", "eval_batches=1",
-               "data.max_bytes=15000", "data.block_size=64", "progress=false"],
+               "data.max_bytes=15000", "data.vocab_size=400", "data.block_size=64", "progress=false"],
     "target": ["model.d_model=32", "model.n_layers=1", "model.n_heads=2", "model.d_ff=64", "steps=3",
                "batch_size=4", "warmup_steps=1", "eval_every=3", "save_every=3", "eval_batches=1",
-               "data.max_bytes=6000", "data.vocab_size=400", "data.block_size=32", "progress=false",
+               "data.max_bytes=6000", "data.vocab_size=300", "data.block_size=32", "progress=false",
                "fuse.shard_size=16"],
 }
 
@@ -55,7 +57,7 @@ def run(out: str, small: bool = False, sets: tuple[str, ...] = (), eval_chunks: 
     from ..train import load_recipe, train
     from ..train.fuse_task import max_chars
 
-    t0 = time.perf_counter()
+    t0, cpu0 = time.perf_counter(), time.process_time()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     src_sets = SMALL["source"] if small else ["progress=false"]
@@ -114,12 +116,15 @@ def run(out: str, small: bool = False, sets: tuple[str, ...] = (), eval_chunks: 
     mean = {m: sum(r[m] for r in rates) / len(rates) for m in ("exact", "mined")}
     results["alignment"]["mean"] = mean
     results["min_ce_choice"] = min_ce_choices(shards, domain_of)
+    results["gold_mass"] = gold_mass(shards)
+    results["specialists"] = specialists(results["bits_per_char"])
     results["curves"] = {arm: _curve(d / "metrics.jsonl") for arm, d in arm_dirs.items()}
     results["setup"] = {"sequences": len(chunks), "sequence_tokens": limit, "sequence_chars": chars,
-                        "target_steps": base.steps, "batch_size": base.batch_size, "lambda": cfg.lam,
+                        "target_steps": base.steps, "target_vocab": base.data.vocab_size, "batch_size": base.batch_size, "lambda": cfg.lam,
                         "top_k": cfg.top_k, "small": small,
                         "source_steps": {n: load_recipe(r, src_sets).steps for n, (r, _, _) in SOURCES.items()},
-                        "timing_s": {k: round(v, 1) for k, v in timing.items()}}
+                        "timing_s": {k: round(v, 1) for k, v in timing.items()},
+                        "cpu_s": round(time.process_time() - cpu0, 1)}
 
     from .results import target, targets_markdown, write_report, write_results
 
@@ -187,6 +192,54 @@ def min_ce_choices(shards, domain_of: list[str]) -> dict:
         for i, q in zip(rows, ce.argmin(1).tolist()):
             counts[domain_of[i]][q] += 1
     return {d: {n: c / max(1, sum(counts[d])) for n, c in zip(SOURCES, counts[d])} for d in DOMAINS}
+
+
+def gold_mass(shards) -> dict:
+    """The probability the fused distribution puts on the gold next token, mean over the real positions of the
+    training sequences, for each fusion (MinCE, AvgCE: what the fusion term pulls the target towards); and per
+    source the mass its own distribution puts there over all positions (fallbacks count 1) and over its
+    aligned ones (where the source's distribution is used)."""
+    from ..fuse.fusion import FUSIONS
+
+    align = shards.manifest["align"]
+    fused = {m: 0.0 for m in ("min-ce", "avg-ce")}
+    src_all = [0.0] * shards.n_sources
+    src_aligned, n_aligned = [0.0] * shards.n_sources, [0] * shards.n_sources
+    n_real = 0
+    for start in range(0, shards.n, 256):
+        rows = list(range(start, min(shards.n, start + 256)))
+        b = shards.rows(rows)
+        t = b["ids"].shape[2]
+        gold = b["input_ids"][:, 1: t + 1]  # (B, T): the token each position predicts
+        real = torch.arange(t)[None, :] < (b["length"] - 1)[:, None]  # (B, T)
+        mass = (b["probs"] * (b["ids"] == gold[:, None, :, None])).sum(-1)  # (B, S, T)
+        n_real += int(real.sum())
+        for m in fused:
+            w = FUSIONS.get(m)(b["ce"])  # (B, S)
+            fused[m] += float(((w[:, :, None] * mass).sum(1) * real).sum())
+        for q in range(shards.n_sources):
+            ok = shards.get(f"src-{q}", f"aligned_{align}", rows).bool() & real  # (B, T)
+            src_all[q] += float((mass[:, q] * real).sum())
+            src_aligned[q] += float((mass[:, q] * ok).sum())
+            n_aligned[q] += int(ok.sum())
+    out = {m: v / max(n_real, 1) for m, v in fused.items()}
+    for q, name in enumerate(SOURCES):
+        out[name] = {"all": src_all[q] / max(n_real, 1), "aligned": src_aligned[q] / max(n_aligned[q], 1),
+                     "aligned_share": n_aligned[q] / max(n_real, 1)}
+    return out
+
+
+def specialists(bpc: dict) -> dict:
+    """Per source: its bits per character on each domain, whether it is the best source on its own domain and
+    how much worse (bits/char) it is on the other domains than on its own."""
+    out = {}
+    for name, (_, own, _) in SOURCES.items():
+        per = {d: bpc[d][name] for d in DOMAINS}
+        best = min(SOURCES, key=lambda n: bpc[own][n])
+        others = [per[d] for d in DOMAINS if d != own]
+        out[name] = {"domain": own, "bits_per_char": per, "best_source_on_own_domain": best == name,
+                     "other_domains_minus_own": sum(others) / len(others) - per[own]}
+    return out
 
 
 def _curve(path: Path) -> list[dict]:
@@ -268,11 +321,22 @@ def report(r: dict, targets_md: str) -> str:
     crows = ["| sequences of | " + " | ".join(SOURCES) + " |", "|---" * (len(SOURCES) + 1) + "|"]
     for d, shares in r["min_ce_choice"].items():
         crows.append(f"| {d} | " + " | ".join(f"{100 * shares[n]:.0f}%" for n in SOURCES) + " |")
+    srows = ["| source (trained on) | " + " | ".join(DOMAINS) + " | best source on its own domain | others - own |",
+             "|---" * (len(DOMAINS) + 3) + "|"]
+    for n, sp in r["specialists"].items():
+        srows.append(f"| {n} ({sp['domain']}) | " + " | ".join(f"{sp['bits_per_char'][d]:.3f}" for d in DOMAINS)
+                     + f" | {'yes' if sp['best_source_on_own_domain'] else 'no'} | "
+                       f"{sp['other_domains_minus_own']:+.3f} |")
+    g = r["gold_mass"]
+    grows = ["| source | all positions | aligned positions | aligned share |", "|---|---|---|---|"]
+    for n in SOURCES:
+        grows.append(f"| {n} | {g[n]['all']:.3f} | {g[n]['aligned']:.3f} | {100 * g[n]['aligned_share']:.1f}% |")
     u = bpc["union"]
     verdict = "beats" if r["min_ce_beats_avg_ce"] else "does not beat"
     lines = [
         "# FuseLLM: knowledge fusion of language models with different tokenizers and architectures", "",
-        f"Three sources, each trained on the training files of one standard-library domain; a Llama-style target "
+        f"Three sources, each trained only on the training files of its own standard-library domain (specialists); "
+        f"a Llama-style target with a byte-level BPE of {s['target_vocab']} "
         f"trained for {s['target_steps']} steps (batch {s['batch_size']}) on {s['sequences']} sequences (at most "
         f"{s['sequence_tokens']} target tokens, {s['sequence_chars']} characters) of the three domains' fuse "
         f"files (each seen by its own domain's source, as the paper's sources know the kind of text they are fused "
@@ -283,13 +347,21 @@ def report(r: dict, targets_md: str) -> str:
         f"MinCE {verdict} AvgCE on the union of domains ({u['min-ce']:.4f} vs {u['avg-ce']:.4f} bits/char; the paper "
         f"finds MinCE better). MinCE vs CLM: {100 * (u['clm'] - u['min-ce']) / u['clm']:+.2f}% "
         f"({u['clm']:.4f} -> {u['min-ce']:.4f}); AvgCE vs CLM: {100 * (u['clm'] - u['avg-ce']) / u['clm']:+.2f}%.", "",
+        "## The sources are specialists", "",
+        "Each source's bits per character on every domain's held-out files (it was trained on its own domain "
+        "only):", "", *srows, "",
+        "## Gold mass", "",
+        f"Probability the fused distribution puts on the gold next target token, mean over the training positions "
+        f"(fallback positions put 1 there): MinCE {g['min-ce']:.3f}, AvgCE {g['avg-ce']:.3f}. Each source's own "
+        "aligned distribution:", "", *grows, "",
         "## Alignment", "",
         "Share of target positions (those that predict a token) whose distribution comes from the source rather "
         "than the one-hot fallback:", "", *arows, "",
         "Which source MinCE takes (lowest cross-entropy per character on the sequence), by the domain of the "
         "training sequence:", "", *crows, "",
         "## Targets", "", targets_md, "",
-        f"Time: {r['seconds']:.0f} s ({', '.join(f'{k} {v}' for k, v in s['timing_s'].items())}); machine: "
+        f"Time: {r['seconds']:.0f} s ({', '.join(f'{k} {v}' for k, v in s['timing_s'].items())}), "
+        f"{s['cpu_s']:.0f} s of CPU time in this process; machine: "
         f"{r['machine'].get('cpu')}, {r['machine'].get('cores')} cores, load average "
         f"{r['machine'].get('load_average_1min')}.", "",
         "![bits per character](bits_per_char.png)", "", "![alignment](alignment.png)", "", "![curves](curves.png)", "",

@@ -9,11 +9,13 @@ trained on the fused next-token distributions of source LMs of other architectur
   pipeline.py  `genzoo fuse`; the training task is `genzoo.train.fuse_task` (task "fuse")
 """
 
-from .align import ALIGNMENTS, aligned_source, dtw_path, edit_distances, map_distributions, vocab_map
+from .align import (ALIGNMENTS, aligned_source, alignment_cost, dtw_path, edit_distances, map_distributions,
+                    vocab_map)
 from .config import FuseConfig
 from .fusion import FUSIONS, fused_distribution, fusion_loss
 from .pipeline import fuse, prepare
 from .shards import FusionShards, precompute
 
-__all__ = ["ALIGNMENTS", "FUSIONS", "FuseConfig", "FusionShards", "aligned_source", "dtw_path", "edit_distances",
-           "fuse", "fused_distribution", "fusion_loss", "map_distributions", "precompute", "prepare", "vocab_map"]
+__all__ = ["ALIGNMENTS", "FUSIONS", "FuseConfig", "FusionShards", "aligned_source", "alignment_cost", "dtw_path",
+           "edit_distances", "fuse", "fused_distribution", "fusion_loss", "map_distributions", "precompute", "prepare",
+           "vocab_map"]

@@ -1,9 +1,13 @@
 """Token alignment across tokenizers (FuseLLM, Wan et al. 2024, arXiv 2401.10491, sec. 3.3 and appendix A).
 
 Two tokenizations of the same text are aligned by dynamic time warping (DTW) on the edit distance of their
-token surfaces (`surface.py`): a monotone path through the (target token, source token) cost matrix from the
-first pair to the last with the least total cost. A target token on the path with exactly one source token
-is *aligned* when the two match:
+token surfaces (`surface.py`) with the space markers stripped, as FuseLLM's `dist_fn` strips "Ġ" / "▁" before
+`editdistance.eval`: " def" and "def" cost 0, so a word is paired with the same word whatever the tokenizer does
+with the space before it. The path is the least-cost monotone one through the (source token, target token) cost
+matrix - source rows, as FuseLLM calls `dtw(blending_tokens, base_tokens)` - from the first pair to the last,
+and ties in its back-trace are broken in FuseLLM's order: the diagonal, then one source token back, then one
+target token back. A target token on the path with exactly one source token is *aligned* when the two match
+(on the full surfaces, spaces included, as FuseLLM compares the tokens themselves):
 
   exact  the surfaces are equal;
   mined  the source token maps to the target token in the vocabulary mapping: its exact surface in the target
@@ -47,9 +51,25 @@ def edit_distances(a: list[str], b: list[str]) -> np.ndarray:
     return cdist(a, b, scorer=Levenshtein.distance, dtype=np.int32).astype(np.int64)
 
 
+def spaceless(surface: str) -> str:
+    """A token surface with its spaces removed: what DTW compares. The surfaces hold the space that "Ġ" and "▁"
+    mark as " " (`surface.py`); FuseLLM removes those markers wherever they are in the token
+    (`a.replace(special_token, "")`), so every space goes, leading or not. Tabs and newlines stay."""
+    return surface.replace(" ", "")
+
+
+def alignment_cost(target: list[str], source: list[str]) -> np.ndarray:
+    """The DTW cost matrix: edit distance of every (source token, target token) pair of surfaces with their
+    spaces removed, (len(source), len(target)) int64 (source rows, as FuseLLM's `dtw(blending, base)`)."""
+    return edit_distances([spaceless(s) for s in source], [spaceless(t) for t in target])
+
+
 def dtw_path(cost: np.ndarray) -> list[tuple[int, int]]:
     """The least-cost monotone path from (0, 0) to (n - 1, m - 1) with steps (1, 1), (1, 0), (0, 1) through an
-    integer cost matrix (n, m) (Sakoe & Chiba 1978). Ties prefer the diagonal, then (1, 0), as FuseLLM's dtw.
+    integer cost matrix (n, m) (Sakoe & Chiba 1978). The back-trace from (n - 1, m - 1) takes the first least
+    of (i - 1, j - 1), (i - 1, j), (i, j - 1): the diagonal, then a row back, then a column back, as FuseLLM's
+    `dtw` (its np.argmin over [diag, up, left]); with `alignment_cost`'s source rows, a source token back
+    before a target token back.
 
     Row i of the accumulated cost D is one vectorised step: with M[j] = cost[i, j] + min(D[i-1, j-1], D[i-1, j])
     and C the running sum of cost[i], D[i, j] = min(M[j], cost[i, j] + D[i, j-1]) = C[j] + min_{k<=j}(M[k] - C[k]).
@@ -80,13 +100,13 @@ def dtw_path(cost: np.ndarray) -> list[tuple[int, int]]:
 
 def aligned_source(target: list[str], source: list[str]) -> np.ndarray:
     """For each target token, the one source token DTW pairs it with, or -1 when it pairs with several:
-    (len(target),) int64."""
+    (len(target),) int64. target, source: token surfaces (`surface.surfaces`), spaces included."""
     if not target or not source:
         raise InputError(f"cannot align an empty token sequence (target {len(target)} tokens, source {len(source)})")
-    path = dtw_path(edit_distances(target, source))
+    path = dtw_path(alignment_cost(target, source))  # (source j, target i) pairs
     count = np.zeros(len(target), dtype=np.int64)
     partner = np.full(len(target), -1, dtype=np.int64)
-    for i, j in path:
+    for j, i in path:
         count[i] += 1
         partner[i] = j
     partner[count != 1] = -1

@@ -30,7 +30,12 @@ from .chunks import Chunk
 from .sources import fingerprint, load_source, score
 
 MANIFEST = "manifest.json"
-VERSION = 1
+# 2: DTW on the surfaces with their spaces stripped and FuseLLM's tie order (`align.py`); version-1 shards hold
+# other alignments and are refused, so a stale directory is rebuilt, never silently mixed or trained on
+VERSION = 2
+STALE = ("{where} holds shards of manifest version {old}, written by an older token alignment (this genzoo writes "
+         "version {new}: DTW on the token surfaces with the spaces stripped, FuseLLM's tie order); remove {where} "
+         "(or choose another directory) and run `genzoo fuse` again to rebuild them")
 
 
 def _shard(directory: Path, part: str, s: int) -> Path:
@@ -147,6 +152,8 @@ def _check_or_start(out: Path, manifest: dict) -> None:
     file = out / MANIFEST
     if file.exists():
         old = json.loads(file.read_text())
+        if old.get("version") != VERSION:
+            raise ConfigError(STALE.format(where=out, old=old.get("version"), new=VERSION))
         old.pop("complete", None)
         diff = [k for k in manifest if old.get(k) != manifest[k]]
         if diff:
@@ -167,6 +174,8 @@ class FusionShards:
             raise CheckpointError(f"{self.dir}: no {MANIFEST}; precompute the sources' distributions first "
                                   "(`genzoo fuse --source DIR ... --target RECIPE --out DIR`)")
         self.manifest = json.loads(file.read_text())
+        if self.manifest.get("version") != VERSION:
+            raise CheckpointError(STALE.format(where=self.dir, old=self.manifest.get("version"), new=VERSION))
         if not self.manifest.get("complete"):
             raise CheckpointError(f"{self.dir}: the precomputation is incomplete; run `genzoo fuse` again to finish it")
         self.n = self.manifest["n_sequences"]
