@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import multiprocessing
+import os
 import time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
@@ -77,7 +78,8 @@ class Job:
 @dataclass
 class GraphRun:
     """What `run_graph` measured: each job's result, its CPU seconds (in its own process, so one thread when
-    workers > 0), the launch order, each job's (start, end) in wall seconds from the graph's start, the wall time."""
+    workers > 0), the launch order, each job's (start, end) in wall seconds from the graph's start, the wall time,
+    the costs the order came from, and each worker's start-up CPU seconds (interpreter, imports; {} in-process)."""
 
     results: dict
     cpu_s: dict
@@ -86,6 +88,7 @@ class GraphRun:
     wall_s: float
     workers: int
     costs: dict = field(default_factory=dict)
+    startup_cpu_s: dict = field(default_factory=dict)
 
 
 def _check_graph(keys: Iterable[Hashable], deps: Mapping[Hashable, Iterable[Hashable]]) -> dict[Hashable, tuple]:
@@ -138,9 +141,11 @@ def _next_ready(pending: list, done: set, deps: Mapping, priority: Mapping):
 
 
 def _timed(fn, args):
+    """fn(*args) -> (its result, its CPU seconds, this process's id, the CPU this process had spent before it: for
+    a worker's first job, the worker's start-up)."""
     cpu = time.process_time()
     result = fn(*args)
-    return result, time.process_time() - cpu
+    return result, time.process_time() - cpu, os.getpid(), cpu
 
 
 def run_graph(jobs: Mapping[Hashable, Job], deps: Mapping[Hashable, Iterable[Hashable]] | None = None,
@@ -157,7 +162,7 @@ def run_graph(jobs: Mapping[Hashable, Job], deps: Mapping[Hashable, Iterable[Has
     deps = _check_graph(jobs, deps or {})
     costs = {k: float(j.cost) for k, j in jobs.items()}
     priority = chain_priority(costs, deps)
-    pending, done, order, spans, results, cpu = list(jobs), set(), [], {}, {}, {}
+    pending, done, order, spans, results, cpu, startup = list(jobs), set(), [], {}, {}, {}, {}
     t0 = time.perf_counter()
 
     def failed(k, exc):
@@ -170,7 +175,7 @@ def run_graph(jobs: Mapping[Hashable, Job], deps: Mapping[Hashable, Iterable[Has
             order.append(k)
             start = time.perf_counter() - t0
             try:
-                results[k], cpu[k] = _timed(jobs[k].fn, jobs[k].args)
+                results[k], cpu[k], _, _ = _timed(jobs[k].fn, jobs[k].args)
             except Exception as exc:
                 raise failed(k, exc) from exc
             spans[k] = (start, time.perf_counter() - t0)
@@ -196,10 +201,11 @@ def run_graph(jobs: Mapping[Hashable, Job], deps: Mapping[Hashable, Iterable[Has
                     if exc is not None:
                         pending.clear()  # nothing new starts; leaving the pool waits for the running jobs
                         raise failed(k, exc) from exc
-                    results[k], cpu[k] = f.result()
+                    results[k], cpu[k], pid, before = f.result()
+                    startup[pid] = min(startup.get(pid, before), before)
                     done.add(k)
     return GraphRun(results=results, cpu_s=cpu, order=order, spans=spans, wall_s=time.perf_counter() - t0,
-                    workers=workers, costs=costs)
+                    workers=workers, costs=costs, startup_cpu_s=startup)
 
 
 def replay_schedule(durations: Mapping[Hashable, float], deps: Mapping[Hashable, Iterable[Hashable]] | None = None,
