@@ -9,8 +9,9 @@ from genzoo.experiments import EXPERIMENTS
 
 
 @pytest.mark.slow
-def test_fusion_experiment_writes_outputs(tmp_path):
-    r = EXPERIMENTS.get("fusion")(out=str(tmp_path), small=True)
+@pytest.mark.parametrize("workers", [0, 2])
+def test_fusion_experiment_writes_outputs(tmp_path, workers):
+    r = EXPERIMENTS.get("fusion")(out=str(tmp_path), small=True, workers=workers)
     for f in ("report.md", "results.json", "accuracy.png", "drawings.png", "vq.png"):
         assert (tmp_path / f).exists(), f
     saved = json.loads((tmp_path / "results.json").read_text())
@@ -29,6 +30,26 @@ def test_fusion_experiment_writes_outputs(tmp_path):
     assert len(saved["targets"]) == 4 and all(set(t) == {"value", "target", "met"} for t in saved["targets"].values())
     assert "Low paired data" in (tmp_path / "report.md").read_text()
     assert r["setup"]["small"] and saved["seconds"] > 0
+    # timing: every job's CPU seconds, the measured wall time as the target, the idle-core estimate beside it
+    t = saved["timing"]
+    jobs = {"vq-digits", "clip-digits", "digit-lm", *saved["accuracy"]}
+    assert set(t["job_cpu_s"]) == set(t["job_wall_span_s"]) == set(t["idle_replay_spans_s"]) == jobs
+    assert all(v > 0 for v in t["job_cpu_s"].values()) and t["workers"] == workers
+    assert saved["targets"]["minutes"]["value"] == pytest.approx(t["wall_s"] / 60, abs=0.01)
+    assert t["wall_s"] >= t["graph_wall_s"] > 0 and t["idle_estimate_s"] >= t["idle_replay_s"] > 0
+    assert t["idle_replay_s"] >= max(t["job_cpu_s"].values())
+    order = t["launch_order"]
+    for arm in arms:  # the parts each method needs are ready before it starts (measured and replayed)
+        for p in (100, 10):
+            needs = ["vq-digits"] if arm == "early" else ["vq-digits", "clip-digits", "digit-lm"]
+            for part in needs:
+                assert order.index(part) < order.index(f"{arm}@{p}%")
+                assert t["job_wall_span_s"][f"{arm}@{p}%"][0] >= t["job_wall_span_s"][part][1]
+                assert t["idle_replay_spans_s"][f"{arm}@{p}%"][0] >= t["idle_replay_spans_s"][part][1]
+    report = (tmp_path / "report.md").read_text()
+    assert "## Timing" in report and "Idle-core estimate" in report
+    if workers:  # one-thread workers, started once each
+        assert len(t["worker_startup_cpu_s"]) == workers
 
 
 def test_answer_budget_fits_every_caption_and_answer(tmp_path):
