@@ -187,36 +187,39 @@ def test_model_bad_input():
 
 
 def test_continuous_embedding_lookup_plus_fourier():
-    """`lookup+fourier`: a continuous value's embedding is its bin's row + W phi(y) (values.py), so with W = 0 it
-    equals `lookup` (same weights, same embeddings everywhere); W phi(y) reaches continuous-value tokens only, is
-    W applied to [sin(w y), cos(w y)] of the bin centre, and the loss's gradient reaches W."""
+    """`lookup+fourier`: a continuous value's embedding is its bin's row + W phi(y) (values.py). W starts at 0 and
+    draws no random number, so the model starts exactly as `lookup` does (every shared weight equal, equal logits);
+    W phi(y) reaches continuous-value tokens only, is W applied to [sin(w y), cos(w y)] of the bin centre, and the
+    loss's gradient reaches W (also at W = 0)."""
     from genzoo.models.gato.tokens import CONTINUOUS, bin_centres
 
     torch.manual_seed(0)
-    plain, fourier = tiny(), tiny(continuous_embedding="lookup+fourier")
-    assert sum(p.numel() for p in fourier.parameters()) - sum(p.numel() for p in plain.parameters()) == \
-        fourier.embedding.values.proj.weight.numel()
-    assert fourier.embedding.values.proj.weight.abs().sum() > 0  # initialised like every other matrix
-    w = fourier.embedding.values.proj.weight
-    fourier.load_state_dict({**plain.state_dict(), "embedding.values.proj.weight": w}, strict=True)
+    plain = tiny()
+    torch.manual_seed(0)
+    fourier = tiny(continuous_embedding="lookup+fourier")
+    vals = fourier.embedding.values
+    assert set(fourier.state_dict()) - set(plain.state_dict()) == {"embedding.values.proj.weight"}
+    assert all(torch.equal(v, fourier.state_dict()[k]) for k, v in plain.state_dict().items())
+    assert not vals.proj.weight.any()  # W = 0
     seq = mixed_sequence(plain.config.layout)
+    torch.testing.assert_close(fourier(seq).logits, plain(seq).logits, rtol=0, atol=0)  # W = 0: the lookup
+    fourier.train()
+    fourier(seq, return_loss=True).loss.backward()
+    assert vals.proj.weight.grad is not None and vals.proj.weight.grad.abs().sum() > 0
+    fourier.eval()
+
+    with torch.no_grad():
+        vals.proj.weight.normal_(std=0.02)
     v = plain.config.layout.vocab
     continuous = (seq.ids >= v.continuous_offset) & (seq.ids < v.separator) & (seq.kinds == CONTINUOUS)
     assert int(continuous.sum()) >= 10  # the arm's observations and actions
     diff = fourier.embedding(seq) - plain.embedding(seq)  # (B, T, D)
     assert torch.equal(diff.abs().sum(-1) > 0, continuous)  # only continuous values get the Fourier term
-    vals = fourier.embedding.values
     y = bin_centres(seq.ids[continuous] - v.continuous_offset, v.bins).float()  # (N,)
     angles = y[:, None] * vals.w  # (N, K)
     phi = torch.cat([angles.sin(), angles.cos()], -1)  # (N, 2K)
     torch.testing.assert_close(diff[continuous], phi @ vals.proj.weight.T, rtol=0, atol=1e-6)
     assert vals.w.min() < 2 and vals.w.max() > 100  # from one smooth ramp over [-1, 1] to ~30-bin detail
-    with torch.no_grad():
-        vals.proj.weight.zero_()  # W = 0: exactly the lookup
-    torch.testing.assert_close(fourier(seq).logits, plain(seq).logits, rtol=0, atol=0)
-    fourier.train()
-    fourier(seq, return_loss=True).loss.backward()
-    assert vals.proj.weight.grad is not None and vals.proj.weight.grad.abs().sum() > 0
 
 
 def test_continuous_embedding_unknown_name():
@@ -227,6 +230,8 @@ def test_continuous_embedding_unknown_name():
 def test_continuous_embedding_save_load(tmp_path):
     """The option and W travel with the checkpoint (W's frequencies are fixed, not stored)."""
     model = tiny(continuous_embedding="lookup+fourier")
+    with torch.no_grad():
+        model.embedding.values.proj.weight.normal_(std=0.02)  # as if trained
     genzoo.save(model, tmp_path / "m")
     loaded = genzoo.load(tmp_path / "m")
     assert loaded.config.continuous_embedding == "lookup+fourier"

@@ -67,12 +67,15 @@ class Gato(Stack):
         projections scaled by 1/sqrt(2 n_layers) (GPT-2, sec. 2.3). The patch ResNet's convolutions keep torch's
         init and its output projection is Normal(0, init_std) like the rest, so an image patch starts on the scale of
         the token and position embeddings (with torch's init it was 25 times larger and drowned the patch row /
-        column positions); the continuous-value rows and the patch position tables as `config.value_init` says."""
+        column positions); the continuous-value rows and the patch position tables as `config.value_init` says; the Fourier
+        map of `lookup+fourier` at zero (values.py)."""
         std = self.config.init_std
         for name, p in self.named_parameters():
             if name.startswith("embedding.patches.") and not name.startswith("embedding.patches.proj."):
                 continue  # the ResNet block's convolutions and group norms: torch's own initialisation
-            if p.dim() == 1:
+            if name.startswith("embedding.values."):  # W of `lookup+fourier` starts at 0: the paper's lookup, and
+                nn.init.zeros_(p)  # the other parameters start as with `lookup` (no random number is drawn here)
+            elif p.dim() == 1:
                 nn.init.ones_(p) if name.endswith("norm.weight") else nn.init.zeros_(p)
             elif name.endswith(("o_proj.weight", "ffn.down.weight")):
                 nn.init.normal_(p, std=std / math.sqrt(2 * self.config.n_layers))

@@ -12,8 +12,9 @@ even when its neighbours are seen often. The options:
   with y in [-1, 1] the mu-law encoded value at the bin's centre and K fixed geometric frequencies w_k (Tancik et
   al., 2020, "Fourier Features Let Networks Learn High Frequency Functions in Low Dimensional Domains", eq. 2-3,
   with deterministic frequencies in place of random ones). W (D, 2K) is shared by every bin: what a value teaches
-  reaches its neighbours, and the lookup rows still tell bins apart. The output head (tied to the table) is the
-  lookup's alone.
+  reaches its neighbours, and the lookup rows still tell bins apart. W starts at 0 (the paper's lookup; a random W
+  made a continuous value's embedding 4 times the norm of every other token's at the start); the output head (tied
+  to the table) is the lookup's alone.
 
 A module takes the joint token ids (B, T) and returns what it adds to their lookup embeddings (B, T, D), or None.
 """
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import torch
 from torch import nn
+from torch.nn.utils import skip_init
 
 from ...registry import Registry
 from .tokens import Vocab, bin_centres
@@ -51,7 +53,10 @@ class FourierValues(nn.Module):
         self.offset, self.bins = vocab.continuous_offset, vocab.bins
         k = torch.arange(frequencies, dtype=torch.float64) / max(frequencies - 1, 1)
         self.register_buffer("w", ((torch.pi / 2) * 128.0 ** k).float(), persistent=False)  # (K,)
-        self.proj = nn.Linear(2 * frequencies, dim, bias=False)  # W
+        # W (D, 2K), from 0: the embedding starts as `lookup`; built without drawing random numbers, so every other
+        # parameter of a model starts exactly as it would with `lookup`
+        self.proj = skip_init(nn.Linear, 2 * frequencies, dim, bias=False)
+        nn.init.zeros_(self.proj.weight)
 
     def features(self, y: torch.Tensor) -> torch.Tensor:
         """phi: values (...) in [-1, 1] -> (..., 2K)."""
