@@ -140,6 +140,19 @@ def _next_ready(pending: list, done: set, deps: Mapping, priority: Mapping):
     return max(ready, key=lambda k: priority[k]) if ready else None
 
 
+def _take_ready(pending: list, done: set, deps: Mapping, priority: Mapping, free: int) -> list:
+    """Up to `free` ready jobs, taken out of `pending` one at a time by `_next_ready`: the launches of the list
+    schedule whenever workers are free (shared by `run_graph` and `replay_schedule`, so both order jobs alike)."""
+    taken = []
+    while pending and len(taken) < free:
+        k = _next_ready(pending, done, deps, priority)
+        if k is None:
+            break
+        pending.remove(k)
+        taken.append(k)
+    return taken
+
+
 def _timed(fn, args):
     """fn(*args) -> (its result, its CPU seconds, this process's id, the CPU this process had spent before it: for
     a worker's first job, the worker's start-up)."""
@@ -170,8 +183,7 @@ def run_graph(jobs: Mapping[Hashable, Job], deps: Mapping[Hashable, Iterable[Has
 
     if workers == 0:
         while pending:
-            k = _next_ready(pending, done, deps, priority)
-            pending.remove(k)
+            (k,) = _take_ready(pending, done, deps, priority, 1)  # the graph is acyclic: one is always ready
             order.append(k)
             start = time.perf_counter() - t0
             try:
@@ -185,11 +197,7 @@ def run_graph(jobs: Mapping[Hashable, Job], deps: Mapping[Hashable, Iterable[Has
         with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_one_thread) as pool:
             running: dict = {}  # future -> key
             while pending or running:
-                while pending and len(running) < workers:
-                    k = _next_ready(pending, done, deps, priority)
-                    if k is None:
-                        break
-                    pending.remove(k)
+                for k in _take_ready(pending, done, deps, priority, workers - len(running)):
                     order.append(k)
                     spans[k] = (time.perf_counter() - t0, None)
                     running[pool.submit(_timed, jobs[k].fn, jobs[k].args)] = k
@@ -221,11 +229,7 @@ def replay_schedule(durations: Mapping[Hashable, float], deps: Mapping[Hashable,
     running: dict = {}  # key -> end time
     now = 0.0
     while pending or running:
-        while pending and len(running) < workers:
-            k = _next_ready(pending, done, deps, priority)
-            if k is None:
-                break
-            pending.remove(k)
+        for k in _take_ready(pending, done, deps, priority, workers - len(running)):
             running[k] = now + float(durations[k])
             spans[k] = (now, running[k])
         now = min(running.values())
