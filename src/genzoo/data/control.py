@@ -135,6 +135,11 @@ class Episode:
         return len(self.actions)
 
 
+def wide_start_tasks() -> list[str]:
+    """The control tasks that have a wider initial-state distribution (`ControlTask.wide_start`)."""
+    return [n for n in CONTROL if CONTROL.get(n).wide_start is not None]
+
+
 def wide_starts(seeds, share: float) -> list[bool]:
     """Which episodes (by seed) start from the task's wider initial states: each with probability `share`, drawn from
     its seed alone (so a seed's episode is the same whatever other seeds are collected with it)."""
@@ -173,7 +178,7 @@ def rollout(task: ControlTask, seed: int, policy: Callable | None = None, noise:
     rng = np.random.default_rng(seed + 7919)
     if wide and task.wide_start is None:
         raise ConfigError(f"control task {spec.name!r} has no wide start; tasks with one: "
-                          f"{', '.join(n for n in CONTROL if CONTROL.get(n).wide_start is not None)}")
+                          f"{', '.join(wide_start_tasks())}")
     obs, _ = env.reset(seed=seed, options=dict(task.wide_start) if wide else None)
     observations, actions, total, done = [], [], 0.0, False
     rho = task.noise_correlation

@@ -15,7 +15,7 @@ import torch
 
 from ..config import GENRES, PRESETS
 from ..data import stdlib_corpus
-from ..data.control import CONTROL
+from ..data.control import CONTROL, wide_start_tasks
 from ..data.digits import load_digits_split
 from ..data.mixture import (TEXT_TASKS, VAL_SEED, Mixture, TextStream, caption_stream, caption_texts, check_mixture,
                             control_stream, validation_windows)
@@ -48,9 +48,8 @@ def check_wide_start_share(shares: dict | None) -> dict[str, float]:
     for name, share in (shares or {}).items():
         task = CONTROL.get(name)  # ConfigError naming the control tasks
         if task.wide_start is None:
-            with_wide = [n for n in CONTROL if CONTROL.get(n).wide_start is not None]
             raise ConfigError(f"data.wide_start_share.{name}: the task has no wide start; tasks with one: "
-                              f"{', '.join(with_wide)}")
+                              f"{', '.join(wide_start_tasks())}")
         if isinstance(share, bool) or not isinstance(share, (int, float)) or not 0.0 <= share <= 1.0:
             raise ConfigError(f"data.wide_start_share.{name}={share!r} is invalid: a share in [0, 1]")
     return {k: float(v) for k, v in (shares or {}).items()}
