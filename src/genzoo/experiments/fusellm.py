@@ -120,7 +120,8 @@ def run(out: str, small: bool = False, sets: tuple[str, ...] = (), eval_chunks: 
     results["specialists"] = specialists(results["bits_per_char"])
     results["curves"] = {arm: _curve(d / "metrics.jsonl") for arm, d in arm_dirs.items()}
     results["setup"] = {"sequences": len(chunks), "sequence_tokens": limit, "sequence_chars": chars,
-                        "target_steps": base.steps, "target_vocab": base.data.vocab_size, "batch_size": base.batch_size, "lambda": cfg.lam,
+                        "target_steps": base.steps, "target_vocab": base.data.vocab_size,
+                        "batch_size": base.batch_size, "lambda": cfg.lam,
                         "top_k": cfg.top_k, "small": small,
                         "source_steps": {n: load_recipe(r, src_sets).steps for n, (r, _, _) in SOURCES.items()},
                         "timing_s": {k: round(v, 1) for k, v in timing.items()},
