@@ -3,7 +3,7 @@ import json
 import pytest
 
 from genzoo.errors import ConfigError
-from genzoo.experiments.results import target, targets_markdown, write_results
+from genzoo.experiments.results import machine_line, target, targets_markdown, write_results
 
 
 def test_target_rules():
@@ -25,3 +25,17 @@ def test_write_results(tmp_path):
     assert "**no**" in targets_markdown(t)
     with pytest.raises(ConfigError, match="results.target"):
         write_results(tmp_path, {}, {"x": {"value": 1}}, seconds=1)
+
+
+def test_machine_line_names_the_machine_and_the_time(tmp_path, monkeypatch):
+    from genzoo.experiments import results
+
+    monkeypatch.setattr(results, "load_average", lambda: 1.234)  # the figure's load, read once per results.json
+    data = write_results(tmp_path, {}, {}, seconds=61.6)
+    line = machine_line(data)
+    m = data["machine"]
+    assert line.startswith(f"Machine: {m['cpu']}, {m['cores']} cores, {m['torch_threads']} torch threads, ")
+    assert f"torch {m['torch']}" in line and line.endswith("load average 1.23; 62 s in all.")
+    # an older results.json without threads or load still gives a line
+    assert machine_line({"machine": {"cpu": "X", "cores": 2}, "seconds": 5}) == (
+        "Machine: X, 2 cores, load average n/a; 5 s in all.")

@@ -13,6 +13,8 @@ import time
 
 import torch
 
+from ..machine import cpu_model, load_average
+
 MIN_ROUNDS = 5  # medians and ranges over at least this many interleaved rounds (`genzoo bench`)
 
 
@@ -87,25 +89,6 @@ def compare(fns: dict, repeats: int = MIN_ROUNDS, warmup: int = 1) -> dict[str, 
         for k, f in fns.items():
             times[k] += timed(f, 1)
     return {k: Timing(v) for k, v in times.items()}
-
-
-def load_average() -> float | None:
-    """The 1-minute load average, or None where the system has none."""
-    try:
-        return os.getloadavg()[0]
-    except (OSError, AttributeError):
-        return None
-
-
-def cpu_model() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            names = [line.split(":", 1)[1].strip() for line in f if line.startswith("model name")]
-        cpu = names[0] if names else cpu
-    except OSError:
-        pass
-    return cpu
 
 
 def machine() -> str:

@@ -12,7 +12,7 @@ import torch
 
 from ..figures import save_figure
 from . import EXPERIMENTS
-from .results import target, targets_markdown, write_report, write_results
+from .results import machine_line, target, targets_markdown, write_report, write_results
 
 
 @EXPERIMENTS.register("clip-zero-shot")
@@ -124,8 +124,7 @@ def report(r: dict, recipe) -> str:
         "",
         targets_markdown(r["targets"]),
         "",
-        f"{r['seconds']:.0f} s on {r['machine']['cpu']} ({r['machine']['cores']} cores, load average "
-        f"{r['machine'].get('load_average_1min', 'n/a')}).",
+        machine_line(r),
         "",
         "![confusion matrix](confusion.png)",
         "",

@@ -24,7 +24,7 @@ import torch
 
 from ..figures import save_figure
 from . import EXPERIMENTS
-from .results import target, targets_markdown, write_results
+from .results import machine_line, target, targets_markdown, write_results
 
 # arm -> (title, RLConfig fields besides the shared ones; beta=None takes the experiment's beta)
 ARMS = {
@@ -161,7 +161,6 @@ def report(r: dict) -> str:
     fm = r["frechet_at_matched_reward"]
     lines += ["", f"At the highest reward both DPOK arms reach ({r['matched_reward']:.3f}): Fréchet distance "
               f"{fm['dpok']:.1f} with beta > 0, {fm['dpok-beta0']:.1f} with beta = 0.", "", "## Targets", ""]
-    lines += [targets_markdown(r["targets"]), "", f"{r['seconds']:.0f} s on {r['machine']['cpu']} "
-              f"({r['machine']['cores']} cores, load average {r['machine'].get('load_average_1min', 'n/a')})."]
+    lines += [targets_markdown(r["targets"]), "", machine_line(r)]
     lines += ["", "Figures: samples_before.png, samples_<arm>.png, curves.png.", ""]
     return "\n".join(lines)

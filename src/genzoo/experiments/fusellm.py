@@ -29,6 +29,7 @@ import torch
 
 from ..figures import save_figure
 from . import EXPERIMENTS
+from .results import machine_line
 
 SOURCES = {  # name -> (recipe, domain of its training text, title)
     "gpt2-bpe2048": ("fusellm-gpt2-bpe2048", "text", "GPT-2-style, byte-level BPE 2048"),
@@ -361,10 +362,8 @@ def report(r: dict, targets_md: str) -> str:
         "Which source MinCE takes (lowest cross-entropy per character on the sequence), by the domain of the "
         "training sequence:", "", *crows, "",
         "## Targets", "", targets_md, "",
-        f"Time: {r['seconds']:.0f} s ({', '.join(f'{k} {v}' for k, v in s['timing_s'].items())}), "
-        f"{s['cpu_s']:.0f} s of CPU time in this process; machine: "
-        f"{r['machine'].get('cpu')}, {r['machine'].get('cores')} cores, load average "
-        f"{r['machine'].get('load_average_1min')}.", "",
+        f"{machine_line(r)} Stages: {', '.join(f'{k} {v}' for k, v in s['timing_s'].items())}; "
+        f"{s['cpu_s']:.0f} s of CPU time in this process.", "",
         "![bits per character](bits_per_char.png)", "", "![alignment](alignment.png)", "", "![curves](curves.png)", "",
     ]
     return "\n".join(lines)

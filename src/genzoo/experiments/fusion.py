@@ -36,7 +36,7 @@ import torch
 from ..figures import save_figure
 from . import EXPERIMENTS
 from .parallel import GraphRun, Job, replay_schedule, run_graph
-from .results import target, targets_markdown, write_report, write_results
+from .results import machine_line, target, targets_markdown, write_report, write_results
 
 PAIRED = (100.0, 10.0)
 ARMS = {  # arm -> (recipe, --set overrides, title)
@@ -510,8 +510,7 @@ def report(r: dict) -> str:
         "",
         targets_markdown(r["targets"]),
         "",
-        f"Machine: {r['machine'].get('cpu')}, {r['machine'].get('cores')} cores, load average "
-        f"{r['machine'].get('load_average_1min')}; {r['seconds']:.0f} s in all.",
+        machine_line(r),
         "",
         *timing_markdown(r["timing"]),
         "",

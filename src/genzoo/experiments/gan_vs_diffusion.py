@@ -33,7 +33,7 @@ import torch
 from . import EXPERIMENTS
 from ..errors import ConfigError
 from .parallel import train_many
-from .results import target, targets_markdown, write_results
+from .results import machine_line, target, targets_markdown, write_results
 
 # configuration -> (title, --set overrides of the gan-digits recipe)
 CONFIGS = {
@@ -271,9 +271,8 @@ def report(r: dict) -> str:
         f"{sp['samples_per_s']['gan']:,.0f} samples/s, DDIM 20 steps {sp['samples_per_s']['ddim_unguided']:,.0f} "
         f"(guided {sp['samples_per_s']['ddim_guided']:,.0f}): {sp['ratio_unguided']:.0f}x ({sp['ratio_guided']:.0f}x "
         "guided).", "", "## Targets", "", targets_markdown(r["targets"]), "",
-        f"Machine: {r['machine']['cpu']}, {r['machine']['cores']} cores, load average "
-        f"{r['machine'].get('load_average_1min', '?')}; {r['seconds']:.0f} s (training {r['train_seconds']:.0f} s; the "
-        f"runs' CPU time {r['run_cpu_seconds_total']:.0f} s, one thread each)."
+        f"{machine_line(r)} Training {r['train_seconds']:.0f} s; the runs' CPU time "
+        f"{r['run_cpu_seconds_total']:.0f} s, one thread each."
         + ("" if r.get("fresh_run", True) else " Finished runs were reused: the time covers only what this "
            "invocation trained and judged, not the whole experiment."),
         "", "Figures: fd_curves.png (Fréchet distance per seed; dashed: a seed that missed the target; the second row "

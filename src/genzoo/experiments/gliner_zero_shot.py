@@ -25,7 +25,7 @@ import torch
 
 from ..figures import save_figure
 from . import EXPERIMENTS
-from .results import target, targets_markdown, write_report, write_results
+from .results import machine_line, target, targets_markdown, write_report, write_results
 
 RATIOS = (1.0, 0.5, 0.0)
 
@@ -230,5 +230,5 @@ def report(r: dict) -> str:
             f"{100 * s['genzoo_average_sentences_changed']:.0f}% of the sentences change.",
             "",
         ]
-    lines += [f"Machine: {r['machine']['cpu']}, {r['machine']['cores']} cores; {r['seconds']:.0f} s."]
+    lines += [machine_line(r)]
     return "\n".join(lines) + "\n"

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from ..figures import save_figure
 from . import EXPERIMENTS
-from .results import target, targets_markdown, write_report, write_results
+from .results import machine_line, target, targets_markdown, write_report, write_results
 
 SETS = ("digits", "docstrings", "shapes", "sounds", "wine", "signals")  # one per modality
 ARMS = {  # arm -> (--set overrides, title)
@@ -146,8 +146,7 @@ def report(r: dict) -> str:
         "",
         targets_markdown(r["targets"]),
         "",
-        f"Machine: {r['machine'].get('cpu')}, {r['machine'].get('cores')} cores, load average "
-        f"{r['machine'].get('load_average_1min')}; {r['seconds']:.0f} s in all.",
+        machine_line(r),
         "",
         "![accuracy](accuracy.png)",
         "",

@@ -14,7 +14,7 @@ import torch
 from ..figures import save_figure
 from . import EXPERIMENTS
 from .locality import KINDS, char_kinds, locality, random_baselines
-from .results import target, targets_markdown, write_report, write_results
+from .results import machine_line, target, targets_markdown, write_report, write_results
 
 
 def route(model, tokenizer, texts: list[str], block: int, max_tokens: int):
@@ -120,8 +120,7 @@ def report(results: dict) -> str:
         lines.append(f"| {i} | {a['max_min_ratio']:.2f} | {b['max_min_ratio']:.2f} |")
     lines += ["", f"Validation loss: with balancing {results['val_loss_with']:.3f}, without "
               f"{results['val_loss_without']:.3f}.", "", "## Targets", "", targets_markdown(results["targets"]), "",
-              f"{results['seconds']:.0f} s on {results['machine']['cpu']} ({results['machine']['cores']} cores, load "
-              f"average {results['machine'].get('load_average_1min', 'n/a')}).", "",
+              machine_line(results), "",
               "![locality](locality.png)", "", "![load](load.png)", ""]
     return "\n".join(lines)
 

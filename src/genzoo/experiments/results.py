@@ -19,28 +19,36 @@ from pathlib import Path
 import torch
 
 from ..errors import ConfigError
+from ..machine import cpu_model, load_average
 
 _OPS = {">=": operator.ge, "<=": operator.le, ">": operator.gt, "<": operator.lt, "==": operator.eq}
 
 
 def machine() -> dict:
     """The machine a figure was measured on: CPU model, cores, torch threads, GPU (if any), torch version."""
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            names = [line.split(":", 1)[1].strip() for line in f if line.startswith("model name")]
-        cpu = names[0] if names else cpu
-    except OSError:
-        pass
-    out = {"cpu": cpu, "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+    out = {"cpu": cpu_model(), "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
            "torch": torch.__version__, "system": platform.system()}
     if torch.cuda.is_available():
         out["gpu"] = torch.cuda.get_device_name()
-    try:
-        out["load_average_1min"] = round(os.getloadavg()[0], 2)
-    except OSError:
-        pass
+    load = load_average()
+    if load is not None:
+        out["load_average_1min"] = round(load, 2)
     return out
+
+
+def machine_line(data: dict) -> str:
+    """The report's line on where and how long: "Machine: CPU, N cores, T torch threads, torch V, load average L;
+    S s in all." from a results.json's `machine` and `seconds` (older files may lack threads or load)."""
+    m = data["machine"]
+    parts = [m.get("cpu", "?"), f"{m.get('cores', '?')} cores"]
+    if "torch_threads" in m:
+        parts.append(f"{m['torch_threads']} torch threads")
+    if "gpu" in m:
+        parts.append(m["gpu"])
+    if "torch" in m:
+        parts.append(f"torch {m['torch']}")
+    parts.append(f"load average {m.get('load_average_1min', 'n/a')}")
+    return f"Machine: {', '.join(parts)}; {data['seconds']:.0f} s in all."
 
 
 def target(value, rule: str) -> dict:

@@ -32,7 +32,7 @@ import torch
 
 from . import EXPERIMENTS
 from .parallel import train_many
-from .results import target, targets_markdown, write_results
+from .results import machine_line, target, targets_markdown, write_results
 
 TARGET_TABLES = ("wine", "breast_cancer", "diabetes", "iris")  # the four of the FT-Transformer target
 TABLES_ALL = (*TARGET_TABLES, "mixed")
@@ -279,15 +279,13 @@ def report(r: dict) -> str:
                      f"({g['dcr_test_median']:.2f}) |")
     raw = sum(g["raw_copies"] for g in r["generation"].values())
     rows = sum(g["rows"] for g in r["generation"].values())
-    m = r["machine"]
     lines += ["", "## Targets", "", targets_markdown(r["targets"]), "",
               f"Beside it, the raw sampler (before the copy check): {raw} exact copies of training rows in {rows} rows "
               "drawn (" + ", ".join(f"{n} {g['raw_copies']}" for n, g in r["generation"].items()) + "). `genzoo "
               "generate` redraws a row that copies one (with its class, up to 10 rounds; `--allow-copies` keeps "
               "them); the copies column above shows both, raw sampler -> rows written, the latter counted "
               "independently of the fingerprints (rows compared as text).", "",
-              f"Machine: {m['cpu']}, {m['cores']} cores, load average {m.get('load_average_1min', '?')}; "
-              f"{r['seconds']:.0f} s (training {r['train_seconds']:.0f} s; the runs' CPU time "
-              f"{r['run_cpu_seconds_total']:.0f} s, one thread each).", "",
+              f"{machine_line(r)} Training {r['train_seconds']:.0f} s; the runs' CPU time "
+              f"{r['run_cpu_seconds_total']:.0f} s, one thread each.", "",
               "Figures: prediction.png, generation.png.", ""]
     return "\n".join(lines)
