@@ -133,6 +133,23 @@ def test_bad_input_is_refused(model):
         genzoo.build("pointe-tiny", upsample_ratio=1)
 
 
+def test_time_added_to_points_stays_equivariant_and_reads_the_timestep():
+    """time_token=False (the recipe's choice): the timestep embedding is added to every point token, not prepended;
+    the model stays permutation equivariant, and both the timestep and the condition change the output."""
+    torch.manual_seed(0)
+    m = genzoo.build("pointe-tiny", time_token=False).eval()
+    d = m.base.denoiser
+    torch.nn.init.normal_(d.output_proj.weight, std=0.2)
+    g = torch.Generator().manual_seed(3)
+    x, t = torch.randn(2, 6, m.config.points, generator=g), torch.tensor([7, 60])
+    grid = torch.randn(2, m.config.grid_tokens, m.config.clip_width, generator=g)
+    out = d(x, t, image=grid)
+    perm = torch.randperm(m.config.points, generator=g)
+    torch.testing.assert_close(d(x[:, :, perm], t, image=grid), out[:, :, perm], atol=1e-6, rtol=0)
+    assert (d(x, t + 20, image=grid) - out).abs().max() > 1e-3
+    assert (d(x, t, image=grid.flip(0)) - out).abs().max() > 1e-3
+
+
 @pytest.mark.parametrize("sampler", ["karras", "ddim", "ddpm"])
 def test_samplers_give_finite_clouds_in_range(model, sampler):
     c = model.config
