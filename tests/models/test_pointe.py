@@ -209,3 +209,9 @@ def test_scaled_stage_diffuses_scaled_clouds_and_samples_them_back(sampler):
     assert wrong(cloud, generator=torch.Generator().manual_seed(2))["mse"] > 1e-3
     with pytest.raises(InputError, match="scales"):
         PointCloudDiffusion(_Oracle(cloud, sched, scales), sched, 16, 0.0, (), scales=(1.0, 0.0, 1, 1, 1, 1))
+    # the system's config names the coordinate scale; every point stage gets it, colours stay at 1
+    m = genzoo.build("pointe-tiny", xyz_scale=3.0)
+    for stage in (m.base, m.upsampler, m.text_base):
+        assert stage.scales.flatten().tolist() == [3.0, 3.0, 3.0, 1.0, 1.0, 1.0]
+    with pytest.raises(ConfigError, match="xyz_scale"):
+        genzoo.build("pointe-tiny", xyz_scale=0)
