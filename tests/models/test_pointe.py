@@ -133,6 +133,23 @@ def test_bad_input_is_refused(model):
         genzoo.build("pointe-tiny", upsample_ratio=1)
 
 
+def test_time_added_to_points_stays_equivariant_and_reads_the_timestep():
+    """time_token=False (the recipe's choice): the timestep embedding is added to every point token, not prepended;
+    the model stays permutation equivariant, and both the timestep and the condition change the output."""
+    torch.manual_seed(0)
+    m = genzoo.build("pointe-tiny", time_token=False).eval()
+    d = m.base.denoiser
+    torch.nn.init.normal_(d.output_proj.weight, std=0.2)
+    g = torch.Generator().manual_seed(3)
+    x, t = torch.randn(2, 6, m.config.points, generator=g), torch.tensor([7, 60])
+    grid = torch.randn(2, m.config.grid_tokens, m.config.clip_width, generator=g)
+    out = d(x, t, image=grid)
+    perm = torch.randperm(m.config.points, generator=g)
+    torch.testing.assert_close(d(x[:, :, perm], t, image=grid), out[:, :, perm], atol=1e-6, rtol=0)
+    assert (d(x, t + 20, image=grid) - out).abs().max() > 1e-3
+    assert (d(x, t, image=grid.flip(0)) - out).abs().max() > 1e-3
+
+
 @pytest.mark.parametrize("sampler", ["karras", "ddim", "ddpm"])
 def test_samplers_give_finite_clouds_in_range(model, sampler):
     c = model.config
@@ -147,3 +164,54 @@ def test_captions_parse_and_contrast():
     others = contrastive("a red cone")
     assert "a red cube" in others and "a blue cone" in others and "a red cone" not in others
     assert parse("a red dodecahedron").unseen == ["dodecahedron"] and len(SHAPE_NAMES) >= 7
+
+
+class _Oracle(torch.nn.Module):
+    """The exact eps of a data distribution that is one cloud X (B, 6, N): eps = (x_t - sqrt(a) X s) / sqrt(1 - a),
+    with X s the cloud in the stage's diffusion space (scales s)."""
+
+    def __init__(self, cloud, scheduler, scales):
+        super().__init__()
+        from genzoo.models.pointe.config import PointDenoiserConfig
+
+        self.cfg = PointDenoiserConfig(learn_sigma=False)
+        self.conditions = torch.nn.ModuleDict()
+        self.x0, self.ac = cloud * torch.tensor(scales).view(1, 6, 1), scheduler.alphas_cumprod
+        self.anchor = torch.nn.Parameter(torch.zeros(()))  # a parameter, so the stage has a device
+
+    def forward(self, x_t, t):
+        a = self.ac[t].view(-1, 1, 1)
+        return (x_t - a.sqrt() * self.x0) / (1 - a).sqrt()
+
+
+@pytest.mark.parametrize("sampler", ["karras", "ddim", "ddpm"])
+def test_scaled_stage_diffuses_scaled_clouds_and_samples_them_back(sampler):
+    """Input scaling (Chen 2023, arXiv 2301.10972): the stage noises x_0 * scales, and every sampler, run with the
+    exact eps of a one-cloud distribution, returns that cloud in data units (the x_0 clip is per channel: the
+    coordinates here reach 1.4 in diffusion space, beyond a [-1, 1] clip)."""
+    from genzoo.models.diffusion.schedulers import DDPMScheduler
+    from genzoo.models.pointe.diffusion import PointCloudDiffusion
+
+    g = torch.Generator().manual_seed(0)
+    cloud = torch.rand(2, 6, 16, generator=g) * 1.4 - 0.7  # (B, 6, N) in [-0.7, 0.7]
+    sched = DDPMScheduler(num_train_timesteps=200, beta_schedule="cosine")
+    scales = (2.0, 2.0, 2.0, 1.0, 1.0, 1.0)
+    stage = PointCloudDiffusion(_Oracle(cloud, sched, scales), sched, 16, 0.0, (), scales=scales)
+    out = stage.sample(2, sampler, 20, 1.0, torch.Generator().manual_seed(1), s_churn=0.0)
+    torch.testing.assert_close(out, cloud, atol=2e-3, rtol=0)
+    # unscaled, the same oracle's coordinates beyond 1 / 2 would be clipped: the scale is what the stage undoes
+    assert stage.scales.flatten().tolist() == list(scales)
+
+    # training: the loss is the eps error at x_t = sqrt(a) X s + sqrt(1 - a) eps, so the oracle's loss is 0
+    loss = stage(cloud, generator=torch.Generator().manual_seed(2))
+    assert loss["mse"] < 1e-10
+    wrong = PointCloudDiffusion(_Oracle(cloud, sched, scales), sched, 16, 0.0, ())  # scale 1: not the oracle's
+    assert wrong(cloud, generator=torch.Generator().manual_seed(2))["mse"] > 1e-3
+    with pytest.raises(InputError, match="scales"):
+        PointCloudDiffusion(_Oracle(cloud, sched, scales), sched, 16, 0.0, (), scales=(1.0, 0.0, 1, 1, 1, 1))
+    # the system's config names the coordinate scale; every point stage gets it, colours stay at 1
+    m = genzoo.build("pointe-tiny", xyz_scale=3.0)
+    for stage in (m.base, m.upsampler, m.text_base):
+        assert stage.scales.flatten().tolist() == [3.0, 3.0, 3.0, 1.0, 1.0, 1.0]
+    with pytest.raises(ConfigError, match="xyz_scale"):
+        genzoo.build("pointe-tiny", xyz_scale=0)

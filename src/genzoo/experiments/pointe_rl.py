@@ -93,7 +93,10 @@ def train_parts(out: Path, o: dict, sets: tuple[str, ...], small: bool):
     from ..train import load_recipe, train
 
     quiet = ["progress=false", "log_every=1000"]
-    shrink = ["model.text_points=false", "model.point_layers=1", "model.upsampler_layers=1", "model.points=16",
+    # the base keeps the timestep token it was measured with (the pointe-shapes recipe now adds it to the points;
+    # the point stages share the global gradient-norm clip with the text-to-image stage this experiment tunes)
+    shrink = ["model.time_token=true", "model.text_points=false", "model.point_layers=1", "model.upsampler_layers=1",
+              "model.points=16",
               f"pointe.clip_steps={o['clip_steps']}", f"pointe.objects={o['objects']}", "pointe.val_objects=32",
               f"eval_every={o['base_steps']}", f"save_every={o['base_steps']}", "warmup_steps=10"]
     if small:

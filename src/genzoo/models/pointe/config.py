@@ -65,6 +65,7 @@ class PointEConfig:
     learn_sigma: bool = True
     point_timesteps: int = 1024
     beta_schedule: str = "cosine"  # image and point schedules (the genre's BETA_SCHEDULES)
+    xyz_scale: float = 1.0  # point stages diffuse xyz x this (input scaling, Chen 2023; RGB stays x 1)
     cond_drop_prob: float = 0.1  # every stage's condition is dropped (zeroed) this often, for guidance
     text_points: bool = True  # also the point model conditioned directly on CLIP text tokens (a baseline)
     checkpoint_format: str = "genzoo"
@@ -80,6 +81,8 @@ class PointEConfig:
         check(self.point_width % self.point_heads == 0, "point_width", self.point_width,
               f"must be divisible by point_heads={self.point_heads}")
         check(0 <= self.cond_drop_prob < 1, "cond_drop_prob", self.cond_drop_prob, "in [0, 1)")
+        check(isinstance(self.xyz_scale, (int, float)) and not isinstance(self.xyz_scale, bool)
+              and 0 < self.xyz_scale <= 10, "xyz_scale", self.xyz_scale, "a number in (0, 10]")
         self.clip_config()  # each part validates its own fields
         self.image_config()
         from ..diffusion.schedulers import BETA_SCHEDULES
@@ -105,6 +108,11 @@ class PointEConfig:
     def point_config(self, layers: int | None = None) -> PointDenoiserConfig:
         return PointDenoiserConfig(width=self.point_width, layers=layers or self.point_layers,
                                    heads=self.point_heads, time_token=self.time_token, learn_sigma=self.learn_sigma)
+
+    @property
+    def point_scales(self) -> tuple[float, ...]:
+        """Per channel (xyz, RGB), the factor the point stages multiply clean clouds by before adding noise."""
+        return (float(self.xyz_scale),) * 3 + (1.0,) * 3
 
     @property
     def fine_points(self) -> int:

@@ -7,6 +7,14 @@ channels and points) plus, with a learned variance, the variational bound term L
 text tokens) are zeroed with probability cond_drop_prob, as Point-E does, so the same model gives the unconditional
 prediction classifier-free guidance needs: eps = eps(null) + w (eps(c) - eps(null)) (Ho & Salimans 2022, eq. 6).
 
+Input scaling (Chen, "On the Importance of Noise Scheduling for Diffusion Models", 2023, arXiv 2301.10972, sec.
+2.2: x_t = sqrt(alpha_bar_t) b x_0 + sqrt(1 - alpha_bar_t) eps, the scale b shifts every step's signal-to-noise
+ratio by b^2): the stage diffuses x_0 * scales, one scale per channel (`scales` (C,)). Procedural shapes have
+coordinates of std ~0.3 against colours of std ~0.7 (per object constant), so with scale 1 the shape is drowned
+by the noise from alpha_bar ~0.9 on while the colour survives to ~0.2: a scale on xyz gives the shape channels
+the share of the schedule the colours have. Samplers clip the x_0 prediction to [-scales, scales] (the data's
+[-1, 1]) and return clouds divided by the scales again.
+
 Samplers: "karras" (Heun, Point-E's default: 64 steps, sigma_max 120 with s_churn 3 for the base model, 160 and 0 for
 the upsampler), "ddim" (the genre's DDIMScheduler) and "ddpm" (ancestral, on a respaced schedule; with a learned
 variance its reverse steps use it). Clouds are (B, 6, N) in Point-E's channels (`data.shapes.to_channels`).
@@ -29,14 +37,24 @@ SAMPLERS = ("karras", "ddim", "ddpm")
 
 class PointCloudDiffusion(nn.Module):
     def __init__(self, denoiser: PointDenoiser, scheduler: DDPMScheduler, n_points: int, cond_drop_prob: float,
-                 guided: tuple[str, ...]):
+                 guided: tuple[str, ...], scales: tuple[float, ...] | None = None):
         """n_points: the points this stage generates; guided: the conditions dropped in training and contrasted
-        with their null (zeros) by guidance (the others, e.g. the upsampler's low-resolution cloud, always stay)."""
+        with their null (zeros) by guidance (the others, e.g. the upsampler's low-resolution cloud, always stay);
+        scales: per channel, the factor clean clouds are multiplied by before noise is added (default all 1)."""
         super().__init__()
         self.denoiser, self.scheduler = denoiser, scheduler
         self.tables = GaussianTables(scheduler.alphas_cumprod)
         self.n_points, self.cond_drop_prob, self.guided = n_points, cond_drop_prob, guided
-        self.channels = denoiser.cfg.channels
+        self.channels = c = denoiser.cfg.channels
+        scales = (1.0,) * c if scales is None else tuple(float(v) for v in scales)
+        if len(scales) != c or not all(v > 0 for v in scales):
+            raise InputError(f"scales={scales} must be {c} positive numbers, one per channel")
+        self.register_buffer("scales", torch.tensor(scales).view(1, c, 1), persistent=False)  # (1, C, 1)
+
+    def clip_x0(self, x0: torch.Tensor) -> torch.Tensor:
+        """An x_0 prediction in diffusion space clipped to the data's [-1, 1] (i.e. [-scales, scales])."""
+        s = self.scales.to(x0.dtype)
+        return torch.maximum(torch.minimum(x0, s), -s)
 
     def check(self, x: torch.Tensor | None, conditions: dict, batch: int | None = None) -> int:
         """Input shapes, before any compute: x (B, C, n_points); every condition present with its feature width."""
@@ -66,6 +84,7 @@ class PointCloudDiffusion(nn.Module):
         """Training loss of clean clouds x0 (B, C, N): {"loss", "mse", "vb"} (scalars)."""
         b = self.check(x0, conditions)
         device = x0.device
+        x0 = x0 * self.scales.to(x0.dtype)  # (B, C, N) in diffusion space
         t = torch.randint(0, self.scheduler.config.num_train_timesteps, (b,), generator=generator).to(device)
         noise = torch.randn(x0.shape, generator=generator).to(device)
         if self.training and self.cond_drop_prob > 0:
@@ -98,7 +117,8 @@ class PointCloudDiffusion(nn.Module):
     def sample(self, n: int, sampler: str = "karras", steps: int = 64, guidance_scale: float = 3.0,
                generator: torch.Generator | None = None, sigma_max: float = 120.0, s_churn: float = 3.0,
                sigma_min: float = 1e-3, **conditions) -> torch.Tensor:
-        """n clouds (n, C, n_points) in [-1, 1] given each condition's input (n rows)."""
+        """n clouds (n, C, n_points) in [-1, 1] given each condition's input (n rows); sampled in diffusion space
+        (the data times `scales`) and scaled back."""
         if sampler not in SAMPLERS:
             raise InputError(f"sampler must be one of {SAMPLERS}, got {sampler!r}")
         if not (isinstance(steps, int) and steps > 0):
@@ -110,23 +130,31 @@ class PointCloudDiffusion(nn.Module):
         with evaluating(self):
             if sampler == "karras":
                 def x0(x, t):
-                    return self.tables.x0_from_eps(x, t, self.predict(x, t, guidance_scale, **conditions)[0])
+                    eps = self.predict(x, t, guidance_scale, **conditions)[0]
+                    return self.clip_x0(self.tables.x0_from_eps(x, t, eps))
 
                 x = karras_sample(x0, self.scheduler.alphas_cumprod, shape, steps, sigma_min=sigma_min,
-                                  sigma_max=sigma_max, s_churn=s_churn, generator=generator, device=device)
-                return x.clamp(-1, 1)  # the last Euler step lands on the clamped x_0 up to rounding
-            if sampler == "ddim":
-                return self._ddim(shape, steps, guidance_scale, generator, conditions, device)
-            return self._ddpm(shape, steps, guidance_scale, generator, conditions, device)
+                                  sigma_max=sigma_max, s_churn=s_churn, clip=False, generator=generator,
+                                  device=device)
+            elif sampler == "ddim":
+                x = self._ddim(shape, steps, guidance_scale, generator, conditions, device)
+            else:
+                x = self._ddpm(shape, steps, guidance_scale, generator, conditions, device)
+        # the last step lands on the clipped x_0 up to rounding
+        return (x / self.scales.to(x.dtype)).clamp(-1, 1)
 
     def _ddim(self, shape, steps, guidance_scale, generator, conditions, device):
+        """Song et al. 2021 eq. 12 with eta = 0 on the genre's DDIM timesteps: x_{t-1} = sqrt(a_prev) x0^ +
+        sqrt(1 - a_prev) eps^, x0^ clipped per channel (`clip_x0`)."""
         sched = DDIMScheduler(**{**vars(self.scheduler.config), "set_alpha_to_one": True})
         sched.set_timesteps(steps)
         x = torch.randn(shape, generator=generator).to(device)
         for t in sched.timesteps.tolist():
             eps, _ = self.predict(x, torch.full((shape[0],), t, device=device), guidance_scale, **conditions)
-            x = sched.step(eps, t, x).prev_sample
-        return x.clamp(-1, 1)
+            a_t, a_prev = (a.to(x.dtype) for a in sched.alphas(t))
+            x0 = self.clip_x0((x - (1 - a_t) ** 0.5 * eps) / a_t**0.5)
+            x = a_prev**0.5 * x0 + (1 - a_prev) ** 0.5 * eps
+        return x
 
     def _ddpm(self, shape, steps, guidance_scale, generator, conditions, device):
         """Ancestral sampling over `steps` evenly spaced timesteps of the training schedule (respaced: the betas
@@ -141,7 +169,7 @@ class PointCloudDiffusion(nn.Module):
             idx = torch.full((shape[0],), i, device=device)
             eps, v = self.predict(x, torch.full((shape[0],), int(kept[i]), device=device), guidance_scale,
                                   **conditions)
-            x0 = tables.x0_from_eps(x, idx, eps).clamp(-1, 1)
+            x0 = self.clip_x0(tables.x0_from_eps(x, idx, eps))
             mean, logvar = tables.posterior(x0, x, idx)
             if v is not None:
                 logvar = tables.learned_log_variance(v, idx)
@@ -149,4 +177,4 @@ class PointCloudDiffusion(nn.Module):
                 x = mean + torch.exp(0.5 * logvar) * torch.randn(shape, generator=generator).to(device)
             else:
                 x = mean
-        return x.clamp(-1, 1)
+        return x

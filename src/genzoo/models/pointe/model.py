@@ -71,7 +71,7 @@ class PointE(nn.Module):
 
         def stage(conditions, n_points, layers=None, guided=("image",)):
             return PointCloudDiffusion(PointDenoiser(c.point_config(layers), conditions), schedule(), n_points,
-                                       c.cond_drop_prob, guided)
+                                       c.cond_drop_prob, guided, c.point_scales)
 
         self.base = stage({"image": TokenCondition(c.clip_width, w)}, k)
         self.upsampler = stage({"image": TokenCondition(c.clip_width, w), "low_res": CloudCondition(6, w)},
