@@ -237,3 +237,65 @@ def test_continuous_embedding_save_load(tmp_path):
     assert loaded.config.continuous_embedding == "lookup+fourier"
     seq = mixed_sequence(model.config.layout)
     torch.testing.assert_close(loaded(seq).logits, model(seq).logits, rtol=0, atol=0)
+
+
+def test_continuous_target_gauss_is_hl_gauss():
+    """`gauss` (targets.py): at a continuous-value target the loss is -sum_i p_i log q_i with p_i the mass of
+    N(centre of the label's bin, sigma^2) in bin i (in bins, renormalised to the range), q the softmax over the joint
+    vocabulary; every other target keeps the one-hot cross-entropy; the model's two loss paths agree."""
+    from genzoo.models.gato.model import masked_loss
+    from genzoo.models.gato.targets import GaussianBins
+
+    torch.manual_seed(0)
+    model = tiny(continuous_target="gauss", continuous_target_args={"sigma": 3.0})
+    v = model.config.layout.vocab
+    target = model.target
+    assert isinstance(target, GaussianBins) and target.sigma == 3.0
+    # the target distribution, against the formula bin by bin
+    p = target.distribution(torch.tensor([0, 500, v.bins - 1]))  # (3, bins)
+    torch.testing.assert_close(p.sum(-1), torch.ones(3))
+    normal = torch.distributions.Normal(500.5, 3.0)
+    edges = torch.arange(v.bins + 1, dtype=torch.float64)
+    expected = normal.cdf(edges[1:]) - normal.cdf(edges[:-1])
+    torch.testing.assert_close(p[1].double(), expected / expected.sum(), rtol=0, atol=1e-6)
+    assert p[1].argmax() == 500 and torch.isclose(p[1, 499], p[1, 501]) and p[1, 510] < 1e-3
+    assert p[0, 0] == p[0].max() and p[2, -1] == p[2].max()  # cut at the range's ends and renormalised
+    # the loss: soft targets at continuous labels, one-hot elsewhere
+    logits = torch.randn(4, v.size)
+    labels = torch.tensor([5, v.discrete_offset + 1, v.continuous_offset + 500, v.continuous_offset])
+    loss = target(logits, labels)
+    onehot = torch.nn.functional.cross_entropy(logits, labels, reduction="none")
+    torch.testing.assert_close(loss[:2], onehot[:2], rtol=0, atol=0)
+    logq = logits.log_softmax(-1)[:, v.continuous_offset:v.separator]
+    torch.testing.assert_close(loss[2], -(p[1] * logq[2]).sum())
+    torch.testing.assert_close(loss[3], -(p[0] * logq[3]).sum())
+    # a narrow Gaussian is the one-hot target
+    sharp = GaussianBins(v, sigma=0.01)
+    torch.testing.assert_close(sharp(logits, labels), onehot, rtol=0, atol=1e-5)
+    # the model's loss paths: logits + masked_loss, and the head at targets only
+    seq = mixed_sequence(model.config.layout)
+    out = model(seq, return_loss=True)
+    torch.testing.assert_close(out.loss, masked_loss(out.logits, seq, target=target))
+    lean = model(seq, return_loss=True, return_logits=False)
+    torch.testing.assert_close(lean.loss, out.loss, rtol=0, atol=1e-6)
+    plain = masked_loss(out.logits, seq)  # the paper's one-hot target
+    assert not torch.isclose(plain, out.loss)  # the arm's actions are continuous targets
+    text_only = Tokens.cat([seq.window(0, 5)])  # text alone: the same loss either way
+    torch.testing.assert_close(masked_loss(model(text_only).logits, text_only, target=target),
+                               masked_loss(model(text_only).logits, text_only))
+
+
+def test_continuous_target_bad_names_and_args(tmp_path):
+    with pytest.raises(ConfigError, match="unknown continuous target 'gaus'.*known: gauss, onehot"):
+        genzoo.build("gato-tiny", continuous_target="gaus")
+    with pytest.raises(ConfigError, match="continuous_target_args.sigma=0 is invalid.*> 0"):
+        genzoo.build("gato-tiny", continuous_target="gauss", continuous_target_args={"sigma": 0})
+    with pytest.raises(ConfigError, match="continuous target 'onehot' takes no parameters"):
+        genzoo.build("gato-tiny", continuous_target_args={"sigma": 2})
+    with pytest.raises(ConfigError, match="continuous target 'gauss' takes only sigma"):
+        genzoo.build("gato-tiny", continuous_target="gauss", continuous_target_args={"width": 2})
+    model = tiny(continuous_target="gauss", continuous_target_args={"sigma": 16})
+    genzoo.save(model, tmp_path / "m")
+    loaded = genzoo.load(tmp_path / "m")
+    assert (loaded.config.continuous_target, loaded.config.continuous_target_args) == ("gauss", {"sigma": 16})
+    assert loaded.target.sigma == 16.0

@@ -10,6 +10,7 @@ from ...config import PRESETS, Preset, check, check_positive
 from ..decoder.config import DecoderConfig
 from .sequence import Layout
 from .tokens import BINS, POSITION_BINS, Vocab
+from .targets import make_continuous_target
 from .values import CONTINUOUS_EMBEDDINGS
 
 
@@ -31,6 +32,8 @@ class GatoConfig:
     max_local_positions: int = 64  # tokens per observation (local observation positions)
     value_init: str = "sinusoidal"  # VALUE_INITS: how the continuous-value rows and the patch positions start
     continuous_embedding: str = "lookup"  # values.CONTINUOUS_EMBEDDINGS: "lookup" (the paper) or "lookup+fourier"
+    continuous_target: str = "onehot"  # targets.CONTINUOUS_TARGETS: "onehot" (the paper) or "gauss" (HL-Gauss)
+    continuous_target_args: dict | None = None  # its parameters ("gauss": {"sigma": bins})
     # the transformer (decoder genre)
     max_positions: int = 1024  # the context: the paper's 1024 tokens
     d_model: int = 2048
@@ -63,6 +66,7 @@ class GatoConfig:
         check(self.eos_token_id is None or 0 <= self.eos_token_id < self.text_vocab_size, "eos_token_id",
               self.eos_token_id, f"None or a text id in [0, {self.text_vocab_size})")
         CONTINUOUS_EMBEDDINGS.get(self.continuous_embedding)  # an unknown name: ConfigError listing the known
+        make_continuous_target(self.continuous_target, self.vocab, self.continuous_target_args)  # checks its args
         check(self.value_init in VALUE_INITS, "value_init", self.value_init, f"one of {VALUE_INITS}")
         check(self.checkpoint_format == "genzoo", "checkpoint_format", self.checkpoint_format,
               "'genzoo' (Gato has no external checkpoint format)")

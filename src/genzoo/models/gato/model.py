@@ -28,6 +28,7 @@ from ..decoder.model import make_block
 from .config import GatoConfig
 from .embedding import GatoEmbedding, sinusoidal_table
 from .sequence import Tokens, loss_mask
+from .targets import make_continuous_target
 from .tokens import IMAGE, KIND_NAMES, SEPARATOR, TEXT
 
 
@@ -51,6 +52,7 @@ class Gato(Stack):
         )
         self.config, self.vocab = config, config.vocab
         self.embedding = GatoEmbedding(config)
+        self.target = make_continuous_target(config.continuous_target, config.vocab, config.continuous_target_args)
         self.lm_head = nn.Linear(dec.d_model, config.vocab_size, bias=False)
         if config.tie_embeddings:
             self.lm_head.weight = self.embedding.tokens.weight
@@ -155,11 +157,11 @@ class Gato(Stack):
                 raise InputError("return_logits=False needs return_loss=True (else nothing would be returned)")
             mask = loss_mask(tokens)  # (B, T - 1)
             logits = self.lm_head(x[:, :-1][mask])  # (N, V): only the positions that predict a target
-            ce = F.cross_entropy(logits.float(), tokens.ids[:, 1:][mask], reduction="sum")
+            ce = self.target(logits, tokens.ids[:, 1:][mask]).sum()
             return CausalLMOutput(logits=None, loss=ce / mask.sum().clamp(min=1), last_hidden_state=x)
         keep = x[:, -logits_to_keep:] if logits_to_keep else x
         logits = self.lm_head(keep)  # (B, T or K, V)
-        loss = masked_loss(logits, tokens) if return_loss and not logits_to_keep else None
+        loss = masked_loss(logits, tokens, target=self.target) if return_loss and not logits_to_keep else None
         return CausalLMOutput(logits=logits, loss=loss, last_hidden_state=x)
 
     @torch.no_grad()
@@ -198,11 +200,13 @@ class Gato(Stack):
         return sum(p.numel() for p in self.parameters())
 
 
-def masked_loss(logits: torch.Tensor, tokens: Tokens, reduction: str = "mean") -> torch.Tensor:
+def masked_loss(logits: torch.Tensor, tokens: Tokens, reduction: str = "mean", target=None) -> torch.Tensor:
     """Cross-entropy of logits (B, T, V) against the next tokens, over the positions `loss_mask` marks (B, T - 1):
-    the mean over those positions, or ("none") the (B, T - 1) losses with zeros elsewhere."""
+    the mean over those positions, or ("none") the (B, T - 1) losses with zeros elsewhere. target: what a continuous
+    value is trained against (`targets.py`; None: the one-hot cross-entropy of every token)."""
     mask = loss_mask(tokens)  # (B, T - 1)
-    ce = F.cross_entropy(logits[:, :-1].flatten(0, 1).float(), tokens.ids[:, 1:].flatten(), reduction="none")
+    flat, labels = logits[:, :-1].flatten(0, 1), tokens.ids[:, 1:].flatten()  # (B (T - 1), V), (B (T - 1),)
+    ce = F.cross_entropy(flat.float(), labels, reduction="none") if target is None else target(flat, labels)
     ce = ce.view_as(mask) * mask  # (B, T - 1)
     if reduction == "none":
         return ce
