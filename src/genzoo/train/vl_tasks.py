@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from ..data.digit_qa import LABEL_WORDS, QUESTIONS, content_words, qa_example, related_words
+from ..data.digit_qa import LABEL_WORDS, QUESTIONS, SEMANTIC_WORDS, content_words, qa_example, related_words
 from ..data.digits import TRAIN_TEMPLATES, class_forms
 from ..errors import ConfigError
 from ..modes import evaluating
@@ -39,6 +39,7 @@ class VLSettings:
     lm: str | None = None  # spae: the frozen LM whose embedding table is the codebook (run or HF directory)
     clip: str | None = None  # spae: the frozen CLIP giving the relevant words (needed when semantic_weight > 0)
     semantic_top_k: int = 2  # spae: K_I, the words CLIP finds most relevant to an image
+    semantic_words: str = "clip-captions"  # spae: data.digit_qa.SEMANTIC_WORDS, the words CLIP ranks for K_I
 
     @classmethod
     def of(cls, recipe: Recipe) -> "VLSettings":
@@ -51,6 +52,7 @@ class VLSettings:
             raise ConfigError(f"vl.qa={s.qa} and vl.classify={s.classify} must be shares in [0, 1] summing to <= 1")
         if not (isinstance(s.semantic_top_k, int) and s.semantic_top_k > 0):
             raise ConfigError(f"vl.semantic_top_k={s.semantic_top_k!r} must be a positive integer")
+        SEMANTIC_WORDS.get(s.semantic_words)
         return s
 
 
@@ -60,12 +62,19 @@ def word_tokenizer_of(run: Path, d: Dist):
     return run_tokenizer(run, d, word_tokenizer)
 
 
-def collate(examples: list[tuple[list[int], int]], pad: int):
-    """(ids, number of target tokens at the end) -> ids (B, T), mask (B, T), labels (B, T): -100 but on targets."""
+def target_positions(length: int, targets: int | list[int]) -> list[int]:
+    """The positions of a sequence's target tokens: the last `targets` ones, or the list given."""
+    return list(range(length - targets, length)) if isinstance(targets, int) else list(targets)
+
+
+def collate(examples: list[tuple[list[int], int | list[int]]], pad: int):
+    """(ids, number of target tokens at the end or their positions) -> ids (B, T), mask (B, T), labels (B, T):
+    -100 but on targets."""
     ids, mask = pad_rows([e for e, _ in examples], pad)
     labels = torch.full_like(ids, -100)
     for i, (e, n) in enumerate(examples):
-        labels[i, len(e) - n: len(e)] = ids[i, len(e) - n: len(e)]
+        at = torch.tensor(target_positions(len(e), n), dtype=torch.long)
+        labels[i, at] = ids[i, at]
     return ids, mask, labels
 
 
@@ -88,8 +97,10 @@ class TextQA(ExampleTask):
         self.pool = [tok.token_to_id(w) for w in content_words()]
         self.labels = [tok.token_to_id(w) for w in LABEL_WORDS]
 
-    def example(self, i: int, split: str) -> tuple[list[int], int, str]:
-        """-> (ids, number of target tokens, kind) of example i of a split ("train" / "val")."""
+    def example(self, i: int, split: str) -> tuple[list[int], int | list[int], str]:
+        """-> (ids, number of target tokens at the end or their positions, kind) of example i of a split ("train" /
+        "val"). A classification episode's targets are its answer, the end of text after it, and every label of an
+        example whose class was shown before it."""
         from ..models.vl.incontext import classification_episode, generation_episode
 
         rng = random.Random(f"{self.recipe.seed}/{split}/{i}")
@@ -99,8 +110,9 @@ class TextQA(ExampleTask):
             target = self.tokenizer.encode(answer) + [w.bos]
             return [w.bos] + self.tokenizer.encode(prompt) + target, len(target), "qa"
         if u < s.qa + s.classify:
-            prompt, target = classification_episode(rng, w, self.pool, self.labels)
-            return prompt + target + [w.bos], len(target) + 1, "classify"
+            e = classification_episode(rng, w, self.pool, self.labels)
+            n = len(e.prompt)
+            return e.prompt + e.answer + [w.bos], e.targets + [n, n + 1], "classify"
         prompt, target = generation_episode(rng, w, self.pool, self.labels)
         return prompt + target, len(target), "generate"
 
@@ -133,7 +145,8 @@ class TextQA(ExampleTask):
 
     @torch.no_grad()
     def validate(self, model, amp):
-        """Loss on held-out examples, and per kind how often every target token is the argmax (teacher forced)."""
+        """Loss on held-out examples, and per kind how often every target token is the argmax (teacher forced); for a
+        classification episode the targets scored are its answer and the end of text (the query's label)."""
         n = self.recipe.eval_batches * self.recipe.batch_size
         examples = [self.example(i, "val") for i in range(n)]
         hits: dict[str, list[float]] = {}
@@ -145,10 +158,10 @@ class TextQA(ExampleTask):
                 out = net(ids, attention_mask=mask, labels=labels)
                 total += out.loss.item() * len(chunk)
                 pred = out.logits[:, :-1].argmax(-1)  # (B, T-1) predicts position t+1
-                for row, (_, _, kind) in enumerate(chunk):
-                    want = labels[row, 1:]
-                    keep = want != -100
-                    hits.setdefault(kind, []).append(float(bool((pred[row][keep] == want[keep]).all())))
+                for row, (e, targets, kind) in enumerate(chunk):
+                    at = target_positions(len(e), targets)
+                    at = torch.tensor(at[-2:] if kind == "classify" else at) - 1  # predicted from position t-1
+                    hits.setdefault(kind, []).append(float(bool((pred[row, at] == ids[row, at + 1]).all())))
         return {"val_loss": total / n, **{f"{k}_acc": sum(v) / len(v) for k, v in sorted(hits.items())}}
 
     def save_files(self, directory):
