@@ -79,38 +79,20 @@ def test_prefix_lm_save_load(captioner, tmp_path):
 def test_prompts_layout(tok):
     w = PromptWords.of(tok)
     ids = classification_prompt([(7, [100, 101]), (8, [102, 103])], [100, 103], w)
-    assert ids == [w.bos, 100, 101, w.is_, 7, w.end, 102, 103, w.is_, 8, w.end, 100, 103, w.is_]  # image first
+    assert tok.decode(ids[1:]) == tok.decode([7, w.is_, 100, 101, w.end, 8, w.is_, 102, 103, w.end, w.what, w.is_,
+                                              100, 103, w.ask])
     assert generation_prompt([(7, [100])], 7, w)[-2:] == [7, w.is_]
     assert digit_qa.lens_prompt(["seven", "7"], ["seven which is odd"], ["a handwritten seven"], "what digit is "
                                 "this?") == ("Tags: seven, 7. Attributes: seven which is odd. Captions: a handwritten "
                                              "seven. Question: what digit is this? Short answer:")
     rng = random.Random(1)
     pool, labels = list(range(40, 90)), list(range(20, 30))
-    e = classification_episode(rng, w, pool, labels)
-    assert e.answer[0] in labels and e.prompt[-1] == w.is_
+    prompt, answer = classification_episode(rng, w, pool, labels)
+    assert answer[0] in labels and prompt[-1] == w.ask
     prompt, target = generation_episode(rng, w, pool, labels)
     assert prompt[-1] == w.is_ and target[-1] == w.end and set(target[:-1]) <= set(pool)
     with pytest.raises(InputError, match="at least one labelled example"):
         classification_prompt([], [1], w)
-
-
-def test_classification_episode_targets_are_the_labels_already_shown(tok):
-    """Every target of a text episode is a label word right after "is", whose class was shown earlier in the
-    prompt; and every label after its class's first example is a target."""
-    w = PromptWords.of(tok)
-    pool, labels = list(range(40, 90)), list(range(20, 30))
-    n_targets = 0
-    for seed in range(50):
-        e = classification_episode(random.Random(seed), w, pool, labels)
-        shown, want = set(), []
-        for i, t in enumerate(e.prompt):
-            if t in labels and e.prompt[i - 1] == w.is_ and e.prompt[i + 1] == w.end:
-                if t in shown:
-                    want.append(i)
-                shown.add(t)
-        assert e.targets == want and e.answer[0] in shown
-        n_targets += len(want)
-    assert n_targets > 100  # many supervised label predictions per episode, not only the answer
 
 
 def test_constrained_generation_equals_masked_greedy(tok):

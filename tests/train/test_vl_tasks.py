@@ -13,7 +13,6 @@ from genzoo.data.digit_qa import SEMANTIC_WORDS, content_words, related_words, s
 from genzoo.data.digits import all_train_captions
 from genzoo.errors import ConfigError
 from genzoo.train import load_recipe, train
-from genzoo.train.vl_tasks import collate
 
 TINY_SPAE = ["steps=4", "batch_size=16", "save_every=2", "eval_every=2", "keep_checkpoints=2", "progress=false",
              "model.d_model=32", "model.n_layers=1", "model.d_ff=64", "model.semantic_weight=0"]
@@ -92,8 +91,3 @@ def test_semantic_word_sets():
     assert not {"apple", "week", "wise", "spider"} & set(words)  # never in a caption: CLIP cannot score them
     assert SEMANTIC_WORDS.get("content")() == content_words()
 
-
-def test_collate_marks_targets_by_count_or_position():
-    ids, mask, labels = collate([([5, 6, 7, 8], 2), ([5, 6, 7], [1])], pad=0)
-    assert ids.tolist() == [[5, 6, 7, 8], [5, 6, 7, 0]] and mask.tolist() == [[1, 1, 1, 1], [1, 1, 1, 0]]
-    assert labels.tolist() == [[-100, -100, 7, 8], [-100, 6, -100, -100]]

@@ -62,19 +62,12 @@ def word_tokenizer_of(run: Path, d: Dist):
     return run_tokenizer(run, d, word_tokenizer)
 
 
-def target_positions(length: int, targets: int | list[int]) -> list[int]:
-    """The positions of a sequence's target tokens: the last `targets` ones, or the list given."""
-    return list(range(length - targets, length)) if isinstance(targets, int) else list(targets)
-
-
-def collate(examples: list[tuple[list[int], int | list[int]]], pad: int):
-    """(ids, number of target tokens at the end or their positions) -> ids (B, T), mask (B, T), labels (B, T):
-    -100 but on targets."""
+def collate(examples: list[tuple[list[int], int]], pad: int):
+    """(ids, number of target tokens at the end) -> ids (B, T), mask (B, T), labels (B, T): -100 but on targets."""
     ids, mask = pad_rows([e for e, _ in examples], pad)
     labels = torch.full_like(ids, -100)
     for i, (e, n) in enumerate(examples):
-        at = torch.tensor(target_positions(len(e), n), dtype=torch.long)
-        labels[i, at] = ids[i, at]
+        labels[i, len(e) - n: len(e)] = ids[i, len(e) - n: len(e)]
     return ids, mask, labels
 
 
@@ -97,10 +90,8 @@ class TextQA(ExampleTask):
         self.pool = [tok.token_to_id(w) for w in content_words()]
         self.labels = [tok.token_to_id(w) for w in LABEL_WORDS]
 
-    def example(self, i: int, split: str) -> tuple[list[int], int | list[int], str]:
-        """-> (ids, number of target tokens at the end or their positions, kind) of example i of a split ("train" /
-        "val"). A classification episode's targets are its answer, the end of text after it, and every label of an
-        example whose class was shown before it."""
+    def example(self, i: int, split: str) -> tuple[list[int], int, str]:
+        """-> (ids, number of target tokens, kind) of example i of a split ("train" / "val")."""
         from ..models.vl.incontext import classification_episode, generation_episode
 
         rng = random.Random(f"{self.recipe.seed}/{split}/{i}")
@@ -110,9 +101,8 @@ class TextQA(ExampleTask):
             target = self.tokenizer.encode(answer) + [w.bos]
             return [w.bos] + self.tokenizer.encode(prompt) + target, len(target), "qa"
         if u < s.qa + s.classify:
-            e = classification_episode(rng, w, self.pool, self.labels)
-            n = len(e.prompt)
-            return e.prompt + e.answer + [w.bos], e.targets + [n, n + 1], "classify"
+            prompt, target = classification_episode(rng, w, self.pool, self.labels)
+            return prompt + target + [w.bos], len(target) + 1, "classify"
         prompt, target = generation_episode(rng, w, self.pool, self.labels)
         return prompt + target, len(target), "generate"
 
@@ -145,8 +135,7 @@ class TextQA(ExampleTask):
 
     @torch.no_grad()
     def validate(self, model, amp):
-        """Loss on held-out examples, and per kind how often every target token is the argmax (teacher forced); for a
-        classification episode the targets scored are its answer and the end of text (the query's label)."""
+        """Loss on held-out examples, and per kind how often every target token is the argmax (teacher forced)."""
         n = self.recipe.eval_batches * self.recipe.batch_size
         examples = [self.example(i, "val") for i in range(n)]
         hits: dict[str, list[float]] = {}
@@ -158,10 +147,10 @@ class TextQA(ExampleTask):
                 out = net(ids, attention_mask=mask, labels=labels)
                 total += out.loss.item() * len(chunk)
                 pred = out.logits[:, :-1].argmax(-1)  # (B, T-1) predicts position t+1
-                for row, (e, targets, kind) in enumerate(chunk):
-                    at = target_positions(len(e), targets)
-                    at = torch.tensor(at[-2:] if kind == "classify" else at) - 1  # predicted from position t-1
-                    hits.setdefault(kind, []).append(float(bool((pred[row, at] == ids[row, at + 1]).all())))
+                for row, (_, _, kind) in enumerate(chunk):
+                    want = labels[row, 1:]
+                    keep = want != -100
+                    hits.setdefault(kind, []).append(float(bool((pred[row][keep] == want[keep]).all())))
         return {"val_loss": total / n, **{f"{k}_acc": sum(v) / len(v) for k, v in sorted(hits.items())}}
 
     def save_files(self, directory):

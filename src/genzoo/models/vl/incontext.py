@@ -1,19 +1,13 @@
 """In-context prompts for a frozen language model that reads and writes image tokens as words (SPAE, Yu et al.
 2023, arXiv 2306.17842, sec. 4: few-shot classification and conditional generation by in-context learning).
 
-Both prompts list labelled examples, t being the tokens of one image:
-- classification, image first and label after, as Frozen's open-ended few-shot prompts (Tsimpoukelli et al. 2021,
-  sec. 4: "<image> This is a dax."): examples "t1 ... tL is <label> .", then the query "q1 ... qL is"; the model's
-  next token is the label it gives the query;
-- generation, label first: examples "<label> is t1 ... tL .", then "<label> is"; the model writes L tokens, which an
-  SPAE decoder turns into an image.
+Both prompts list labelled examples, each "<label> is t1 t2 ... tL ." where t are the tokens of one image:
+- classification asks "what is q1 ... qL ?" and the model's next token is the label it gives the query;
+- generation ends with "<label> is" and the model writes L tokens, which an SPAE decoder turns into an image.
 
 The language model learns to follow such prompts from text alone: `classification_episode` and
 `generation_episode` draw episodes of random content words (a few "classes", each a distribution over a few words
-per position, examples sampled from it with noise). It never sees an image token sequence in training. In a
-classification episode every example after its class's first one is itself a query with its answer, so one
-episode holds many supervised label predictions (`ClassificationEpisode.targets`), and the label mapping changes
-from episode to episode: copying from the context is the only way to predict them (induction, Olsson et al. 2022).
+per position, examples sampled from it with noise). It never sees an image token sequence in training.
 """
 
 from __future__ import annotations
@@ -52,13 +46,10 @@ def _examples(support: list[tuple[int, list[int]]], w: PromptWords) -> list[int]
 
 def classification_prompt(support: list[tuple[int, list[int]]], query: list[int], w: PromptWords) -> list[int]:
     """support: (label id, image token ids) per example; query: the image token ids to label. The model's next
-    token after the returned ids is its answer: [bos] (t1 ... tL is label .)* q1 ... qL is."""
+    token after the returned ids is its answer."""
     if not support:
         raise InputError("an in-context classification prompt needs at least one labelled example")
-    out = [w.bos]
-    for label, tokens in support:
-        out += [*tokens, w.is_, label, w.end]
-    return out + [*query, w.is_]
+    return _examples(support, w) + [w.what, w.is_, *query, w.ask]
 
 
 def generation_prompt(support: list[tuple[int, list[int]]], label: int, w: PromptWords) -> list[int]:
@@ -86,32 +77,16 @@ def _sample(proto, rng: random.Random, pool: list[int], noise: float) -> list[in
     return [rng.choice(pool) if rng.random() < noise else rng.choices(words, weights)[0] for words, weights in proto]
 
 
-@dataclass(frozen=True)
-class ClassificationEpisode:
-    prompt: list[int]  # classification_prompt(support, query)
-    answer: list[int]  # [the query's label]
-    targets: list[int]  # positions in `prompt` of the labels of examples whose class was shown before them
-
-
 def classification_episode(rng: random.Random, w: PromptWords, pool: list[int], labels: list[int],
-                           max_way: int = 5, max_shot: int = 5, lengths=(1, 2, 3, 4, 5, 6)) -> ClassificationEpisode:
-    """An n-way k-shot episode over random words (n, k, L drawn per episode, as are the label words): the answer is
-    the query's label."""
+                           max_way: int = 5, max_shot: int = 5, lengths=(1, 2, 3, 4, 5, 6)):
+    """-> (prompt ids, answer ids): an n-way k-shot episode over random words; the answer is the query's label."""
     n, k, length = rng.randint(2, max_way), rng.randint(1, max_shot), rng.choice(lengths)
     noise = rng.uniform(0.0, 0.3)
     classes, names = _classes(rng, n, length, pool), rng.sample(labels, n)
     support = [(names[c], _sample(classes[c], rng, pool, noise)) for c in range(n) for _ in range(k)]
     rng.shuffle(support)
     c = rng.randrange(n)
-    prompt = classification_prompt(support, _sample(classes[c], rng, pool, noise), w)
-    targets, seen, at = [], set(), 1  # prompt[0] is bos
-    for label, tokens in support:
-        at += len(tokens) + 1  # the label's position
-        if label in seen:
-            targets.append(at)
-        seen.add(label)
-        at += 2
-    return ClassificationEpisode(prompt, [names[c]], targets)
+    return classification_prompt(support, _sample(classes[c], rng, pool, noise), w), [names[c]]
 
 
 def generation_episode(rng: random.Random, w: PromptWords, pool: list[int], labels: list[int], max_way: int = 3,
