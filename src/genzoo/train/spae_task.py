@@ -1,7 +1,8 @@
 """Training SPAE (arXiv 2306.17842) on the digits under the shared loop. The codebook is the frozen LM's token
 embedding table (`vl.lm`: a `text-qa` run or any decoder directory with the digit vocabulary), restricted to its
 content words; with `model.semantic_weight > 0` the semantic loss pulls the coarse tokens toward the words a
-frozen CLIP (`vl.clip`: a `clip-digits` run) finds most relevant to each training image. Neither frozen model is
+frozen CLIP (`vl.clip`: a `clip-digits` run) finds most relevant to each training image, ranked among the words that
+CLIP has read (`vl.semantic_words`, `data.digit_qa.SEMANTIC_WORDS`). Neither frozen model is
 trained: they are loaded with `requires_grad=False` and only the codebook's copy (a buffer) enters SPAE.
 Validation: PSNR per pyramid depth on held-out images, semantic precision of the coarse tokens, codebook usage."""
 
