@@ -9,7 +9,8 @@ import pytest
 import torch
 
 import genzoo
-from genzoo.data.digit_qa import content_words, word_tokenizer
+from genzoo.data.digit_qa import SEMANTIC_WORDS, content_words, related_words, split_words, word_tokenizer
+from genzoo.data.digits import all_train_captions
 from genzoo.errors import ConfigError
 from genzoo.train import load_recipe, train
 
@@ -74,5 +75,19 @@ def test_missing_frozen_parts_are_refused(frozen_lm, tmp_path):
     with pytest.raises(ConfigError, match="needs vl.clip"):
         train(load_recipe("spae-digits", TINY_SPAE + [f"vl.lm={frozen_lm}", "model.semantic_weight=1.0"]),
               tmp_path / "b")
+    with pytest.raises(ConfigError, match="unknown semantic word set 'nope'"):
+        train(load_recipe("spae-digits", TINY_SPAE + [f"vl.lm={frozen_lm}", "vl.semantic_words=nope"]), tmp_path / "d")
     with pytest.raises(ConfigError, match="vl.nope"):
         train(load_recipe("spae-digits", TINY_SPAE + [f"vl.lm={frozen_lm}", "vl.nope=1"]), tmp_path / "c")
+
+
+def test_semantic_word_sets():
+    """K_I is ranked among the words the frozen CLIP has read: for a clip-digits CLIP, the content words of its
+    training captions, which name every digit by word and numeral."""
+    words = SEMANTIC_WORDS.get("clip-captions")()
+    seen = {w for caption in all_train_captions() for w in split_words(caption)}
+    assert set(words) == seen & set(content_words()) and len(words) == len(set(words))
+    assert all(related_words(c) <= set(words) for c in range(10))
+    assert not {"apple", "week", "wise", "spider"} & set(words)  # never in a caption: CLIP cannot score them
+    assert SEMANTIC_WORDS.get("content")() == content_words()
+

@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import random
 
-from .digits import HELD_OUT_TEMPLATES, TRAIN_TEMPLATES, WORDS
+from ..registry import Registry
+from .digits import HELD_OUT_TEMPLATES, TRAIN_TEMPLATES, WORDS, all_train_captions
 
 EOS = "<|endoftext|>"
 UNK = "<unk>"
@@ -86,6 +87,28 @@ def content_words() -> list[str]:
     """The words that are neither special, nor layout, nor in-context labels: SPAE's codebook."""
     reserved = set(SPECIALS) | set(FORMAT_WORDS) | set(LABEL_WORDS)
     return [w for w in vocabulary() if w not in reserved]
+
+
+# The words a frozen CLIP may rank as SPAE's semantic targets (K_I, arXiv 2306.17842 sec. 3.2): name -> () -> words.
+SEMANTIC_WORDS: Registry = Registry("semantic word set")
+
+
+@SEMANTIC_WORDS.register("content")
+def all_content_words() -> list[str]:
+    """Every content word: right for a CLIP that has read all of them (SPAE's web-scale CLIP). A CLIP that has read
+    only digit captions scores the words it never saw by their letters (measured on a `clip-digits` run: its top
+    word names the digit for 50% of the training images; "week", "wide", "wise" top the twos, sharing the "w" of
+    "two")."""
+    return content_words()
+
+
+@SEMANTIC_WORDS.register("clip-captions")
+def clip_caption_words() -> list[str]:
+    """The content words of the captions a `clip-digits` CLIP is trained on (`digits.all_train_captions`): the words
+    its relevance score is defined for (measured on a `clip-digits` run: its top word names the digit for 98% of the
+    training images)."""
+    seen = {w for caption in all_train_captions() for w in split_words(caption)}
+    return [w for w in content_words() if w in seen]
 
 
 def word_tokenizer():

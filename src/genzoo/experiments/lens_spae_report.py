@@ -142,6 +142,9 @@ def report(r: dict, targets: dict) -> str:
           + f" | {100 * x['semantic_precision']:.1f}% | {x['codebook_used']} of {x['codebook_allowed']} |"
           for n, x in s.items()],
         "",
+        "The semantic loss pulls the coarse token toward K_I, the 2 words the frozen CLIP finds most relevant to the "
+        "image, ranked among the words CLIP has read (its training captions' content words, `vl.semantic_words`).",
+        "",
         f"Coarse words chosen (with the loss): {', '.join(s['spae']['coarse_words'])}.",
         f"Coarse words chosen (without): {', '.join(s['spae-nosem']['coarse_words'])}.",
         "",

@@ -1,7 +1,8 @@
 """Training SPAE (arXiv 2306.17842) on the digits under the shared loop. The codebook is the frozen LM's token
 embedding table (`vl.lm`: a `text-qa` run or any decoder directory with the digit vocabulary), restricted to its
 content words; with `model.semantic_weight > 0` the semantic loss pulls the coarse tokens toward the words a
-frozen CLIP (`vl.clip`: a `clip-digits` run) finds most relevant to each training image. Neither frozen model is
+frozen CLIP (`vl.clip`: a `clip-digits` run) finds most relevant to each training image, ranked among the words that
+CLIP has read (`vl.semantic_words`, `data.digit_qa.SEMANTIC_WORDS`). Neither frozen model is
 trained: they are loaded with `requires_grad=False` and only the codebook's copy (a buffer) enters SPAE.
 Validation: PSNR per pyramid depth on held-out images, semantic precision of the coarse tokens, codebook usage."""
 
@@ -11,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from ..data.digit_qa import content_words, related_words
+from ..data.digit_qa import SEMANTIC_WORDS, content_words, related_words
 from ..data.digits import TRAIN_TEMPLATES
 from ..errors import ConfigError
 from ..modes import evaluating
@@ -67,18 +68,23 @@ class SPAETraining(DigitsTask):
             if s.clip is None:
                 raise ConfigError("model.semantic_weight > 0 needs vl.clip, the frozen CLIP that scores the words "
                                   "(--set vl.clip=DIR, a clip-digits run), or set model.semantic_weight=0")
-            self.positives = self.relevant_words(s.clip, s.semantic_top_k)
+            self.positives = self.relevant_words(s.clip, s.semantic_top_k, SEMANTIC_WORDS.get(s.semantic_words)())
 
     @torch.no_grad()
-    def relevant_words(self, clip_dir: str, k: int) -> torch.Tensor:
-        """K_I for every training image (N, k): the content words CLIP scores highest (SPAE sec. 3.2)."""
+    def relevant_words(self, clip_dir: str, k: int, words: list[str]) -> torch.Tensor:
+        """K_I for every training image (N, k): the k of `words` (content words) CLIP scores highest (SPAE
+        sec. 3.2)."""
         from ..models.vl.spae import clip_relevance
         from .clip_task import tokenize
 
+        if not set(words) <= set(self.words) or not 0 < k <= len(words):
+            raise ConfigError(f"vl.semantic_words gives {len(words)} words; they must be content words (SPAE's "
+                              f"codebook), at least vl.semantic_top_k={k} of them")
         clip, tok = load_frozen(clip_dir), Tokenizer.load(clip_dir)
         relevance = clip_relevance(clip, lambda t: tokenize(tok, t, clip.config.max_positions), self.train_x,
-                                   self.words, TRAIN_TEMPLATES)  # (N, W)
-        return self.allowed[relevance.topk(k, dim=-1).indices]  # (N, k) token ids
+                                   words, TRAIN_TEMPLATES)  # (N, W)
+        ids = torch.tensor([self.tokenizer.tok.token_to_id(w) for w in words])
+        return ids[relevance.topk(k, dim=-1).indices]  # (N, k) token ids
 
     def build_model(self):
         model = build_from_recipe(self.recipe, **self.fixed)

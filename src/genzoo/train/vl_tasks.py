@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from ..data.digit_qa import LABEL_WORDS, QUESTIONS, content_words, qa_example, related_words
+from ..data.digit_qa import LABEL_WORDS, QUESTIONS, SEMANTIC_WORDS, content_words, qa_example, related_words
 from ..data.digits import TRAIN_TEMPLATES, class_forms
 from ..errors import ConfigError
 from ..modes import evaluating
@@ -39,6 +39,7 @@ class VLSettings:
     lm: str | None = None  # spae: the frozen LM whose embedding table is the codebook (run or HF directory)
     clip: str | None = None  # spae: the frozen CLIP giving the relevant words (needed when semantic_weight > 0)
     semantic_top_k: int = 2  # spae: K_I, the words CLIP finds most relevant to an image
+    semantic_words: str = "clip-captions"  # spae: data.digit_qa.SEMANTIC_WORDS, the words CLIP ranks for K_I
 
     @classmethod
     def of(cls, recipe: Recipe) -> "VLSettings":
@@ -51,6 +52,7 @@ class VLSettings:
             raise ConfigError(f"vl.qa={s.qa} and vl.classify={s.classify} must be shares in [0, 1] summing to <= 1")
         if not (isinstance(s.semantic_top_k, int) and s.semantic_top_k > 0):
             raise ConfigError(f"vl.semantic_top_k={s.semantic_top_k!r} must be a positive integer")
+        SEMANTIC_WORDS.get(s.semantic_words)
         return s
 
 
