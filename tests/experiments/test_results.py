@@ -34,8 +34,10 @@ def test_machine_line_names_the_machine_and_the_time(tmp_path, monkeypatch):
     data = write_results(tmp_path, {}, {}, seconds=61.6)
     line = machine_line(data)
     m = data["machine"]
-    assert line.startswith(f"Machine: {m['cpu']}, {m['cores']} cores, {m['torch_threads']} torch threads, ")
+    threads = f"{m['torch_threads']} torch thread" + ("" if m["torch_threads"] == 1 else "s")
+    assert line.startswith(f"Machine: {m['cpu']}, {m['cores']} cores, {threads}, ")
     assert f"torch {m['torch']}" in line and line.endswith("load average 1.23; 62 s in all.")
     # an older results.json without threads or load still gives a line
     assert machine_line({"machine": {"cpu": "X", "cores": 2}, "seconds": 5}) == (
         "Machine: X, 2 cores, load average n/a; 5 s in all.")
+    assert "1 torch thread, " in machine_line({"machine": {"cpu": "X", "cores": 2, "torch_threads": 1}, "seconds": 5})

@@ -27,7 +27,7 @@ from pathlib import Path
 import torch
 
 from ..figures import save_figure
-from .results import target, targets_markdown, write_report, write_results
+from .results import machine_line, target, targets_markdown, write_report, write_results
 from . import EXPERIMENTS
 
 SMALL = {  # the shrunken experiment of the test suite: a tiny model, a few steps, few episodes
@@ -277,8 +277,7 @@ def report(r: dict, strip: bool) -> str:
                   f"{r['text']['generalist']:.3f}, text-only {r['text']['text_only']:.3f} (ratio "
                   f"{r['text']['ratio']:.3f}).", ""]
     lines += ["## Targets", "", targets_markdown(r["targets"]), "",
-              f"{r['seconds']:.0f} s on {r['machine']['cpu']} ({r['machine']['cores']} cores, load average "
-              f"{r['machine'].get('load_average_1min', '?')}).", "", "![scores](scores.png)", ""]
+              machine_line(r), "", "![scores](scores.png)", ""]
     if strip:
         lines += ["![grid-world rollout](gridworld_rollout.png)", ""]
     return "\n".join(lines)

@@ -7,7 +7,7 @@ from pathlib import Path
 import torch
 
 from ..figures import image_grid, save_figure
-from .results import target, targets_markdown, write_results
+from .results import machine_line, target, targets_markdown, write_results
 
 CHANCE = 0.2  # 5-way classification
 
@@ -179,7 +179,9 @@ def report(r: dict, targets: dict) -> str:
             r.get("frozen_files_unchanged_by_spae_training")] + ".",
         "",
         f"Training {r['train_seconds']:.0f} s (seconds per part trained in this call: "
-        f"{r.get('train_seconds_per_part', {})}); whole experiment {r.get('seconds', 0):.0f} s.",
+        f"{r.get('train_seconds_per_part', {})}).",
+        "",
+        machine_line(r),
         "",
     ]
     return "\n".join(lines)
@@ -194,8 +196,8 @@ def write_outputs(out: Path, results: dict, spaes: dict, tok, images, labels, ge
                "for each requested digit", row_labels=[str(c) for c in range(10)])
     plot_vqa(results["vqa"], out / "vqa.png")
     targets = make_targets(results)
-    results["seconds"] = round(seconds, 1)
-    (out / "report.md").write_text(report(results, targets))
-    data = write_results(out, results, targets, seconds)
-    print(report(results, targets))
+    data = write_results(out, results, targets, seconds)  # + the machine and the seconds the report names
+    text = report(data, targets)
+    (out / "report.md").write_text(text)
+    print(text)
     return data

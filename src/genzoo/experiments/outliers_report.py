@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..figures import save_figure
+from .results import machine_line
 
 COLORS = {"vanilla": "tab:red", "softmax1": "tab:blue", "clipped": "tab:green", "gated": "tab:purple"}
 TITLES = {"decoder": "OPT-style decoder", "encoder": "BERT-style masked LM"}
@@ -70,7 +71,6 @@ def _f(v, digits=3) -> str:
 
 
 def report(r: dict, targets_table: str) -> str:
-    m = r["machine"]
     lines = [
         "# Activation outliers: softmax off by one, clipped softmax and gated attention",
         "",
@@ -85,10 +85,8 @@ def report(r: dict, targets_table: str) -> str:
         "sequence's hidden states (block outputs), averaged over sequences and layers. Outlier positions: the top "
         "0.1% of |x| per layer and batch, by the kind of token at that position.",
         "",
-        f"Machine: {m['cpu']}, {m['cores']} cores, {m['torch_threads']} torch threads, torch {m['torch']}; "
-        f"{r['seconds']:.0f} s in all (training: "
-        + ", ".join(f"{g} {s:.0f} s" for g, s in r["train_seconds"].items())
-        + f"); load average at the end {m.get('load_average_1min', 'n/a')}.",
+        f"{machine_line(r)} Training: " + ", ".join(f"{g} {s:.0f} s" for g, s in r["train_seconds"].items())
+        + " (the load average is the one at the end).",
         "",
     ]
     for genre, arms in r["genres"].items():

@@ -23,6 +23,7 @@ from pathlib import Path
 import torch
 
 from . import EXPERIMENTS
+from .results import machine_line
 
 SMALL_SETS = ("model.preset=pointe-tiny", "pointe.objects=64", "pointe.val_objects=8", "pointe.clip_steps=3",
               "pointe.render_points=256", "data.block_size=12", "batch_size=8", "eval_every=1000",
@@ -169,7 +170,6 @@ def figures(outs: dict, prompts: list[str], arms: dict, fid: dict, out: Path) ->
 
 def report(r: dict, targets_md: str, recipe) -> str:
     arms, fid = r["arms"], r["p_fid"]
-    m = r["machine"]
     lines = [
         "# Point-E on procedural shapes: text -> view -> point cloud",
         "",
@@ -194,9 +194,7 @@ def report(r: dict, targets_md: str, recipe) -> str:
         "The RL practices of issue item 6 (contrastive-prompt advantage normalisation, LM-synthesised prompts, the "
         "textual-inconsistency penalty) are a separate experiment: `genzoo experiment pointe-rl`.",
         "",
-        f"Machine: {m.get('cpu')}, {m.get('cores')} cores, {m.get('torch_threads')} torch threads, load average "
-        f"{m.get('load_average_1min')}; training {r['train_seconds']:.0f} s, judge {r['judge_seconds']:.0f} s, "
-        f"total {r['seconds']:.0f} s.",
+        f"{machine_line(r)} Training {r['train_seconds']:.0f} s, judge {r['judge_seconds']:.0f} s.",
         "",
         "![samples](samples.png)",
         "",

@@ -32,7 +32,7 @@ import torch
 
 from ..errors import ConfigError
 from . import EXPERIMENTS
-from .results import target, targets_markdown, write_results
+from .results import machine_line, target, targets_markdown, write_results
 
 MARGIN = 0.02  # the margin each practice must win by: 2 points of held-out accuracy, or of reward hacking
 # arm -> (title, RLConfig fields, prompts: "templates" or "synthesised")
@@ -246,8 +246,7 @@ def report(r: dict) -> str:
     lines += ["", f"Reward hacking: the largest drop of the judge's accuracy below the base's at an evaluation where "
               f"the reward is above the base's. Margin: {r['margin']}.", "", "## Targets", "",
               targets_markdown(r["targets"]), "",
-              f"{r['seconds']:.0f} s on {r['machine']['cpu']} ({r['machine']['cores']} cores, load average "
-              f"{r['machine'].get('load_average_1min', 'n/a')}); stages: "
-              + ", ".join(f"{k} {v:.0f} s" for k, v in r["stage_seconds"].items()) + ".",
+              f"{machine_line(r)} Stages: " + ", ".join(f"{k} {v:.0f} s" for k, v in r["stage_seconds"].items())
+              + ".",
               "", "Figures: curves.png, samples_before.png, samples.png.", ""]
     return "\n".join(lines)

@@ -42,7 +42,7 @@ def machine_line(data: dict) -> str:
     m = data["machine"]
     parts = [m.get("cpu", "?"), f"{m.get('cores', '?')} cores"]
     if "torch_threads" in m:
-        parts.append(f"{m['torch_threads']} torch threads")
+        parts.append(f"{m['torch_threads']} torch thread" + ("" if m["torch_threads"] == 1 else "s"))
     if "gpu" in m:
         parts.append(m["gpu"])
     if "torch" in m:

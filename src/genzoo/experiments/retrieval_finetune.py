@@ -50,7 +50,7 @@ def run(out: str, small: bool = False, model: str = "all-MiniLM-L6-v2", steps: i
     """small: a few files, pairs and steps (the test suite's version); sets: extra recipe overrides."""
     from ..index.embedder import resolve_model
     from ..train import load_recipe, train
-    from .results import target, targets_markdown, write_results
+    from .results import machine_line, target, targets_markdown, write_results
 
     t0 = time.perf_counter()
     out = Path(out)
@@ -92,5 +92,5 @@ def run(out: str, small: bool = False, model: str = "all-MiniLM-L6-v2", steps: i
         f"library's training files; measured through `genzoo.index` (exact search, chunks of {chunk} tokens, overlap "
         f"{overlap}) on {len(pairs['val'])} pairs of the held-out validation files.\n\n"
         f"| metric | base | fine-tuned |\n|---|---|---|\n{rows}\n\n{targets_markdown(targets)}\n\n"
-        f"Machine: {written['machine']}; {written['seconds']:.0f} s.\n")
+        f"{machine_line(written)}\n")
     return written
