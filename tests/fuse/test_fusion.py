@@ -21,6 +21,17 @@ def test_min_ce_and_avg_ce_weights():
     assert FUSIONS.get("none")(ce) is None
 
 
+def test_avg_ce_temperature_sharpens_towards_min_ce():
+    ce = torch.tensor([[1.2, 0.7, 0.9], [0.5, 0.6, 2.0]])
+    avg = FUSIONS.get("avg-ce")
+    torch.testing.assert_close(avg(ce, 0.25), torch.softmax(-4 * ce, -1))  # softmax(-CE / T)
+    torch.testing.assert_close(avg(ce, 1.0), avg(ce))  # temperature 1: the paper's AvgCE
+    best = [avg(ce, t).max(-1).values for t in (1.0, 0.5, 0.1, 0.01)]
+    assert all((a < b).all() for a, b in zip(best, best[1:]))  # the best source's weight grows as T falls
+    torch.testing.assert_close(avg(ce, 1e-3), FUSIONS.get("min-ce")(ce))  # MinCE is the limit
+    assert FUSIONS.get("min-ce")(ce, 0.1).tolist() == FUSIONS.get("min-ce")(ce).tolist()  # T unused by MinCE
+
+
 def test_fused_sparse_cross_entropy_equals_the_dense_one():
     b, s, t, k, v = 2, 3, 5, 4, 11
     g = torch.Generator().manual_seed(0)
@@ -57,7 +68,8 @@ def test_loss_mixes_clm_and_fusion_over_real_positions():
 
 
 @pytest.mark.parametrize("bad", [{"method": "max-ce"}, {"lam": 1.5}, {"top_k": 0}, {"align": "fuzzy"},
-                                 {"lamda": 0.9}, {"shard_size": True}])
+                                 {"lamda": 0.9}, {"shard_size": True},
+                                 {"temperature": 0}, {"temperature": -1.0}, {"temperature": "sharp"}])
 def test_bad_fuse_options_are_refused(bad):
     with pytest.raises(ConfigError):
         FuseConfig.from_dict(bad)

@@ -10,7 +10,8 @@ that exact matching leaves to the fallback?
 2. The target's tokenizer (byte-level BPE of 1024) is trained on the union of the domains' `fuse` shares (each
    known to its own domain's source, none to the others); that text is cut into sequences and the sources'
    top-10 distributions are aligned onto the target tokens (MinED) and stored once (safetensors shards).
-3. Three targets, the same recipe, data, order and steps: CLM only, MinCE, AvgCE (lambda = 0.9).
+3. Three targets, the same recipe, data, order and steps: CLM only, MinCE, AvgCE (lambda = 0.7, the recipe's:
+   it passed on more of the sources than the paper's 0.9 here).
 4. Bits per character of every target and every source on each domain's held-out (`val`) files, which no
    model has seen (the sources' per-domain figures show them as specialists); alignment rate per source (share
    of target positions with a non-fallback mapping) under exact matching and MinED; the gold mass: the

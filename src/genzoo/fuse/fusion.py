@@ -4,8 +4,10 @@ Per sequence, each source s has a distribution P_s over the target vocabulary at
 (`align.map_distributions`) and a cross-entropy CE_s against the gold text. The fusion function picks weights:
 
   min-ce   MinCE: all weight on the source with the lowest CE (the paper's default, eq. 4 with Fusion = MinCE);
-  avg-ce   AvgCE: weights softmax(-CE_s) over the sources;
+  avg-ce   AvgCE: weights softmax(-CE_s / temperature) over the sources (the paper's AvgCE at temperature 1,
+           `fuse.temperature`; below 1 it is sharper and tends to MinCE as the temperature goes to 0);
   none     no fusion: the target is trained with the causal language-modelling loss alone.
+Every fusion function takes (ce, temperature); only AvgCE reads the temperature.
 The fused distribution P = sum_s w_s P_s, and the target's loss (eq. 5) is
 
   L = lambda * L_CLM + (1 - lambda) * L_Fusion,   L_Fusion = - mean_t sum_v P[t, v] log Q[t, v],
@@ -30,19 +32,21 @@ FUSIONS: Registry = Registry("fusion")  # name -> weights (B, S) from per-sequen
 
 
 @FUSIONS.register("min-ce")
-def min_ce(ce: torch.Tensor) -> torch.Tensor:
-    """One-hot on the source with the lowest CE (the first among ties): (B, S)."""
+def min_ce(ce: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+    """One-hot on the source with the lowest CE (the first among ties): (B, S). The temperature is not used
+    (MinCE is AvgCE's limit as the temperature goes to 0)."""
     return F.one_hot(ce.argmin(-1), ce.shape[-1]).to(ce.dtype)
 
 
 @FUSIONS.register("avg-ce")
-def avg_ce(ce: torch.Tensor) -> torch.Tensor:
-    """softmax(-CE) over the sources: (B, S)."""
-    return torch.softmax(-ce, dim=-1)
+def avg_ce(ce: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+    """softmax(-CE / temperature) over the sources: (B, S). Temperature 1 is FuseLLM's AvgCE (arXiv 2401.10491,
+    sec. 3.3, the weights softmax(-CE)); a lower one sharpens the weights towards the best source."""
+    return torch.softmax(-ce / temperature, dim=-1)
 
 
 @FUSIONS.register("none")
-def no_fusion(ce: torch.Tensor | None = None) -> None:
+def no_fusion(ce: torch.Tensor | None = None, temperature: float = 1.0) -> None:
     """No fusion: the target learns from the gold tokens alone (the CLM baseline); the sources are not read."""
     return None
 

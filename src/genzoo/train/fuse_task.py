@@ -77,7 +77,7 @@ class FuseLLM(ExampleTask):
         labels = ids[:, 1:].masked_fill(~real, -100)  # (B, L-1): the next token, -100 past the sequence
         with autocast(ids.device, amp):
             logits = model(x, check=False).logits  # (B, L-1, V)
-        weights = self.fusion(batch.get("ce"))  # (B, S), or None without fusion
+        weights = self.fusion(batch.get("ce"), self.cfg.temperature)  # (B, S), or None without fusion
         if weights is None:
             return fusion_loss(logits, labels, 1.0)
         f_ids, f_probs = fused_distribution(batch["ids"], batch["probs"], weights)  # (B, L-1, S k)
