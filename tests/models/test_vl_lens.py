@@ -198,6 +198,10 @@ def test_image_first_layout_and_its_episodes(tok):
     span = targets[0] - 1
     assert all(ids[t] == ids[t - span] for t in targets) and targets[-1] == len(ids) - 1
     assert CLASSIFY_LAYOUTS.get("label-first").episode(random.Random(1), w, pool, labels)[1] == 2  # label, end
+    for seed in range(200):  # several answered queries after label-first support; always within the LM's 256
+        ids, targets = CLASSIFY_LAYOUTS.get("label-first-queries").episode(random.Random(seed), w, pool, labels)
+        assert len(ids) <= 256 and len(targets) >= 2
+        assert all(ids[t - 1] == w.ask and ids[t] in labels and ids[t + 1] == w.end for t in targets)
 
 
 def test_attribute_reliability_of_the_training_text():

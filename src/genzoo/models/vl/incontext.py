@@ -127,9 +127,10 @@ def classification_episode(rng: random.Random, w: PromptWords, pool: list[int], 
 
 
 def queries_episode(rng: random.Random, w: PromptWords, pool: list[int], labels: list[int], max_way: int = 5,
-                    max_shot: int = 5, lengths=(1, 2, 3, 5), queries=(2, 6)) -> tuple[list[int], list[int]]:
+                    max_shot: int = 5, lengths=(1, 2, 3, 5), queries=(2, 5)) -> tuple[list[int], list[int]]:
     """-> (ids, target positions): a label-first episode (as `classification_episode`) followed by several queries,
-    each "what is q1 .. qL ? <label> ." with its label a target: several answers per episode instead of one."""
+    each "what is q1 .. qL ? <label> ." with its label a target: several answers per episode instead of one
+    (at most 251 tokens: the lens-lm fits 256)."""
     n, k, length = rng.randint(2, max_way), rng.randint(1, max_shot), rng.choice(lengths)
     noise = rng.uniform(0.0, 0.3)
     classes, names = _classes(rng, n, length, pool), rng.sample(labels, n)
