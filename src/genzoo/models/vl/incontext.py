@@ -8,6 +8,11 @@ Both prompts list labelled examples, each "<label> is t1 t2 ... tL ." where t ar
 The language model learns to follow such prompts from text alone: `classification_episode` and
 `generation_episode` draw episodes of random content words (a few "classes", each a distribution over a few words
 per position, examples sampled from it with noise). It never sees an image token sequence in training.
+
+Classification prompts come in registered layouts (`CLASSIFY_LAYOUTS`), each with its text-only training episodes:
+"label-first" (the above, one answer per episode), "label-first-queries" (the same prompt; episodes end with several
+answered queries) and Frozen's "image-first" ("t1 .. tL is <label> ."; every label the episode already showed is a
+target). `copy_episode` (a span of words repeated) is a warm-up for the copying such prompts need.
 """
 
 from __future__ import annotations
