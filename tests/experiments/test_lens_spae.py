@@ -33,6 +33,7 @@ def test_experiment_writes_outputs(tmp_path, one_thread):
     assert saved["frozen_files_unchanged_by_spae_training"] is True  # the SPAE runs of this call read them
     assert len(saved["spae"]["spae"]["psnr_per_depth"]) == 3
     assert set(saved["in_context_classification"]["spae"]) == {"1", "5", "1_open", "5_open"}
+    assert saved["in_context_layout"] == "label-first"  # read from the LM's recipe, as its episodes were written
     assert 0 <= saved["vqa"]["lens_accuracy"] <= 1 and 0 <= saved["vqa"]["baseline_accuracy"] <= 1
     assert 0 <= saved["generation"]["accuracy"] <= 1
     assert saved["parameters"]["lm"] < saved["parameters"]["baseline"] < 1.2 * saved["parameters"]["lm"]

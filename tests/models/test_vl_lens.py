@@ -173,3 +173,49 @@ def test_closed_set_answer_is_the_likeliest_candidate(tok):
         assert g == c[int(logits[c].argmax())]
     with pytest.raises(InputError, match="candidate ids"):
         next_token_among(lm, prompts, [[20], []], pad=0)
+
+
+def test_image_first_layout_and_its_episodes(tok):
+    """Frozen's layout: evidence first, the label after "is"; its training episodes mark every label the prompt so
+    far answers (the class shown before), and the query's label last."""
+    from genzoo.models.vl.incontext import CLASSIFY_LAYOUTS, copy_episode, image_first_episode
+
+    w = PromptWords.of(tok)
+    ids = classification_prompt([(7, [100, 101]), (8, [102, 103])], [100, 103], w, "image-first")
+    assert ids == [w.bos, 100, 101, w.is_, 7, w.end, 102, 103, w.is_, 8, w.end, 100, 103, w.is_]
+    with pytest.raises(ConfigError, match="unknown in-context classification layout 'nope'"):
+        classification_prompt([(7, [100])], [100], w, "nope")
+    pool, labels = list(range(40, 90)), list(range(20, 30))
+    for seed in range(30):
+        ids, targets = image_first_episode(random.Random(seed), w, pool, labels)
+        assert targets and targets[-1] == len(ids) - 1 and ids[-2] == w.is_  # ends with the query's label
+        shown = set()
+        for i, t in enumerate(ids):
+            if t in labels:
+                assert ids[i - 1] == w.is_ and ((i in targets) == (t in shown))  # a target iff seen before
+                shown.add(t)
+    ids, targets = copy_episode(random.Random(0), w, pool)
+    span = targets[0] - 1
+    assert all(ids[t] == ids[t - span] for t in targets) and targets[-1] == len(ids) - 1
+    assert CLASSIFY_LAYOUTS.get("label-first").episode(random.Random(1), w, pool, labels)[1] == 2  # label, end
+    for seed in range(200):  # several answered queries after label-first support; always within the LM's 256
+        ids, targets = CLASSIFY_LAYOUTS.get("label-first-queries").episode(random.Random(seed), w, pool, labels)
+        assert len(ids) <= 256 and len(targets) >= 2
+        assert all(ids[t - 1] == w.ask and ids[t] in labels and ids[t + 1] == w.end for t in targets)
+
+
+def test_attribute_reliability_of_the_training_text():
+    """attribute_right=None keeps the first recipe's text; a share p makes each attribute name the digit with
+    probability p, the others independently drawn wrong digits."""
+    old = [digit_qa.qa_example(random.Random(i)) for i in range(50)]
+    assert old == [digit_qa.qa_example(random.Random(i), None) for i in range(50)]
+    right = wrong_digits = n = 0
+    for i in range(3000):
+        rng = random.Random(i)
+        c = rng.randrange(10)
+        _, attributes, _ = digit_qa.text_context(c, rng, 0.25)
+        named = [digit_qa.WORDS.index(a.split()[0]) for a in attributes]
+        right += sum(d == c for d in named)
+        wrong_digits += len({d for d in named if d != c}) > 1
+        n += len(named)
+    assert 0.22 < right / n < 0.28 and wrong_digits > 300  # several different wrong digits in one context

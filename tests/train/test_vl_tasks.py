@@ -79,6 +79,21 @@ def test_missing_frozen_parts_are_refused(frozen_lm, tmp_path):
         train(load_recipe("spae-digits", TINY_SPAE + [f"vl.lm={frozen_lm}", "vl.semantic_words=nope"]), tmp_path / "d")
     with pytest.raises(ConfigError, match="vl.nope"):
         train(load_recipe("spae-digits", TINY_SPAE + [f"vl.lm={frozen_lm}", "vl.nope=1"]), tmp_path / "c")
+    with pytest.raises(ConfigError, match="unknown in-context classification layout 'nope'"):
+        train(load_recipe("lens-lm", TINY_LM + ["vl.layout=nope"]), tmp_path / "e")
+    with pytest.raises(ConfigError, match="summing to <= 1"):
+        train(load_recipe("lens-lm", TINY_LM + ["vl.copy=0.5", "vl.qa=0.6"]), tmp_path / "f")
+    with pytest.raises(ConfigError, match="qa_attribute_right"):
+        train(load_recipe("lens-lm", TINY_LM + ["vl.qa_attribute_right=1.5"]), tmp_path / "g")
+
+
+def test_text_qa_dense_targets():
+    """collate marks the given target positions (image-first episodes, copy episodes) or the last n tokens."""
+    from genzoo.train.vl_tasks import collate
+
+    ids, mask, labels = collate([([0, 5, 6, 7, 8], [2, 4]), ([0, 9, 3], 1)], pad=0)
+    assert labels.tolist() == [[-100, -100, 6, -100, 8], [-100, -100, 3, -100, -100]]
+    assert mask.tolist() == [[1, 1, 1, 1, 1], [1, 1, 1, 0, 0]]
 
 
 def test_semantic_word_sets():

@@ -170,9 +170,16 @@ def _other(c: int, rng: random.Random) -> int:
     return rng.choice([d for d in range(10) if d != c])
 
 
-def text_context(c: int, rng: random.Random) -> tuple[list[str], list[str], list[str]]:
+def text_context(c: int, rng: random.Random, attribute_right: float | None = None
+                 ) -> tuple[list[str], list[str], list[str]]:
     """Tags, attributes and captions naming digit c, made of words only: mostly right, sometimes wrong (another
-    digit ranked first, a wrong caption), so that the model learns to weigh the evidence."""
+    digit ranked first, a wrong caption), so that the model learns to weigh the evidence.
+
+    attribute_right: None: 3 in 4 attribute phrases describe c, the others the one wrong digit of the example (the
+    first recipe's text). A share p: each phrase describes c with probability p, else an independently drawn other
+    digit. LENS's attribute module is CLIP ranking attribute phrases (Berrios et al. 2023, sec. 3); a CLIP that never
+    read such phrases ranks them poorly, so the LM should learn how much they are worth: a clip-digits CLIP's top
+    phrases name the right digit for 25% of its training images' phrases (tags 94%, captions 83%)."""
     wrong = _other(c, rng)
     tags = [_name(c, rng)]
     if rng.random() < 0.15:  # the right digit ranked second
@@ -180,7 +187,12 @@ def text_context(c: int, rng: random.Random) -> tuple[list[str], list[str], list
     n = rng.randint(1, 4)
     while len(tags) < n:
         tags.append(rng.choice([_name(c, rng), _name(_other(c, rng), rng), rng.choice(TAG_DISTRACTORS)]))
-    attributes = [rng.choice(attribute_phrases(c if rng.random() < 0.75 else wrong)) for _ in range(rng.randint(0, 3))]
+    if attribute_right is None:
+        attributes = [rng.choice(attribute_phrases(c if rng.random() < 0.75 else wrong))
+                      for _ in range(rng.randint(0, 3))]
+    else:
+        attributes = [rng.choice(attribute_phrases(c if rng.random() < attribute_right else _other(c, rng)))
+                      for _ in range(rng.randint(0, 3))]
     captions = []
     for _ in range(rng.randint(1, 4)):
         d = c if rng.random() < 0.8 else wrong
@@ -188,11 +200,12 @@ def text_context(c: int, rng: random.Random) -> tuple[list[str], list[str], list
     return tags, attributes, captions
 
 
-def qa_example(rng: random.Random) -> tuple[str, str]:
-    """One text question-answering example: (LENS-layout prompt about a digit, short answer)."""
+def qa_example(rng: random.Random, attribute_right: float | None = None) -> tuple[str, str]:
+    """One text question-answering example: (LENS-layout prompt about a digit, short answer); attribute_right as in
+    `text_context`."""
     c = rng.randrange(10)
     question, answer = rng.choice(QUESTIONS)
-    return lens_prompt(*text_context(c, rng), question), answer(c)
+    return lens_prompt(*text_context(c, rng, attribute_right), question), answer(c)
 
 
 def related_words(c: int) -> set[str]:

@@ -145,14 +145,16 @@ def episode_rng(seed: int, *key) -> random.Random:
     return random.Random("/".join(map(str, (seed, *key))))
 
 
-def evaluate_icl(lm, spae, tok, images, labels, episodes: int, seed: int) -> dict:
-    """5-way k-shot classification of SPAE tokens (the first CLASSIFY_LAYERS layers) by the frozen LM: accuracy
-    per k among the prompt's 5 label words (closed set, chance 20%), and of its open-ended greedy next token."""
+def evaluate_icl(lm, spae, tok, images, labels, episodes: int, seed: int, layout: str = "label-first",
+                 layers: int = CLASSIFY_LAYERS) -> dict:
+    """5-way k-shot classification of SPAE tokens (the first `layers` layers) by the frozen LM, prompted in the
+    `layout` its training episodes used (`models.vl.incontext.CLASSIFY_LAYOUTS`): accuracy per k among the prompt's
+    5 label words (closed set, chance 20%), and of its open-ended greedy next token."""
     from ..data.digit_qa import LABEL_WORDS
     from ..models.vl.incontext import PromptWords, classification_prompt, next_token_among, next_tokens
 
     w = PromptWords.of(tok)
-    n = sum(spae.config.layer_sizes[:CLASSIFY_LAYERS])
+    n = sum(spae.config.layer_sizes[:layers])
     tokens = spae.tokenize(images)[:, :n].tolist()
     by_class = {c: (labels == c).nonzero().squeeze(1).tolist() for c in range(10)}
     label_ids = [tok.tok.token_to_id(x) for x in LABEL_WORDS]
@@ -171,7 +173,7 @@ def evaluate_icl(lm, spae, tok, images, labels, episodes: int, seed: int) -> dic
                     query = picks.pop()
                 support += [(names[j], tokens[i]) for i in picks]
             rng.shuffle(support)
-            prompts.append(classification_prompt(support, tokens[query], w))
+            prompts.append(classification_prompt(support, tokens[query], w, layout))
             answers.append(names[query_c])
             offered.append(names)
         answers = torch.tensor(answers)
@@ -225,6 +227,7 @@ def run(out: str, steps: int | None = None, small: bool = False, episodes: int =
     from ..data.digits import TRAIN_TEMPLATES, load_digits_split
     from ..models.vl import LENS
     from ..tokenizers import Tokenizer
+    from ..train import load_recipe
     from ..train.clip_task import tokenize
     from .lens_spae_report import write_outputs
 
@@ -251,8 +254,10 @@ def run(out: str, steps: int | None = None, small: bool = False, episodes: int =
                                ("spae", spaes["spae"]))},
                "vqa": evaluate_lens(lens, baseline, tok, images, labels)}
     results["spae"] = {name: evaluate_spae(m, images, labels, tok) for name, m in spaes.items()}
-    results["in_context_classification"] = {name: evaluate_icl(lm, m, tok, images, labels, episodes, seed)
+    layout = load_recipe(str(dirs["lm"] / "recipe.yaml")).vl.get("layout", "label-first")  # as the LM was taught
+    results["in_context_classification"] = {name: evaluate_icl(lm, m, tok, images, labels, episodes, seed, layout)
                                             for name, m in spaes.items()}
+    results["in_context_layout"] = layout
     gen = evaluate_generation(lm, spaes["spae"], tok, images, labels, per_class, seed)
     results["generation"] = {k: v for k, v in gen.items() if k not in ("images", "wanted")}
     frozen_after = {"lm": fingerprint(lm), "clip": fingerprint(clip), "captioner": fingerprint(captioner)}

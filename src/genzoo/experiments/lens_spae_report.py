@@ -154,7 +154,8 @@ def report(r: dict, targets: dict) -> str:
         "",
         "## In-context use by the frozen LM",
         "",
-        f"5-way classification of SPAE tokens (the first 5: layers 1 and 2), made-up label words. Closed set: the "
+        f"5-way classification of SPAE tokens (the first 5: layers 1 and 2), made-up label words, in the "
+        f"{r.get('in_context_layout', 'label-first')} layout of the LM's text episodes. Closed set: the "
         f"LM's likeliest of the prompt's 5 label words (chance {100 * CHANCE:.0f}%, the target's); open-ended: its "
         "greedy next token over the whole vocabulary must be the label.",
         "",

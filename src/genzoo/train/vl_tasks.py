@@ -36,6 +36,9 @@ class VLSettings:
 
     qa: float = 0.5  # text-qa: the share of LENS-layout questions; the rest in-context episodes
     classify: float = 0.25  # text-qa: the share of in-context classification episodes (generation: the rest)
+    qa_attribute_right: float | None = None  # text-qa: data.digit_qa.text_context's share of right attributes
+    copy: float = 0.0  # text-qa: the share of copy episodes (a span of words repeated; induction's warm-up)
+    layout: str = "label-first"  # text-qa: models.vl.incontext.CLASSIFY_LAYOUTS, the classification episodes' layout
     lm: str | None = None  # spae: the frozen LM whose embedding table is the codebook (run or HF directory)
     clip: str | None = None  # spae: the frozen CLIP giving the relevant words (needed when semantic_weight > 0)
     semantic_top_k: int = 2  # spae: K_I, the words CLIP finds most relevant to an image
@@ -48,8 +51,14 @@ class VLSettings:
         if unknown:
             raise ConfigError(f"unknown recipe key(s) vl.{unknown[0]}; vl keys: {', '.join(sorted(names))}")
         s = cls(**recipe.vl)
-        if not (0 <= s.qa <= 1 and 0 <= s.classify <= 1 and s.qa + s.classify <= 1):
-            raise ConfigError(f"vl.qa={s.qa} and vl.classify={s.classify} must be shares in [0, 1] summing to <= 1")
+        if not (0 <= s.qa <= 1 and 0 <= s.classify <= 1 and 0 <= s.copy <= 1 and s.qa + s.classify + s.copy <= 1):
+            raise ConfigError(f"vl.qa={s.qa}, vl.classify={s.classify} and vl.copy={s.copy} must be shares in [0, 1] "
+                              "summing to <= 1")
+        if s.qa_attribute_right is not None and not 0 <= s.qa_attribute_right <= 1:
+            raise ConfigError(f"vl.qa_attribute_right={s.qa_attribute_right} must be a share in [0, 1] (or null)")
+        from ..models.vl.incontext import CLASSIFY_LAYOUTS
+
+        CLASSIFY_LAYOUTS.get(s.layout)
         if not (isinstance(s.semantic_top_k, int) and s.semantic_top_k > 0):
             raise ConfigError(f"vl.semantic_top_k={s.semantic_top_k!r} must be a positive integer")
         SEMANTIC_WORDS.get(s.semantic_words)
@@ -62,12 +71,14 @@ def word_tokenizer_of(run: Path, d: Dist):
     return run_tokenizer(run, d, word_tokenizer)
 
 
-def collate(examples: list[tuple[list[int], int]], pad: int):
-    """(ids, number of target tokens at the end) -> ids (B, T), mask (B, T), labels (B, T): -100 but on targets."""
+def collate(examples: list[tuple[list[int], int | list[int]]], pad: int):
+    """(ids, number of target tokens at the end, or the target positions) -> ids (B, T), mask (B, T), labels (B, T):
+    -100 but on targets."""
     ids, mask = pad_rows([e for e, _ in examples], pad)
     labels = torch.full_like(ids, -100)
     for i, (e, n) in enumerate(examples):
-        labels[i, len(e) - n: len(e)] = ids[i, len(e) - n: len(e)]
+        at = torch.tensor(n, dtype=torch.long) if isinstance(n, list) else torch.arange(len(e) - n, len(e))
+        labels[i, at] = ids[i, at]
     return ids, mask, labels
 
 
@@ -90,19 +101,21 @@ class TextQA(ExampleTask):
         self.pool = [tok.token_to_id(w) for w in content_words()]
         self.labels = [tok.token_to_id(w) for w in LABEL_WORDS]
 
-    def example(self, i: int, split: str) -> tuple[list[int], int, str]:
-        """-> (ids, number of target tokens, kind) of example i of a split ("train" / "val")."""
-        from ..models.vl.incontext import classification_episode, generation_episode
+    def example(self, i: int, split: str) -> tuple[list[int], int | list[int], str]:
+        """-> (ids, number of target tokens at the end or the target positions, kind) of example i of a split
+        ("train" / "val")."""
+        from ..models.vl.incontext import CLASSIFY_LAYOUTS, copy_episode, generation_episode
 
         rng = random.Random(f"{self.recipe.seed}/{split}/{i}")
         u, s, w = rng.random(), self.settings, self.words
         if u < s.qa:
-            prompt, answer = qa_example(rng)
+            prompt, answer = qa_example(rng, s.qa_attribute_right)
             target = self.tokenizer.encode(answer) + [w.bos]
             return [w.bos] + self.tokenizer.encode(prompt) + target, len(target), "qa"
         if u < s.qa + s.classify:
-            prompt, target = classification_episode(rng, w, self.pool, self.labels)
-            return prompt + target + [w.bos], len(target) + 1, "classify"
+            return (*CLASSIFY_LAYOUTS.get(s.layout).episode(rng, w, self.pool, self.labels), "classify")
+        if u < s.qa + s.classify + s.copy:
+            return (*copy_episode(rng, w, self.pool), "copy")
         prompt, target = generation_episode(rng, w, self.pool, self.labels)
         return prompt + target, len(target), "generate"
 

@@ -8,14 +8,21 @@ Both prompts list labelled examples, each "<label> is t1 t2 ... tL ." where t ar
 The language model learns to follow such prompts from text alone: `classification_episode` and
 `generation_episode` draw episodes of random content words (a few "classes", each a distribution over a few words
 per position, examples sampled from it with noise). It never sees an image token sequence in training.
+
+Classification prompts come in registered layouts (`CLASSIFY_LAYOUTS`), each with its text-only training episodes:
+"label-first" (the above, one answer per episode), "label-first-queries" (the same prompt; episodes end with several
+answered queries) and Frozen's "image-first" ("t1 .. tL is <label> ."; every label the episode already showed is a
+target). `copy_episode` (a span of words repeated) is a warm-up for the copying such prompts need.
 """
 
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from ...errors import InputError
+from ...registry import Registry
 
 
 @dataclass(frozen=True)
@@ -44,12 +51,47 @@ def _examples(support: list[tuple[int, list[int]]], w: PromptWords) -> list[int]
     return out
 
 
-def classification_prompt(support: list[tuple[int, list[int]]], query: list[int], w: PromptWords) -> list[int]:
+def classification_prompt(support: list[tuple[int, list[int]]], query: list[int], w: PromptWords,
+                          layout: str = "label-first") -> list[int]:
     """support: (label id, image token ids) per example; query: the image token ids to label. The model's next
-    token after the returned ids is its answer."""
+    token after the returned ids is its answer. `layout` names an entry of CLASSIFY_LAYOUTS."""
     if not support:
         raise InputError("an in-context classification prompt needs at least one labelled example")
+    return CLASSIFY_LAYOUTS.get(layout).prompt(support, query, w)
+
+
+def _label_first(support, query, w: PromptWords) -> list[int]:
+    """"<label> is t1 .. tL ." per example, then "what is q1 .. qL ?"."""
     return _examples(support, w) + [w.what, w.is_, *query, w.ask]
+
+
+def _image_first(support, query, w: PromptWords) -> list[int]:
+    """Frozen's layout (Tsimpoukelli et al. 2021, arXiv 2106.13884, sec. 3 / fig. 3: image, then "This is a dax."),
+    the one SPAE's few-shot classification follows: "t1 .. tL is <label> ." per example, then "q1 .. qL is". The
+    answer then follows its evidence, as a copied continuation does (an induction head, Olsson et al. 2022)."""
+    out = [w.bos]
+    for label, tokens in support:
+        out += [*tokens, w.is_, label, w.end]
+    return out + [*query, w.is_]
+
+
+@dataclass(frozen=True)
+class Layout:
+    """An in-context classification layout: its prompt, and the text-only training episodes written in it."""
+
+    prompt: Callable  # (support, query ids, PromptWords) -> prompt ids
+    episode: Callable  # (rng, PromptWords, pool, labels) -> (ids, target count at the end or target positions)
+
+
+def _label_first_episode(rng, w, pool, labels) -> tuple[list[int], int]:
+    prompt, target = classification_episode(rng, w, pool, labels)
+    return prompt + target + [w.bos], len(target) + 1
+
+
+CLASSIFY_LAYOUTS: Registry = Registry("in-context classification layout")
+CLASSIFY_LAYOUTS.register("label-first")(Layout(_label_first, _label_first_episode))
+CLASSIFY_LAYOUTS.register("label-first-queries")(Layout(_label_first, lambda *a: queries_episode(*a)))
+CLASSIFY_LAYOUTS.register("image-first")(Layout(_image_first, lambda *a: image_first_episode(*a)))
 
 
 def generation_prompt(support: list[tuple[int, list[int]]], label: int, w: PromptWords) -> list[int]:
@@ -87,6 +129,57 @@ def classification_episode(rng: random.Random, w: PromptWords, pool: list[int], 
     rng.shuffle(support)
     c = rng.randrange(n)
     return classification_prompt(support, _sample(classes[c], rng, pool, noise), w), [names[c]]
+
+
+def queries_episode(rng: random.Random, w: PromptWords, pool: list[int], labels: list[int], max_way: int = 5,
+                    max_shot: int = 5, lengths=(1, 2, 3, 5), queries=(2, 5)) -> tuple[list[int], list[int]]:
+    """-> (ids, target positions): a label-first episode (as `classification_episode`) followed by several queries,
+    each "what is q1 .. qL ? <label> ." with its label a target: several answers per episode instead of one
+    (at most 251 tokens: the lens-lm fits 256)."""
+    n, k, length = rng.randint(2, max_way), rng.randint(1, max_shot), rng.choice(lengths)
+    noise = rng.uniform(0.0, 0.3)
+    classes, names = _classes(rng, n, length, pool), rng.sample(labels, n)
+    support = [(names[c], _sample(classes[c], rng, pool, noise)) for c in range(n) for _ in range(k)]
+    rng.shuffle(support)
+    ids, targets = _examples(support, w), []
+    for _ in range(rng.randint(*queries)):
+        c = rng.randrange(n)
+        ids += [w.what, w.is_, *_sample(classes[c], rng, pool, noise), w.ask]
+        targets.append(len(ids))
+        ids += [names[c], w.end]
+    return ids, targets
+
+
+def image_first_episode(rng: random.Random, w: PromptWords, pool: list[int], labels: list[int], max_way: int = 5,
+                        max_shot: int = 5, lengths=(1, 2, 3, 5)) -> tuple[list[int], list[int]]:
+    """-> (ids, target positions): an n-way k-shot episode over random words in the image-first layout, ending
+    with a query and its label. Every label of an example whose class was already shown is a target (the prompt so
+    far answers it), so one episode carries about k * n copying lessons instead of one: Frozen trains on captions
+    and never on episodes; a small text-only LM needs this denser signal to form the copying circuit."""
+    n, k, length = rng.randint(2, max_way), rng.randint(1, max_shot), rng.choice(lengths)
+    noise = rng.uniform(0.0, 0.3)
+    classes, names = _classes(rng, n, length, pool), rng.sample(labels, n)
+    order = [c for c in range(n) for _ in range(k)]
+    rng.shuffle(order)
+    order.append(rng.randrange(n))  # the query
+    ids, targets, seen = [w.bos], [], set()
+    for c in order:
+        ids += [*_sample(classes[c], rng, pool, noise), w.is_]
+        if c in seen:
+            targets.append(len(ids))
+        ids += [names[c], w.end]
+        seen.add(c)
+    return ids[:-1], targets  # the query's "." is not part of the episode
+
+
+def copy_episode(rng: random.Random, w: PromptWords, pool: list[int], lengths=(4, 24), repeats=(2, 4)):
+    """-> (ids, target positions): a span of random words said `repeats` times; every word after the first saying
+    is a target. Pure copying, the task induction heads form on (Olsson et al. 2022, arXiv 2209.11895, sec. 3);
+    a share of these from the start lets the in-context episodes build on a copying circuit."""
+    span = [rng.choice(pool) for _ in range(rng.randint(*lengths))]
+    times = rng.randint(*repeats)
+    ids = [w.bos] + span * times
+    return ids, list(range(1 + len(span), len(ids)))
 
 
 def generation_episode(rng: random.Random, w: PromptWords, pool: list[int], labels: list[int], max_way: int = 3,
