@@ -85,6 +85,28 @@ def test_missing_frozen_parts_are_refused(frozen_lm, tmp_path):
         train(load_recipe("lens-lm", TINY_LM + ["vl.copy=0.5", "vl.qa=0.6"]), tmp_path / "f")
     with pytest.raises(ConfigError, match="qa_attribute_right"):
         train(load_recipe("lens-lm", TINY_LM + ["vl.qa_attribute_right=1.5"]), tmp_path / "g")
+    for bad in ("-1", "2.5", "true"):
+        with pytest.raises(ConfigError, match=r"vl.copy_first=.* must be a number of steps >= 0"):
+            train(load_recipe("lens-lm", TINY_LM + [f"vl.copy_first={bad}"]), tmp_path / "h")
+
+
+def test_text_qa_copy_first_phase(tmp_path):
+    """vl.copy_first: the training examples of the first steps (steps x global batch) are copy episodes only, the
+    later ones follow the mixture (QA, classification, copy, generation), and validation follows the mixture."""
+    from genzoo.train.distributed import Dist
+    from genzoo.train.vl_tasks import TextQA
+
+    task = TextQA(load_recipe("lens-lm", TINY_LM + ["vl.copy_first=3", "vl.copy=0.1"]), tmp_path, Dist())
+    g = task.global_batch
+    first = {task.example(i, "train")[2] for i in range(3 * g)}
+    later = [task.example(i, "train")[2] for i in range(3 * g, 3 * g + 400)]
+    val = [task.example(i, "val")[2] for i in range(400)]
+    assert first == {"copy"}
+    assert {"qa", "classify", "copy", "generate"} == set(later) == set(val)
+    assert 0.65 < later.count("qa") / len(later) < 0.85  # the recipe's 0.75
+    ids, targets, _ = task.example(0, "train")  # a copy episode: every word after the first saying is a target
+    span = targets[0] - 1
+    assert ids[1 + span:] == ids[1:1 + len(ids) - 1 - span] and targets == list(range(1 + span, len(ids)))
 
 
 def test_text_qa_dense_targets():
