@@ -85,21 +85,25 @@ def test_missing_frozen_parts_are_refused(frozen_lm, tmp_path):
         train(load_recipe("lens-lm", TINY_LM + ["vl.copy=0.5", "vl.qa=0.6"]), tmp_path / "f")
     with pytest.raises(ConfigError, match="qa_attribute_right"):
         train(load_recipe("lens-lm", TINY_LM + ["vl.qa_attribute_right=1.5"]), tmp_path / "g")
-    for bad in ("-1", "2.5", "true"):
-        with pytest.raises(ConfigError, match=r"vl.copy_first=.* must be a number of steps >= 0"):
-            train(load_recipe("lens-lm", TINY_LM + [f"vl.copy_first={bad}"]), tmp_path / "h")
+    for name in ("copy_first", "classify_next"):
+        for bad in ("-1", "2.5", "true"):
+            with pytest.raises(ConfigError, match=rf"vl.{name}=.* must be a number of steps >= 0"):
+                train(load_recipe("lens-lm", TINY_LM + [f"vl.{name}={bad}"]), tmp_path / "h")
 
 
 def test_text_qa_copy_first_phase(tmp_path):
-    """vl.copy_first: the training examples of the first steps (steps x global batch) are copy episodes only, the
-    later ones follow the mixture (QA, classification, copy, generation), and validation follows the mixture."""
+    """vl.copy_first: the training examples of the first steps (steps x global batch) are copy episodes only;
+    vl.classify_next: those of the next steps classification episodes only; the later ones follow the mixture (QA,
+    classification, copy, generation), and validation follows the mixture."""
     from genzoo.train.distributed import Dist
     from genzoo.train.vl_tasks import TextQA
 
-    task = TextQA(load_recipe("lens-lm", TINY_LM + ["vl.copy_first=3", "vl.copy=0.1"]), tmp_path, Dist())
+    task = TextQA(load_recipe("lens-lm", TINY_LM + ["vl.copy_first=3", "vl.classify_next=2", "vl.copy=0.1"]),
+                  tmp_path, Dist())
     g = task.global_batch
     first = {task.example(i, "train")[2] for i in range(3 * g)}
-    later = [task.example(i, "train")[2] for i in range(3 * g, 3 * g + 400)]
+    assert {task.example(i, "train")[2] for i in range(3 * g, 5 * g)} == {"classify"}
+    later = [task.example(i, "train")[2] for i in range(5 * g, 5 * g + 400)]
     val = [task.example(i, "val")[2] for i in range(400)]
     assert first == {"copy"}
     assert {"qa", "classify", "copy", "generate"} == set(later) == set(val)

@@ -39,6 +39,7 @@ class VLSettings:
     qa_attribute_right: float | None = None  # text-qa: data.digit_qa.text_context's share of right attributes
     copy: float = 0.0  # text-qa: the share of copy episodes (a span of words repeated; induction's warm-up)
     copy_first: int = 0  # text-qa: the first steps draw copy episodes only (induction forms first; `TextQA.example`)
+    classify_next: int = 0  # text-qa: the steps after those draw classification episodes only, then the mixture
     layout: str = "label-first"  # text-qa: models.vl.incontext.CLASSIFY_LAYOUTS, the classification episodes' layout
     lm: str | None = None  # spae: the frozen LM whose embedding table is the codebook (run or HF directory)
     clip: str | None = None  # spae: the frozen CLIP giving the relevant words (needed when semantic_weight > 0)
@@ -55,8 +56,10 @@ class VLSettings:
         if not (0 <= s.qa <= 1 and 0 <= s.classify <= 1 and 0 <= s.copy <= 1 and s.qa + s.classify + s.copy <= 1):
             raise ConfigError(f"vl.qa={s.qa}, vl.classify={s.classify} and vl.copy={s.copy} must be shares in [0, 1] "
                               "summing to <= 1")
-        if isinstance(s.copy_first, bool) or not isinstance(s.copy_first, int) or s.copy_first < 0:
-            raise ConfigError(f"vl.copy_first={s.copy_first!r} must be a number of steps >= 0")
+        for name in ("copy_first", "classify_next"):
+            v = getattr(s, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+                raise ConfigError(f"vl.{name}={v!r} must be a number of steps >= 0")
         if s.qa_attribute_right is not None and not 0 <= s.qa_attribute_right <= 1:
             raise ConfigError(f"vl.qa_attribute_right={s.qa_attribute_right} must be a share in [0, 1] (or null)")
         from ..models.vl.incontext import CLASSIFY_LAYOUTS
@@ -112,7 +115,9 @@ class TextQA(ExampleTask):
         phase change after enough copying (Olsson et al. 2022, arXiv 2209.11895, sec. 3); this LM shape copies
         spans of varying length only after ~1,400-1,500 steps of pure copying, which a mixed curriculum of 1,500
         steps never reaches, and without copying its in-context episodes stay at choosing some label of the
-        episode. After the phase the mixture's `copy` share keeps the circuit (it is forgotten otherwise).
+        episode. The `vl.classify_next` steps after it draw classification episodes only (in `vl.layout`), so the
+        episode format is learned on top of the copying before the mixture; after the phases the mixture's `copy`
+        share keeps the circuit (it is forgotten otherwise).
         Measured (lens-lm, 2 vCPU): with copy_first 2400 of 3900 steps the copy loss falls from 3.2 to 0.29 between
         steps 1,700 and 2,400 (with 1,600 under the recipe's cosine it had not fallen); the LM's in-context
         classification on SPAE tokens still stayed at chance after the mixture (issue 24)."""
@@ -122,6 +127,8 @@ class TextQA(ExampleTask):
         u, s, w = rng.random(), self.settings, self.words
         if split == "train" and i < s.copy_first * self.global_batch:
             return (*copy_episode(rng, w, self.pool), "copy")
+        if split == "train" and i < (s.copy_first + s.classify_next) * self.global_batch:
+            return (*CLASSIFY_LAYOUTS.get(s.layout).episode(rng, w, self.pool, self.labels), "classify")
         if u < s.qa:
             prompt, answer = qa_example(rng, s.qa_attribute_right)
             target = self.tokenizer.encode(answer) + [w.bos]
