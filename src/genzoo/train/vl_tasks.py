@@ -125,20 +125,24 @@ class TextQA(ExampleTask):
 
         rng = random.Random(f"{self.recipe.seed}/{split}/{i}")
         u, s, w = rng.random(), self.settings, self.words
-        if split == "train" and i < s.copy_first * self.global_batch:
-            return (*copy_episode(rng, w, self.pool), "copy")
-        if split == "train" and i < (s.copy_first + s.classify_next) * self.global_batch:
-            return (*CLASSIFY_LAYOUTS.get(s.layout).episode(rng, w, self.pool, self.labels), "classify")
-        if u < s.qa:
+        step = i // self.global_batch if split == "train" else None
+        if step is not None and step < s.copy_first:
+            kind = "copy"
+        elif step is not None and step < s.copy_first + s.classify_next:
+            kind = "classify"
+        else:  # the mixture
+            kind = ("qa" if u < s.qa else "classify" if u < s.qa + s.classify
+                    else "copy" if u < s.qa + s.classify + s.copy else "generate")
+        if kind == "qa":
             prompt, answer = qa_example(rng, s.qa_attribute_right)
             target = self.tokenizer.encode(answer) + [w.bos]
-            return [w.bos] + self.tokenizer.encode(prompt) + target, len(target), "qa"
-        if u < s.qa + s.classify:
-            return (*CLASSIFY_LAYOUTS.get(s.layout).episode(rng, w, self.pool, self.labels), "classify")
-        if u < s.qa + s.classify + s.copy:
-            return (*copy_episode(rng, w, self.pool), "copy")
+            return [w.bos] + self.tokenizer.encode(prompt) + target, len(target), kind
+        if kind == "classify":
+            return (*CLASSIFY_LAYOUTS.get(s.layout).episode(rng, w, self.pool, self.labels), kind)
+        if kind == "copy":
+            return (*copy_episode(rng, w, self.pool), kind)
         prompt, target = generation_episode(rng, w, self.pool, self.labels)
-        return prompt + target, len(target), "generate"
+        return prompt + target, len(target), kind
 
     def build_model(self):
         fixed = {"vocab_size": self.tokenizer.vocab_size, "bos_token_id": self.words.bos,

@@ -75,25 +75,6 @@ def _image_first(support, query, w: PromptWords) -> list[int]:
     return out + [*query, w.is_]
 
 
-@dataclass(frozen=True)
-class Layout:
-    """An in-context classification layout: its prompt, and the text-only training episodes written in it."""
-
-    prompt: Callable  # (support, query ids, PromptWords) -> prompt ids
-    episode: Callable  # (rng, PromptWords, pool, labels) -> (ids, target count at the end or target positions)
-
-
-def _label_first_episode(rng, w, pool, labels) -> tuple[list[int], int]:
-    prompt, target = classification_episode(rng, w, pool, labels)
-    return prompt + target + [w.bos], len(target) + 1
-
-
-CLASSIFY_LAYOUTS: Registry = Registry("in-context classification layout")
-CLASSIFY_LAYOUTS.register("label-first")(Layout(_label_first, _label_first_episode))
-CLASSIFY_LAYOUTS.register("label-first-queries")(Layout(_label_first, lambda *a: queries_episode(*a)))
-CLASSIFY_LAYOUTS.register("image-first")(Layout(_image_first, lambda *a: image_first_episode(*a)))
-
-
 def generation_prompt(support: list[tuple[int, list[int]]], label: int, w: PromptWords) -> list[int]:
     """The model continues the returned ids with the image tokens of `label`."""
     if not support:
@@ -115,6 +96,15 @@ def _classes(rng: random.Random, n: int, length: int, pool: list[int]) -> list[l
     return classes
 
 
+def _episode_classes(rng: random.Random, pool: list[int], labels: list[int], max_way: int, max_shot: int,
+                     lengths) -> tuple[int, int, float, list, list[int]]:
+    """The draws an n-way k-shot episode starts with -> (n in 2..max_way, k in 1..max_shot, the noise of its
+    samples, n made-up classes of one drawn length, their n label ids)."""
+    n, k, length = rng.randint(2, max_way), rng.randint(1, max_shot), rng.choice(lengths)
+    noise = rng.uniform(0.0, 0.3)
+    return n, k, noise, _classes(rng, n, length, pool), rng.sample(labels, n)
+
+
 def _sample(proto, rng: random.Random, pool: list[int], noise: float) -> list[int]:
     return [rng.choice(pool) if rng.random() < noise else rng.choices(words, weights)[0] for words, weights in proto]
 
@@ -122,9 +112,7 @@ def _sample(proto, rng: random.Random, pool: list[int], noise: float) -> list[in
 def classification_episode(rng: random.Random, w: PromptWords, pool: list[int], labels: list[int],
                            max_way: int = 5, max_shot: int = 5, lengths=(1, 2, 3, 4, 5, 6)):
     """-> (prompt ids, answer ids): an n-way k-shot episode over random words; the answer is the query's label."""
-    n, k, length = rng.randint(2, max_way), rng.randint(1, max_shot), rng.choice(lengths)
-    noise = rng.uniform(0.0, 0.3)
-    classes, names = _classes(rng, n, length, pool), rng.sample(labels, n)
+    n, k, noise, classes, names = _episode_classes(rng, pool, labels, max_way, max_shot, lengths)
     support = [(names[c], _sample(classes[c], rng, pool, noise)) for c in range(n) for _ in range(k)]
     rng.shuffle(support)
     c = rng.randrange(n)
@@ -136,9 +124,7 @@ def queries_episode(rng: random.Random, w: PromptWords, pool: list[int], labels:
     """-> (ids, target positions): a label-first episode (as `classification_episode`) followed by several queries,
     each "what is q1 .. qL ? <label> ." with its label a target: several answers per episode instead of one
     (at most 251 tokens: the lens-lm fits 256)."""
-    n, k, length = rng.randint(2, max_way), rng.randint(1, max_shot), rng.choice(lengths)
-    noise = rng.uniform(0.0, 0.3)
-    classes, names = _classes(rng, n, length, pool), rng.sample(labels, n)
+    n, k, noise, classes, names = _episode_classes(rng, pool, labels, max_way, max_shot, lengths)
     support = [(names[c], _sample(classes[c], rng, pool, noise)) for c in range(n) for _ in range(k)]
     rng.shuffle(support)
     ids, targets = _examples(support, w), []
@@ -156,9 +142,7 @@ def image_first_episode(rng: random.Random, w: PromptWords, pool: list[int], lab
     with a query and its label. Every label of an example whose class was already shown is a target (the prompt so
     far answers it), so one episode carries about k * n copying lessons instead of one: Frozen trains on captions
     and never on episodes; a small text-only LM needs this denser signal to form the copying circuit."""
-    n, k, length = rng.randint(2, max_way), rng.randint(1, max_shot), rng.choice(lengths)
-    noise = rng.uniform(0.0, 0.3)
-    classes, names = _classes(rng, n, length, pool), rng.sample(labels, n)
+    n, k, noise, classes, names = _episode_classes(rng, pool, labels, max_way, max_shot, lengths)
     order = [c for c in range(n) for _ in range(k)]
     rng.shuffle(order)
     order.append(rng.randrange(n))  # the query
@@ -193,6 +177,26 @@ def generation_episode(rng: random.Random, w: PromptWords, pool: list[int], labe
     rng.shuffle(support)
     c = rng.randrange(n)
     return generation_prompt(support, names[c], w), _sample(classes[c], rng, pool, 0.0) + [w.end]
+
+
+# ---- the registered classification layouts: a prompt and its training episodes ----
+@dataclass(frozen=True)
+class Layout:
+    """An in-context classification layout: its prompt, and the text-only training episodes written in it."""
+
+    prompt: Callable  # (support, query ids, PromptWords) -> prompt ids
+    episode: Callable  # (rng, PromptWords, pool, labels) -> (ids, target count at the end or target positions)
+
+
+def _label_first_episode(rng, w, pool, labels) -> tuple[list[int], int]:
+    prompt, target = classification_episode(rng, w, pool, labels)
+    return prompt + target + [w.bos], len(target) + 1
+
+
+CLASSIFY_LAYOUTS: Registry = Registry("in-context classification layout")
+CLASSIFY_LAYOUTS.register("label-first")(Layout(_label_first, _label_first_episode))
+CLASSIFY_LAYOUTS.register("label-first-queries")(Layout(_label_first, queries_episode))
+CLASSIFY_LAYOUTS.register("image-first")(Layout(_image_first, image_first_episode))
 
 
 # ---- running a frozen LM on such prompts ----
