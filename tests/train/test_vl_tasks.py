@@ -89,6 +89,9 @@ def test_missing_frozen_parts_are_refused(frozen_lm, tmp_path):
         for bad in ("-1", "2.5", "true"):
             with pytest.raises(ConfigError, match=rf"vl.{name}=.* must be a number of steps >= 0"):
                 train(load_recipe("lens-lm", TINY_LM + [f"vl.{name}={bad}"]), tmp_path / "h")
+    for bad in ("0", "2.5", "true"):
+        with pytest.raises(ConfigError, match=r"vl.length_group=.* must be a number of global batches >= 1"):
+            train(load_recipe("lens-lm", TINY_LM + [f"vl.length_group={bad}"]), tmp_path / "i")
 
 
 def test_text_qa_copy_first_phase(tmp_path):
@@ -98,8 +101,8 @@ def test_text_qa_copy_first_phase(tmp_path):
     from genzoo.train.distributed import Dist
     from genzoo.train.vl_tasks import TextQA
 
-    task = TextQA(load_recipe("lens-lm", TINY_LM + ["vl.copy_first=3", "vl.classify_next=2", "vl.copy=0.1"]),
-                  tmp_path, Dist())
+    task = TextQA(load_recipe("lens-lm", TINY_LM + ["vl.copy_first=3", "vl.classify_next=2", "vl.copy=0.1",
+                                                    "vl.qa=0.75", "vl.classify=0.125"]), tmp_path, Dist())
     g = task.global_batch
     first = {task.example(i, "train")[2] for i in range(3 * g)}
     assert {task.example(i, "train")[2] for i in range(3 * g, 5 * g)} == {"classify"}
@@ -107,10 +110,28 @@ def test_text_qa_copy_first_phase(tmp_path):
     val = [task.example(i, "val")[2] for i in range(400)]
     assert first == {"copy"}
     assert {"qa", "classify", "copy", "generate"} == set(later) == set(val)
-    assert 0.65 < later.count("qa") / len(later) < 0.85  # the recipe's 0.75
+    assert 0.65 < later.count("qa") / len(later) < 0.85  # vl.qa=0.75
     ids, targets, _ = task.example(0, "train")  # a copy episode: every word after the first saying is a target
     span = targets[0] - 1
     assert ids[1 + span:] == ids[1:1 + len(ids) - 1 - span] and targets == list(range(1 + span, len(ids)))
+
+
+@pytest.mark.parametrize("group", [1, 3])
+def test_text_qa_length_group(tmp_path, group):
+    """vl.length_group: a batch holds examples of its own group of `length_group` global batches, sorted by length
+    over the group; with 1 every batch holds exactly its own examples, in order of length."""
+    from genzoo.train.distributed import Dist
+    from genzoo.train.vl_tasks import TextQA
+
+    task = TextQA(load_recipe("lens-lm", TINY_LM + [f"vl.length_group={group}"]), tmp_path, Dist())
+    g, pad = task.global_batch, task.words.bos
+    batches = [task.next_batch()[0] for _ in range(2 * group)]
+    for k in range(2):
+        examples = sorted((task.example(i, "train")[0] for i in range(k * group * g, (k + 1) * group * g)), key=len)
+        want = [e + [pad] * (max(map(len, examples[j * g:(j + 1) * g])) - len(e)) for j, e in
+                ((n // g, e) for n, e in enumerate(examples))]
+        got = [row for b in batches[k * group:(k + 1) * group] for row in b.tolist()]
+        assert got == want
 
 
 def test_text_qa_dense_targets():
