@@ -120,7 +120,7 @@ class TextQA(ExampleTask):
         episode. The `vl.classify_next` steps after it draw classification episodes only (in `vl.layout`), so the
         episode format is learned on top of the copying before the mixture; after the phases the mixture's `copy`
         share keeps the circuit (it is forgotten otherwise).
-        Measured (lens-lm shape, issue 24): copying forms at steps 300-500 in batches of mixed lengths
+        Measured (lens-lm shape, issue 24): copying forms at steps 310-520 in batches of mixed lengths
         (`vl.length_group=1`), and had not by 1,700 in length-sorted ones. The binding the episodes need after it
         (the query's own label, not any label of the episode) is the fragile step: it formed in 1 of 15 lens-lm runs
         (seeds, beta2, lr schedule and copy length varied) and in 3 of 9 probes outside the trainer; mixed with QA
