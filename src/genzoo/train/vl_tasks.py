@@ -122,8 +122,8 @@ class TextQA(ExampleTask):
         share keeps the circuit (it is forgotten otherwise).
         Measured (lens-lm shape, issue 24): copying forms at steps 310-520 in batches of mixed lengths
         (`vl.length_group=1`), and had not by 1,700 in length-sorted ones. The binding the episodes need after it
-        (the query's own label, not any label of the episode) is the fragile step: it formed in 1 of 17 lens-lm runs
-        (seeds, beta2, lr schedule, precision and copy length varied) and in 3 of 9 probes outside the trainer;
+        (the query's own label, not any label of the episode) is the fragile step: it formed in 1 of 19 lens-lm runs
+        (seeds, beta2, lr schedule, precision, depth and copy length varied) and in 3 of 9 probes outside the trainer;
         mixed with QA from its start it never formed; once formed it survived 800 steps of the QA mixture."""
         from ..models.vl.incontext import CLASSIFY_LAYOUTS, copy_episode, generation_episode
 
