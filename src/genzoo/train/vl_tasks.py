@@ -57,12 +57,11 @@ class VLSettings:
         if not (0 <= s.qa <= 1 and 0 <= s.classify <= 1 and 0 <= s.copy <= 1 and s.qa + s.classify + s.copy <= 1):
             raise ConfigError(f"vl.qa={s.qa}, vl.classify={s.classify} and vl.copy={s.copy} must be shares in [0, 1] "
                               "summing to <= 1")
-        for name in ("copy_first", "classify_next"):
+        for name, least, unit in (("copy_first", 0, "steps"), ("classify_next", 0, "steps"),
+                                  ("length_group", 1, "global batches")):
             v = getattr(s, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v < 0:
-                raise ConfigError(f"vl.{name}={v!r} must be a number of steps >= 0")
-        if isinstance(s.length_group, bool) or not isinstance(s.length_group, int) or s.length_group < 1:
-            raise ConfigError(f"vl.length_group={s.length_group!r} must be a number of global batches >= 1")
+            if isinstance(v, bool) or not isinstance(v, int) or v < least:
+                raise ConfigError(f"vl.{name}={v!r} must be a number of {unit} >= {least}")
         if s.qa_attribute_right is not None and not 0 <= s.qa_attribute_right <= 1:
             raise ConfigError(f"vl.qa_attribute_right={s.qa_attribute_right} must be a share in [0, 1] (or null)")
         from ..models.vl.incontext import CLASSIFY_LAYOUTS
@@ -114,12 +113,11 @@ class TextQA(ExampleTask):
         ("train" / "val").
 
         The training examples of the first `vl.copy_first` steps are copy episodes only: induction heads form in a
-        phase change after enough copying (Olsson et al. 2022, arXiv 2209.11895, sec. 3); this LM shape copies
-        spans of varying length only after ~1,400-1,500 steps of pure copying, which a mixed curriculum of 1,500
-        steps never reaches, and without copying its in-context episodes stay at choosing some label of the
-        episode. The `vl.classify_next` steps after it draw classification episodes only (in `vl.layout`), so the
-        episode format is learned on top of the copying before the mixture; after the phases the mixture's `copy`
-        share keeps the circuit (it is forgotten otherwise).
+        phase change after enough copying (Olsson et al. 2022, arXiv 2209.11895, sec. 3), which a mixed curriculum
+        of 1,500 steps never reached, and without copying the in-context episodes stay at choosing some label of
+        the episode. The `vl.classify_next` steps after it draw classification episodes only (in `vl.layout`), so
+        the episode format is learned on top of the copying before the mixture; after the phases the mixture's
+        `copy` share keeps the circuit (it is forgotten otherwise).
         Measured (lens-lm shape, issue 24): copying forms at steps 310-520 in batches of mixed lengths
         (`vl.length_group=1`), and had not by 1,700 in length-sorted ones. The binding the episodes need after it
         (the query's own label, not any label of the episode) is the fragile step: it formed in 1 of 19 lens-lm runs
