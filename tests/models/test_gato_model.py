@@ -8,7 +8,7 @@ import torch
 import genzoo
 from genzoo import ConfigError, InputError
 from genzoo.models.gato.agent import GatoAgent, expected_value_ids
-from genzoo.models.gato.sequence import ControlSpec, Tokens, episode_tokens, image_tokens, text_tokens
+from genzoo.models.gato.sequence import ControlSpec, Tokens, episode_tokens, image_tokens, loss_mask, text_tokens
 from genzoo.models.gato.tokens import IMAGE
 
 CARTPOLE = ControlSpec("cartpole", "CartPole-v1", "continuous", (4,), "discrete", n_actions=2)
@@ -299,3 +299,44 @@ def test_continuous_target_bad_names_and_args(tmp_path):
     loaded = genzoo.load(tmp_path / "m")
     assert (loaded.config.continuous_target, loaded.config.continuous_target_args) == ("gauss", {"sigma": 16})
     assert loaded.target.sigma == 16.0
+
+
+def test_loss_reduction_window_is_the_mean_of_window_means(tmp_path):
+    """`loss_reduction`: "token" (the paper) averages every target of the batch alike; "window" averages each
+    window's targets, then the windows (those without a target left out), so a text window full of targets and a
+    control window with a few weigh the same. Both model paths (all logits; the head at targets only) agree, a
+    validation can ask for the token mean whatever the config says, and the field round-trips a save."""
+    from genzoo.models.gato.model import loss_weights, masked_loss
+
+    torch.manual_seed(0)
+    model = tiny(loss_reduction="window")
+    layout = model.config.layout
+    text = text_tokens(torch.randint(0, 300, (12,)), layout)  # 11 targets
+    arm = episode_tokens(torch.randn(3, 3, dtype=torch.float64), torch.rand(3, 3) * 2 - 1, ARM, layout)
+    patches = episode_tokens(torch.randint(0, 256, (3, 1, 8, 8)), torch.tensor([2, 0, 1]), GRID, layout).window(0, 4)
+    batch = Tokens.stack([text, arm.window(0, len(text)), Tokens.cat([patches] * 3)])  # text, control, patches only
+    mask = loss_mask(batch)  # (3, T - 1)
+    counts = mask.sum(1).tolist()
+    assert counts[0] == len(text) - 1 and 0 < counts[1] < counts[0] and counts[2] == 0
+    logits = torch.randn(3, len(text), model.config.vocab_size)
+    ce = masked_loss(logits, batch, "none")  # (3, T - 1)
+    window = (ce[0].sum() / counts[0] + ce[1].sum() / counts[1]) / 2
+    torch.testing.assert_close(masked_loss(logits, batch, "window"), window)
+    torch.testing.assert_close(masked_loss(logits, batch, "token"), ce.sum() / (counts[0] + counts[1]))
+    w = loss_weights(mask, "window")
+    torch.testing.assert_close(w.sum(), torch.tensor(1.0))
+    assert float(w[0, mask[0]][0]) == pytest.approx(1 / (2 * counts[0])) and float(w[2].sum()) == 0.0
+    # the model: its config's reduction on both paths, the token mean when asked
+    out = model(batch, return_loss=True)
+    torch.testing.assert_close(out.loss, masked_loss(out.logits, batch, "window"))
+    lean = model(batch, return_loss=True, return_logits=False)
+    torch.testing.assert_close(lean.loss, out.loss, rtol=0, atol=1e-6)
+    token = model(batch, return_loss=True, return_logits=False, loss_reduction="token")
+    torch.testing.assert_close(token.loss, masked_loss(out.logits, batch, "token"), rtol=0, atol=1e-6)
+    assert not torch.isclose(token.loss, out.loss)
+    genzoo.save(model, tmp_path / "m")
+    assert genzoo.load(tmp_path / "m").config.loss_reduction == "window"
+    with pytest.raises(ConfigError, match="loss_reduction='sequence' is invalid.*'token', 'window'"):
+        genzoo.build("gato-tiny", loss_reduction="sequence")
+    with pytest.raises(InputError, match="loss reduction 'sum' is unknown"):
+        loss_weights(mask, "sum")

@@ -123,7 +123,8 @@ class GatoTask(Task):
                 for i in range(0, windows.ids.shape[0], b):
                     rows = windows.batch_slice(i, i + b).to(self.d.device)
                     with autocast(self.d.device, amp):
-                        loss = net(rows, return_loss=True, return_logits=False, check=False).loss
+                        loss = net(rows, return_loss=True, return_logits=False, check=False,
+                                   loss_reduction="token").loss  # a token mean, whatever the training reduction
                     n = int(rows.target[:, 1:].sum())
                     total, count = total + float(loss) * n, count + n
                 out[f"{name}_loss"] = total / max(count, 1)

@@ -17,6 +17,9 @@ from .values import CONTINUOUS_EMBEDDINGS
 # "normal": like every other table; "sinusoidal": sin/cos of each bin's centre at geometric frequencies, so that
 # neighbouring bins start alike (the paper leaves the initialisation open; see embedding.sinusoidal_table)
 VALUE_INITS = ("sinusoidal", "normal")
+# how the masked next-token losses of a batch are averaged (model.masked_loss): "token", the paper's eq. 2, every
+# target token alike; "window", each window's mean then the mean over windows
+LOSS_REDUCTIONS = ("token", "window")
 
 
 @dataclass
@@ -34,6 +37,8 @@ class GatoConfig:
     continuous_embedding: str = "lookup"  # values.CONTINUOUS_EMBEDDINGS: "lookup" (the paper) or "lookup+fourier"
     continuous_target: str = "onehot"  # targets.CONTINUOUS_TARGETS: "onehot" (the paper) or "gauss" (HL-Gauss)
     continuous_target_args: dict | None = None  # its parameters ("gauss": {"sigma": bins})
+    loss_reduction: str = "token"  # LOSS_REDUCTIONS: "token" (the paper) or "window" (a task's share of the
+    # gradient is then its share of the windows, however few of its tokens are targets)
     # the transformer (decoder genre)
     max_positions: int = 1024  # the context: the paper's 1024 tokens
     d_model: int = 2048
@@ -67,6 +72,8 @@ class GatoConfig:
               self.eos_token_id, f"None or a text id in [0, {self.text_vocab_size})")
         CONTINUOUS_EMBEDDINGS.get(self.continuous_embedding)  # an unknown name: ConfigError listing the known
         make_continuous_target(self.continuous_target, self.vocab, self.continuous_target_args)  # checks its args
+        check(self.loss_reduction in LOSS_REDUCTIONS, "loss_reduction", self.loss_reduction,
+              f"one of {LOSS_REDUCTIONS}")
         check(self.value_init in VALUE_INITS, "value_init", self.value_init, f"one of {VALUE_INITS}")
         check(self.checkpoint_format == "genzoo", "checkpoint_format", self.checkpoint_format,
               "'genzoo' (Gato has no external checkpoint format)")

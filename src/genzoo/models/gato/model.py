@@ -138,7 +138,8 @@ class Gato(Stack):
                              dtype=w.dtype, device=w.device)
 
     def forward(self, tokens: Tokens, cache: StaticKVCache | None = None, logits_to_keep: int = 0,
-                return_loss: bool = False, return_logits: bool = True, check: bool = True) -> CausalLMOutput:
+                return_loss: bool = False, return_logits: bool = True, check: bool = True,
+                loss_reduction: str | None = None) -> CausalLMOutput:
         """tokens (B, T) -> logits (B, T, V) over the joint vocabulary.
 
         cache: a `StaticKVCache`; the T tokens are written at positions [cache.length, cache.length + T).
@@ -146,7 +147,9 @@ class Gato(Stack):
         return_loss: the next-token loss over the positions whose next token is text or an action (`loss_mask`).
         return_logits: False (training) leaves `logits` None and runs the head only where the loss needs it (a
         control window has a target at 1 position in 5 or 6, the head is a third of this model's compute).
+        loss_reduction: how the loss averages its targets (`loss_weights`; None: `config.loss_reduction`).
         """
+        reduction = loss_reduction or self.config.loss_reduction
         start = cache.length if cache is not None else 0
         if check:
             self.check_inputs(tokens, start)
@@ -157,11 +160,13 @@ class Gato(Stack):
                 raise InputError("return_logits=False needs return_loss=True (else nothing would be returned)")
             mask = loss_mask(tokens)  # (B, T - 1)
             logits = self.lm_head(x[:, :-1][mask])  # (N, V): only the positions that predict a target
-            ce = self.target(logits, tokens.ids[:, 1:][mask]).sum()
-            return CausalLMOutput(logits=None, loss=ce / mask.sum().clamp(min=1), last_hidden_state=x)
+            ce = self.target(logits, tokens.ids[:, 1:][mask])  # (N,)
+            weights = loss_weights(mask, reduction)[mask]  # (N,)
+            return CausalLMOutput(logits=None, loss=(ce * weights).sum(), last_hidden_state=x)
         keep = x[:, -logits_to_keep:] if logits_to_keep else x
         logits = self.lm_head(keep)  # (B, T or K, V)
-        loss = masked_loss(logits, tokens, target=self.target) if return_loss and not logits_to_keep else None
+        loss = masked_loss(logits, tokens, target=self.target, reduction=reduction) \
+            if return_loss and not logits_to_keep else None
         return CausalLMOutput(logits=logits, loss=loss, last_hidden_state=x)
 
     @torch.no_grad()
@@ -200,14 +205,32 @@ class Gato(Stack):
         return sum(p.numel() for p in self.parameters())
 
 
-def masked_loss(logits: torch.Tensor, tokens: Tokens, reduction: str = "mean", target=None) -> torch.Tensor:
-    """Cross-entropy of logits (B, T, V) against the next tokens, over the positions `loss_mask` marks (B, T - 1):
-    the mean over those positions, or ("none") the (B, T - 1) losses with zeros elsewhere. target: what a continuous
-    value is trained against (`targets.py`; None: the one-hot cross-entropy of every token)."""
+def loss_weights(mask: torch.Tensor, reduction: str = "token") -> torch.Tensor:
+    """The weight of each target position (B, T - 1) in a batch's loss; they sum to 1 over the targets.
+
+    "token": 1 / (targets in the batch), the paper's eq. 2 (sec. 2.3) up to its constant: a window of text, whose
+    every token is a target, weighs about as much as 5 to 25 control windows, which have a target in 1 position of
+    5 or 6 (or fewer, with image observations). "window": 1 / (targets in its window x windows with a target), the
+    mean over windows of each window's mean, so that a task's share of the gradient is its share of the windows
+    (`data.mixture`)."""
+    mask = mask.float()
+    if reduction == "token":
+        return mask / mask.sum().clamp(min=1)
+    if reduction == "window":
+        per_row = mask.sum(1, keepdim=True)  # (B, 1)
+        return mask / (per_row.clamp(min=1) * (per_row > 0).sum().clamp(min=1))
+    raise InputError(f"loss reduction {reduction!r} is unknown: 'token' or 'window'")
+
+
+def masked_loss(logits: torch.Tensor, tokens: Tokens, reduction: str = "token", target=None) -> torch.Tensor:
+    """Cross-entropy of logits (B, T, V) against the next tokens, over the positions `loss_mask` marks
+    (B, T - 1), averaged as `reduction` says ("token" or "window", `loss_weights`), or ("none") the (B, T - 1) losses
+    with zeros elsewhere. target: what a continuous value is trained against (`targets.py`; None: the one-hot
+    cross-entropy of every token)."""
     mask = loss_mask(tokens)  # (B, T - 1)
     flat, labels = logits[:, :-1].flatten(0, 1), tokens.ids[:, 1:].flatten()  # (B (T - 1), V), (B (T - 1),)
     ce = F.cross_entropy(flat.float(), labels, reduction="none") if target is None else target(flat, labels)
     ce = ce.view_as(mask) * mask  # (B, T - 1)
     if reduction == "none":
         return ce
-    return ce.sum() / mask.sum().clamp(min=1)
+    return (ce * loss_weights(mask, reduction)).sum()
