@@ -9,8 +9,10 @@ from genzoo.experiments import EXPERIMENTS
 
 
 @pytest.mark.slow
-def test_small_experiment_writes_outputs(tmp_path):
-    r = EXPERIMENTS.get("gato")(out=str(tmp_path), small=True)
+@pytest.mark.parametrize("workers", [0, 2])
+def test_small_experiment_writes_outputs(tmp_path, workers):
+    """workers=2: the runs train in spawned one-thread processes, after the shared tokenizer."""
+    r = EXPERIMENTS.get("gato")(out=str(tmp_path), small=True, workers=workers)
     for f in ("report.md", "scores.png", "gridworld_rollout.png", "results.json"):
         assert (tmp_path / f).exists(), f
     saved = json.loads((tmp_path / "results.json").read_text())
@@ -26,3 +28,7 @@ def test_small_experiment_writes_outputs(tmp_path):
     assert 0 <= r["caption"]["generalist"] <= 1 and r["text"]["ratio"] > 0
     assert (tmp_path / "specialist-cartpole" / "model.safetensors").exists()
     assert "| cartpole |" in (tmp_path / "report.md").read_text()
+    assert saved["workers"] == workers and set(saved["train_seconds"]) == {"generalist"} | {
+        f"specialist-{t}" for t in saved["mixture"]}
+    shared = (tmp_path / "tokenizer" / "tokenizer.json").read_text()  # one vocabulary for every run
+    assert all((tmp_path / k / "tokenizer.json").read_text() == shared for k in saved["train_seconds"])

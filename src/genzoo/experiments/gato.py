@@ -13,6 +13,10 @@ arXiv 2205.06175, sec. 4-5.)
    played on the same seeds. Captioning: greedy captions of the held-out digits, correct when the digit named is
    the right one. Text: the masked next-token loss on held-out standard-library files.
 
+The seven training runs (after the shared tokenizer) run side by side in `workers` one-thread processes
+(`parallel.run_graph`, longest first: the generalist and the text-only model start together); workers=0 trains them
+one after another in this process (the test suite).
+
 Writes report.md, scores.png (normalised score per task, generalist vs specialists), gridworld_rollout.png (a
 rollout strip of the generalist in the grid world) and results.json.
 """
@@ -27,6 +31,7 @@ from pathlib import Path
 import torch
 
 from ..figures import save_figure
+from .parallel import Job, run_graph
 from .results import machine_line, target, targets_markdown, write_report, write_results
 from . import EXPERIMENTS
 
@@ -48,18 +53,37 @@ def torch_threads(n: int):
         torch.set_num_threads(old)
 
 
-def train_run(recipe_sets: dict, directory: Path, tokenizer_from: Path | None):
-    """Train (or reuse) one run; a tokenizer trained once is copied in, so every run shares the same vocabulary."""
+def tokenizer_job(recipe_sets: dict, directory: Path, generalist: Path) -> None:
+    """The byte-level BPE every run shares, in directory/tokenizer.json: a trained generalist's own (reused), else
+    trained as the gato task trains it (`gato_task.gato_tokenizer`: the corpus and the captions)."""
+    from ..data import stdlib_corpus
+    from ..train import load_recipe
+    from ..train.distributed import Dist
+    from ..train.gato_task import gato_tokenizer
+
+    directory.mkdir(parents=True, exist_ok=True)
+    if (generalist / "model.safetensors").exists():
+        shutil.copyfile(generalist / "tokenizer.json", directory / "tokenizer.json")
+        return
+    data = load_recipe("gato-nano", recipe_sets).data
+    texts = stdlib_corpus(max_bytes=data.max_bytes, val_percent=data.val_percent).read("train")
+    gato_tokenizer(directory, Dist(), texts, data.vocab_size)
+
+
+def train_run(recipe_sets: dict, directory: Path, tokenizer_from: Path | None) -> float:
+    """Train (or reuse) one run; a tokenizer trained once is copied in, so every run shares the same vocabulary.
+    -> the wall seconds it trained (0 when reused)."""
     from ..rundir import seed_run
     from ..train import load_recipe, train
 
     recipe = load_recipe("gato-nano", recipe_sets)
+    t0 = time.perf_counter()
     if not (directory / "model.safetensors").exists():
         shutil.rmtree(directory, ignore_errors=True)
         if tokenizer_from is not None:
             seed_run(directory, {"tokenizer.json": tokenizer_from / "tokenizer.json"})
         train(recipe, directory)
-    return recipe
+    return time.perf_counter() - t0
 
 
 def control_score(model, name: str, episodes: int, prompt_tokens: int, render: int = 0) -> dict:
@@ -124,11 +148,14 @@ def text_loss(model, w) -> float:
 
 
 @EXPERIMENTS.register("gato")
-def run(out: str, small: bool = False, sets: tuple[str, ...] = (), episodes: int = 20) -> dict:
+def run(out: str, small: bool = False, sets: tuple[str, ...] = (), episodes: int = 20, workers: int = 2) -> dict:
+    """workers: processes training side by side, one thread each (0: one after another in this process). With
+    workers > 0 they are spawned: a script calling this needs ``if __name__ == "__main__":``."""
     import genzoo
     from ..data.control import CONTROL
     from ..data.mixture import check_mixture
     from ..tokenizers import Tokenizer
+    from ..train import load_recipe
     from ..train.recipe import parse_sets
 
     t0 = time.perf_counter()
@@ -136,21 +163,27 @@ def run(out: str, small: bool = False, sets: tuple[str, ...] = (), episodes: int
     out.mkdir(parents=True, exist_ok=True)
     base = {"progress": False, **(SMALL if small else {}), **parse_sets(list(sets))}
     episodes = 2 if small else episodes
-    recipe = train_run(base, out / "generalist", None)
+    recipe = load_recipe("gato-nano", base)
     weights = check_mixture(recipe.data.mixture)
     steps, block = recipe.steps, recipe.data.block_size
+    shared = out / "tokenizer"
+    jobs = {"tokenizer": Job(tokenizer_job, (base, shared, out / "generalist"), cost=1.0),
+            "generalist": Job(train_run, (base, out / "generalist", shared), cost=float(steps))}
     budgets = {}
     for task in weights:  # the specialists, on the generalist's share of each task (text: all its steps)
         n = steps if task == "text" else max(1, round(weights[task] * steps))
         budgets[task] = n
-        train_run({**base, "data.mixture": {task: 1.0}, "steps": n, "warmup_steps": max(1, min(recipe.warmup_steps,
-                  n // 10)), "eval_every": n, "save_every": n}, out / f"specialist-{task}", out / "generalist")
+        sets_n = {**base, "data.mixture": {task: 1.0}, "steps": n, "warmup_steps": max(1, min(recipe.warmup_steps,
+                  n // 10)), "eval_every": n, "save_every": n}
+        jobs[f"specialist-{task}"] = Job(train_run, (sets_n, out / f"specialist-{task}", shared), cost=float(n))
+    graph = run_graph(jobs, {k: ["tokenizer"] for k in jobs if k != "tokenizer"}, workers)
     seconds_train = time.perf_counter() - t0
 
     tok = Tokenizer.from_dir(out / "generalist")
     models = {"generalist": genzoo.load(out / "generalist")}
     prompt_tokens = block // 4
     results = {"mixture": weights, "steps": steps, "batch_size": recipe.batch_size, "block_size": block,
+               "workers": workers, "train_seconds": {k: round(v, 1) for k, v in graph.results.items() if v},
                "specialist_steps": budgets, "episodes": episodes, "prompt_tokens": prompt_tokens,
                "parameters": models["generalist"].num_parameters(), "control": {}}
     strip = []
@@ -256,7 +289,9 @@ def report(r: dict, strip: bool) -> str:
         f"(batch {r['batch_size']}) on the mixture {', '.join(f'{k} {v:.2f}' for k, v in r['mixture'].items())}. "
         "Each specialist is the same model trained on its task alone for as many windows of it as the generalist "
         "drew (steps: " + ", ".join(f"{k} {v}" for k, v in r["specialist_steps"].items()) + "; the text-only model "
-        "has the generalist's steps).",
+        "has the generalist's steps). Training: " + (f"{r['workers']} one-thread worker processes side by side"
+                                                      if r["workers"] else "one run after another in one process")
+        + f", {r['seconds_training'] / 60:.1f} min.",
         "",
         f"Control: {r['episodes']} episodes per task on unseen seeds, prompted with a {r['prompt_tokens']}-token "
         "demonstration of the task, greedy actions (a continuous action: the expected value over its bins); "
