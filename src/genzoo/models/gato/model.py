@@ -209,8 +209,8 @@ def loss_weights(mask: torch.Tensor, reduction: str = "token") -> torch.Tensor:
     """The weight of each target position (B, T - 1) in a batch's loss; they sum to 1 over the targets.
 
     "token": 1 / (targets in the batch), the paper's eq. 2 (sec. 2.3) up to its constant: a window of text, whose
-    every token is a target, weighs about as much as 5 to 25 control windows, which have a target in 1 position of
-    5 or 6 (or fewer, with image observations). "window": 1 / (targets in its window x windows with a target), the
+    every token is a target, weighs about as much as 4 to 6 control windows, which have a target in 1 position of 4
+    (MountainCar) to 6 (CartPole, the grid world's 4 patches). "window": 1 / (targets in its window x windows with a target), the
     mean over windows of each window's mean, so that a task's share of the gradient is its share of the windows
     (`data.mixture`)."""
     mask = mask.float()
