@@ -210,9 +210,9 @@ def loss_weights(mask: torch.Tensor, reduction: str = "token") -> torch.Tensor:
 
     "token": 1 / (targets in the batch), the paper's eq. 2 (sec. 2.3) up to its constant: a window of text, whose
     every token is a target, weighs about as much as 4 to 6 control windows, which have a target in 1 position of 4
-    (MountainCar) to 6 (CartPole, the grid world's 4 patches). "window": 1 / (targets in its window x windows with a target), the
-    mean over windows of each window's mean, so that a task's share of the gradient is its share of the windows
-    (`data.mixture`)."""
+    (MountainCar) to 6 (CartPole, the grid world's 4 patches). "window": 1 / (targets in its window x windows with
+    a target), the mean over windows of each window's mean, so that a task's share of the gradient is its share of
+    the windows (`data.mixture`)."""
     mask = mask.float()
     if reduction == "token":
         return mask / mask.sum().clamp(min=1)
