@@ -2,9 +2,10 @@
 
 A rank of a torchrun job leaves through `os._exit` once the command has returned (its run saved, its process group
 destroyed, its output flushed): gloo's C++ worker threads can still hold finished work when the interpreter is torn
-down, and destroying it then aborts the process ("terminate called without an active exception", SIGABRT; seen in
-about 1 of 10 two-rank FSDP2 runs here; pytorch/pytorch PR 179291 describes the race), which torchrun reports as a
-failed job although the training succeeded."""
+down, and destroying it then aborts the process ("terminate called without an active exception", SIGABRT; seen
+twice in full runs of the test suite, once in a two-rank FSDP2 `genzoo train` and once in a two-process FSDP test;
+pytorch/pytorch PR 179291 describes the race), which torchrun reports as a failed job although the training
+succeeded."""
 
 import logging
 import os
