@@ -251,7 +251,8 @@ def plot_scores(r: dict, path: Path) -> None:
     axes[0].axhline(1.0, color="grey", lw=0.8, ls="--")
     axes[0].set_xticks(x, [n if n != "caption" else "caption\n(accuracy)" for n in names], fontsize=8)
     axes[0].set_ylabel("(return - random) / (expert - random)", fontsize=8)
-    axes[0].legend(fontsize=7)
+    axes[0].set_ylim(top=max(1.0, *gen, *spe) + 0.3)  # room above the bars for the legend
+    axes[0].legend(fontsize=7, loc="upper center", ncol=2)
     axes[0].set_title("normalised score per task", fontsize=9)
     if "text" in r:
         axes[1].bar([0, 1], [r["text"]["generalist"], r["text"]["text_only"]], color=["C0", "C1"])
