@@ -76,13 +76,14 @@ def train_run(recipe_sets: dict, directory: Path, tokenizer_from: Path | None) -
     from ..rundir import seed_run
     from ..train import load_recipe, train
 
+    if (directory / "model.safetensors").exists():
+        return 0.0
     recipe = load_recipe("gato-nano", recipe_sets)
     t0 = time.perf_counter()
-    if not (directory / "model.safetensors").exists():
-        shutil.rmtree(directory, ignore_errors=True)
-        if tokenizer_from is not None:
-            seed_run(directory, {"tokenizer.json": tokenizer_from / "tokenizer.json"})
-        train(recipe, directory)
+    shutil.rmtree(directory, ignore_errors=True)
+    if tokenizer_from is not None:
+        seed_run(directory, {"tokenizer.json": tokenizer_from / "tokenizer.json"})
+    train(recipe, directory)
     return time.perf_counter() - t0
 
 
